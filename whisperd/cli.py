@@ -1,0 +1,199 @@
+"""whisperctl: transcribe files and look after the daemon from the command line.
+
+Imports stay light (no numpy, no faster-whisper): this runs on every invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from whisperd import __version__
+from whisperd.client import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Client,
+    ClientError,
+)
+from whisperd.config import ClientConfig, ConfigError, load_section, read_toml
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whisperctl",
+        description="Local speech-to-text: talk to the whisperd daemon.",
+        epilog="Exit status: 0 ok, 1 request failed, 2 usage or configuration, "
+        "3 daemon unavailable, 4 timed out, 5 protocol mismatch.",
+    )
+    parser.add_argument("--version", action="version", version=f"whisperctl {__version__}")
+    parser.add_argument("--socket", help="daemon socket (default: $XDG_RUNTIME_DIR/whisperd.sock)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for an answer")
+    parser.add_argument("--config", help="configuration file")
+    parser.add_argument(
+        "--no-autostart",
+        action="store_true",
+        help="do not start whisperd when nothing answers",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    transcribe = commands.add_parser("transcribe", help="print the text of audio files")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--json", action="store_true", help="full results, one JSON per line")
+    transcribe.add_argument("--language", help="language code (default: detect)")
+    transcribe.add_argument("--beam-size", type=int)
+    transcribe.add_argument("--initial-prompt", help="words to steer spelling (names, jargon)")
+    transcribe.add_argument("--no-vad", action="store_true", help="do not skip silence with VAD")
+    transcribe.add_argument(
+        "--without-timestamps", action="store_true", help="faster; segments lose their times"
+    )
+
+    commands.add_parser("status", help="model, device, idle timeout, requests served")
+    commands.add_parser("load", help="load the model now (warm up)")
+    commands.add_parser("unload", help="release the model's memory")
+    commands.add_parser("ping", help="check that whisperd answers")
+    commands.add_parser("doctor", help="check what dictation needs and say how to fix it")
+    return parser
+
+
+def transcribe_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.language:
+        options["language"] = args.language
+    if args.beam_size:
+        options["beam_size"] = args.beam_size
+    if args.initial_prompt:
+        options["initial_prompt"] = args.initial_prompt
+    if args.no_vad:
+        options["vad_filter"] = False
+    if args.without_timestamps:
+        options["without_timestamps"] = True
+    return options
+
+
+class Progress:
+    """Shows how far a long file has got, on stderr, only when stderr is a terminal."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, segment: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        seconds = int(float(segment.get("end", 0)))
+        sys.stderr.write(f"\r{self.name}: {seconds // 60:02d}:{seconds % 60:02d} transcribed")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
+    options = transcribe_options(args)
+    several = len(args.files) > 1
+    failures = 0
+    for index, path in enumerate(args.files):
+        progress = Progress(path)
+        try:
+            result = client.transcribe_file(path, options, progress)
+        except OSError as exc:
+            print(f"whisperctl: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            failures += 1
+            continue
+        except ClientError as exc:
+            progress.clear()
+            if exc.code not in ("bad_audio", "audio_too_large"):
+                raise
+            print(f"whisperctl: {path}: {exc.message}", file=sys.stderr)
+            failures += 1
+            continue
+        progress.clear()
+        if args.json:
+            print(json.dumps({"file": path, **result}, ensure_ascii=False))
+        elif several:
+            print(f"{'' if index == 0 else chr(10)}==> {path} <==\n{result['text']}")
+        else:
+            print(result["text"])
+        sys.stdout.flush()
+    return 1 if failures else EXIT_OK
+
+
+def format_status(status: dict[str, Any]) -> str:
+    loaded = status.get("model_loaded")
+    model = status.get("model") or status.get("configured_model")
+    lines = [
+        f"whisperd {status.get('version')} (pid {status.get('pid')}), "
+        f"up {status.get('uptime', 0):.0f} s, "
+        f"{'socket-activated' if status.get('socket_activated') else 'self-started'}",
+        f"model:    {model} "
+        + (
+            f"loaded on {status.get('device')} ({status.get('compute_type')}) "
+            f"in {status.get('load_seconds') or 0:.2f} s"
+            if loaded
+            else ("loading" if status.get("loading") else "not loaded (loads on first request)")
+        ),
+        f"requests: {status.get('requests_served')} served, {status.get('queue_length')} queued",
+    ]
+    idle = status.get("idle_exit_in")
+    lines.append(
+        f"idle:     exits {idle:.0f} s after the last client leaves"
+        if idle is not None
+        else "idle:     busy; the idle timer starts when work is done"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, config: ClientConfig) -> int:
+    if args.command == "doctor":
+        from whisperd.doctor import run_doctor
+
+        return int(run_doctor())
+    with Client.connect(
+        args.socket,
+        timeout=args.timeout or config.timeout,
+        autostart=config.autostart and not args.no_autostart,
+        connect_timeout=config.connect_timeout,
+    ) as client:
+        if args.command == "transcribe":
+            return cmd_transcribe(client, args)
+        if args.command == "status":
+            print(format_status(client.status()))
+        elif args.command == "load":
+            reply = client.load()
+            print(
+                f"model {reply.get('model')} loaded on {reply.get('device')} "
+                f"({reply.get('compute_type')}) in {reply.get('load_seconds', 0):.2f} s"
+            )
+        elif args.command == "unload":
+            client.unload()
+            print("model unloaded")
+        elif args.command == "ping":
+            client.ping()
+            print("pong")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_section(read_toml(args.config), "client", ClientConfig)
+    except ConfigError as exc:
+        print(f"whisperctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(args, config)
+    except ClientError as exc:
+        print(f"whisperctl: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

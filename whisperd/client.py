@@ -1,0 +1,322 @@
+"""A blocking client for whisperd, standard library only (whisperctl must start fast).
+
+It connects to the socket, starting the daemon when nothing answers: through the systemd
+user manager when one is there, else by spawning ``whisperd`` in the background.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from whisperd.protocol import (
+    MAX_AUDIO_FRAME,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    RequestId,
+    encode_frame,
+    encode_message,
+    recv_message,
+    send_message,
+)
+
+SegmentCallback = Callable[[dict[str, Any]], None]
+
+# Exit codes of whisperctl, documented in docs/protocol.md and the README.
+EXIT_OK = 0
+EXIT_REQUEST_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_PROTOCOL = 5
+
+
+class ClientError(Exception):
+    exit_code = EXIT_REQUEST_FAILED
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class DaemonUnavailable(ClientError):
+    exit_code = EXIT_UNAVAILABLE
+
+
+class DaemonTimeout(ClientError):
+    exit_code = EXIT_TIMEOUT
+
+
+class ProtocolMismatch(ClientError):
+    exit_code = EXIT_PROTOCOL
+
+
+def _try_connect(path: str, timeout: float) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        return sock
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    except OSError:
+        sock.close()
+        raise
+
+
+def _systemd_can_activate(path: str) -> bool:
+    """Start whisperd.socket through the user manager, if there is one and it owns ``path``."""
+    from whisperd.config import default_socket_path
+
+    if path != str(default_socket_path()) or not shutil.which("systemctl"):
+        return False
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
+        return False
+    try:
+        done = subprocess.run(
+            ["systemctl", "--user", "start", "whisperd.socket"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and os.path.exists(path)
+
+
+def spawn_daemon(path: str) -> None:
+    """Start whisperd in the background (no systemd): same idle exit, logs to a file."""
+    log_path = Path(path).with_name("whisperd.log")
+    with open(log_path, "ab") as log_file:
+        subprocess.Popen(
+            [sys.executable, "-m", "whisperd.server", "--socket", path],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # survives our exit and our terminal's signals
+            close_fds=True,
+        )
+
+
+def connect_socket(path: str, connect_timeout: float, autostart: bool) -> socket.socket:
+    sock = _try_connect(path, connect_timeout)
+    if sock is not None:
+        return sock
+    if not autostart:
+        raise DaemonUnavailable(
+            "unavailable", f"whisperd is not running (nothing listens on {path})"
+        )
+    if not _systemd_can_activate(path):
+        spawn_daemon(path)
+    deadline = time.monotonic() + connect_timeout
+    while time.monotonic() < deadline:
+        sock = _try_connect(path, connect_timeout)
+        if sock is not None:
+            return sock
+        time.sleep(0.02)
+    raise DaemonUnavailable(
+        "unavailable",
+        f"whisperd did not start within {connect_timeout:.0f} s (socket {path}); "
+        f"see {Path(path).with_name('whisperd.log')} or `journalctl --user -u whisperd`",
+    )
+
+
+class Client:
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self.ids = itertools.count(1)
+        self.server_info: dict[str, Any] = {}
+
+    @classmethod
+    def connect(
+        cls,
+        socket_path: str | None = None,
+        timeout: float = 30.0,
+        autostart: bool = True,
+        connect_timeout: float = 10.0,
+    ) -> Client:
+        from whisperd.config import default_socket_path
+
+        path = str(socket_path or os.environ.get("WHISPERD_SOCKET") or default_socket_path())
+        try:
+            sock = connect_socket(path, connect_timeout, autostart)
+        except OSError as exc:
+            raise DaemonUnavailable("unavailable", f"cannot connect to {path}: {exc}") from None
+        client = cls(sock, timeout)
+        try:
+            client.server_info = client.request(
+                {"type": "hello", "version": PROTOCOL_VERSION, "client": "whisperd-client"}
+            )
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- plumbing
+
+    def next_id(self) -> int:
+        return next(self.ids)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            send_message(self.sock, message)
+        except OSError as exc:
+            raise DaemonUnavailable(
+                "unavailable", f"whisperd closed the connection: {exc}"
+            ) from None
+
+    def receive(self) -> dict[str, Any]:
+        self.sock.settimeout(self.timeout)
+        try:
+            return recv_message(self.sock)
+        except TimeoutError:
+            raise DaemonTimeout(
+                "timeout", f"whisperd did not answer within {self.timeout:.0f} s"
+            ) from None
+        except ProtocolError as exc:
+            raise ProtocolMismatch(exc.code, exc.message) from None
+        except OSError as exc:
+            raise DaemonUnavailable(
+                "unavailable", f"whisperd closed the connection: {exc}"
+            ) from None
+
+    def wait_reply(
+        self, request_id: RequestId, on_segment: SegmentCallback | None = None
+    ) -> dict[str, Any]:
+        while True:
+            message = self.receive()
+            if message.get("id") != request_id:
+                continue  # a late reply to a request we gave up on
+            kind = message.get("type")
+            if kind == "segment":
+                if on_segment is not None:
+                    on_segment(message)
+                continue
+            if kind == "error":
+                code = str(message.get("code"))
+                text = str(message.get("message"))
+                if code == "unsupported_version":
+                    raise ProtocolMismatch(code, text)
+                raise ClientError(code, text)
+            return message
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        message = {"id": self.next_id(), **message}
+        self.send(message)
+        return self.wait_reply(message["id"])
+
+    # -- operations
+
+    def ping(self) -> None:
+        self.request({"type": "ping"})
+
+    def status(self) -> dict[str, Any]:
+        return self.request({"type": "status"})
+
+    def load(self) -> dict[str, Any]:
+        return self.request({"type": "load"})
+
+    def unload(self) -> None:
+        self.request({"type": "unload"})
+
+    def start_stream(
+        self,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        encoding: str = "s16le",
+        options: dict[str, Any] | None = None,
+    ) -> AudioStream:
+        """Begin a PCM transcription; the daemon starts loading the model at once."""
+        message = {
+            "type": "transcribe",
+            "format": "pcm",
+            "encoding": encoding,
+            "sample_rate": sample_rate,
+            "channels": channels,
+            "options": options or {},
+        }
+        return self._start(message)
+
+    def start_file(self, options: dict[str, Any] | None = None) -> AudioStream:
+        return self._start({"type": "transcribe", "format": "file", "options": options or {}})
+
+    def _start(self, message: dict[str, Any]) -> AudioStream:
+        request_id = self.next_id()
+        self.send({"id": request_id, **message})
+        self.wait_reply(request_id)  # "accepted", or an error for a bad field
+        return AudioStream(self, request_id)
+
+    def transcribe_file(
+        self,
+        path: str | os.PathLike[str],
+        options: dict[str, Any] | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> dict[str, Any]:
+        with open(path, "rb") as handle:
+            stream = self.start_file(options)
+            for chunk in _chunks(handle):
+                stream.send(chunk)
+            return stream.finish(on_segment)
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    while chunk := handle.read(MAX_AUDIO_FRAME):
+        yield chunk
+
+
+class AudioStream:
+    """Audio of one transcription, sent as it becomes available."""
+
+    def __init__(self, client: Client, request_id: int) -> None:
+        self.client = client
+        self.id = request_id
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), MAX_AUDIO_FRAME):
+            part = bytes(view[start : start + MAX_AUDIO_FRAME])
+            header = encode_message({"type": "audio", "id": self.id, "size": len(part)})
+            try:
+                self.client.sock.sendall(header + encode_frame(part))
+            except OSError as exc:
+                raise DaemonUnavailable(
+                    "unavailable", f"whisperd closed the connection: {exc}"
+                ) from None
+
+    def finish(self, on_segment: SegmentCallback | None = None) -> dict[str, Any]:
+        self.client.send({"type": "end", "id": self.id})
+        result = self.client.wait_reply(self.id, on_segment)
+        result["text"] = str(result.get("text", "")).strip()
+        return result
+
+    def cancel(self) -> None:
+        self.client.send({"type": "cancel", "id": self.id})
