@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,11 +93,14 @@ class Typer:
         self._debug = debug_log_text
         self._pressed: list[int] = []
 
-    def type_text(self, text: str) -> TypeReport:
+    def type_text(self, text: str, cancel: threading.Event | None = None) -> TypeReport:
         report = TypeReport()
         try:
             pending: list[str] = []  # a run of characters waiting for the clipboard
             for char in text:
+                if cancel is not None and cancel.is_set():
+                    log.warning("typing cancelled")
+                    break
                 stroke = self.charmap.stroke(char)
                 if stroke is not None:
                     self._flush_clipboard(pending, report)

@@ -1,0 +1,246 @@
+"""Microphone capture through sounddevice (PortAudio), 16-bit mono PCM.
+
+By default the input stream stays open between recordings and keeps the last
+``preroll`` seconds in a small ring buffer in memory (never written anywhere), so a
+recording starts with the audio from just before the key went down: opening a stream
+through PulseAudio/PipeWire can take longer than the first syllable. With ``keep_open``
+off the stream is opened at key-down instead (no pre-roll, no "microphone in use"
+indicator between recordings).
+
+A device that cannot record at 16 kHz is recorded at its default rate; the daemon
+resamples (the protocol accepts any rate from 8 to 192 kHz).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+SAMPLE_WIDTH = 2  # s16le
+BLOCK_SECONDS = 0.02
+
+
+class AudioUnavailable(Exception):
+    """No usable input device; the message says why and what to do."""
+
+
+class Capture(Protocol):
+    """One recording: PCM chunks as they come, until stopped and drained."""
+
+    sample_rate: int
+
+    def read(self, timeout: float) -> bytes | None:
+        """The next chunk; b"" on timeout; None once stopped and drained."""
+        ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def duration(self) -> float: ...
+
+
+class AudioRecorder(Protocol):
+    sample_rate: int
+
+    def begin(self) -> Capture: ...
+
+    def close(self) -> None: ...
+
+
+class QueueCapture:
+    """A capture fed by a producer (the PortAudio callback, or a test)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._bytes = 0
+        self._stopped = False
+        self._done = False
+
+    def push(self, data: bytes) -> None:
+        if not self._stopped:
+            self._bytes += len(data)
+            self._queue.put(data)
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._queue.put(None)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def read(self, timeout: float) -> bytes | None:
+        if self._done:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return b""
+        if item is None:
+            self._done = True
+        return item
+
+    @property
+    def duration(self) -> float:
+        return self._bytes / (SAMPLE_WIDTH * self.sample_rate)
+
+
+def parse_device(spec: str | int) -> str | int | None:
+    """ "" -> the default input, "3" or 3 -> index 3, anything else -> a name (substring)."""
+    if isinstance(spec, int):
+        return spec
+    spec = spec.strip()
+    if not spec:
+        return None
+    return int(spec) if spec.isdigit() else spec
+
+
+def import_sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError as exc:  # raised when the PortAudio library itself is missing
+        raise AudioUnavailable(
+            f"PortAudio is not available ({exc}): install the libportaudio2 package"
+        ) from None
+    return sounddevice
+
+
+class SoundDeviceRecorder:
+    def __init__(
+        self,
+        device: str | int = "",
+        sample_rate: int = 16000,
+        keep_open: bool = True,
+        preroll: float = 0.3,
+    ) -> None:
+        self._sd = import_sounddevice()
+        self.device = parse_device(device)
+        self.sample_rate = self._pick_rate(sample_rate)
+        self.keep_open = keep_open
+        self._preroll_bytes = int(preroll * self.sample_rate) * SAMPLE_WIDTH
+        self._ring: collections.deque[bytes] = collections.deque()
+        self._ring_bytes = 0
+        self._lock = threading.Lock()
+        self._capture: QueueCapture | None = None
+        self._stream: Any = None
+        if keep_open:
+            self._stream = self._open()
+
+    def _pick_rate(self, wanted: int) -> int:
+        try:
+            self._sd.check_input_settings(
+                device=self.device, channels=1, dtype="int16", samplerate=wanted
+            )
+            return wanted
+        except (ValueError, self._sd.PortAudioError) as exc:
+            try:
+                info = self._sd.query_devices(self.device, "input")
+            except (ValueError, self._sd.PortAudioError) as err:
+                raise AudioUnavailable(
+                    f"no usable input device {self.device!r}: {err} "
+                    "(list them with `whisperd-keys --list-audio-devices`)"
+                ) from None
+            rate = int(info["default_samplerate"])
+            log.info(
+                "input device cannot record at %d Hz (%s); recording at %d Hz", wanted, exc, rate
+            )
+            return rate
+
+    def _open(self) -> Any:
+        try:
+            stream = self._sd.RawInputStream(
+                samplerate=self.sample_rate,
+                channels=1,
+                dtype="int16",
+                device=self.device,
+                blocksize=int(self.sample_rate * BLOCK_SECONDS),
+                callback=self._callback,
+            )
+            stream.start()
+        except (ValueError, self._sd.PortAudioError) as exc:
+            raise AudioUnavailable(f"cannot open the input device {self.device!r}: {exc}") from None
+        return stream
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        data = bytes(indata)
+        if status:
+            log.debug("audio status: %s", status)
+        with self._lock:
+            if self._capture is not None and not self._capture.stopped:
+                self._capture.push(data)
+                return
+            self._ring.append(data)
+            self._ring_bytes += len(data)
+            while self._ring and self._ring_bytes - len(self._ring[0]) >= self._preroll_bytes:
+                self._ring_bytes -= len(self._ring.popleft())
+
+    def begin(self) -> Capture:
+        capture = QueueCapture(self.sample_rate)
+        with self._lock:
+            for chunk in self._ring:  # the pre-roll: audio from just before the key
+                capture.push(chunk)
+            self._ring.clear()
+            self._ring_bytes = 0
+            self._capture = capture
+        if self._stream is None:
+            self._stream = self._open()
+        return _StoppingCapture(capture, self)
+
+    def _ended(self, capture: QueueCapture) -> None:
+        with self._lock:
+            if self._capture is capture:
+                self._capture = None
+        if not self.keep_open and self._stream is not None:
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        try:
+            stream.stop()
+            stream.close()
+        except self._sd.PortAudioError as exc:
+            log.warning("closing the input stream failed: %s", exc)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._close_stream()
+
+
+class _StoppingCapture:
+    """Wraps a capture so that stopping it also tells the recorder."""
+
+    def __init__(self, capture: QueueCapture, recorder: SoundDeviceRecorder) -> None:
+        self._capture = capture
+        self._recorder = recorder
+        self.sample_rate = capture.sample_rate
+
+    def read(self, timeout: float) -> bytes | None:
+        return self._capture.read(timeout)
+
+    def stop(self) -> None:
+        self._capture.stop()
+        self._recorder._ended(self._capture)
+
+    @property
+    def duration(self) -> float:
+        return self._capture.duration
+
+
+def list_input_devices() -> list[str]:
+    sd = import_sounddevice()
+    lines = []
+    default_in = sd.default.device[0] if isinstance(sd.default.device, list | tuple) else None
+    for index, info in enumerate(sd.query_devices()):
+        if info["max_input_channels"] > 0:
+            mark = "*" if index == default_in else " "
+            lines.append(
+                f"{mark}{index:3d}  {info['name']}  ({int(info['default_samplerate'])} Hz)"
+            )
+    return lines
