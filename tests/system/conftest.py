@@ -49,8 +49,15 @@ def need_host_tools() -> None:
     ]
     missing += [
         t
-        for t in ("systemctl", "journalctl", "systemd-analyze", "unshare", "nsenter", "setpriv",
-                  "setfacl")
+        for t in (
+            "systemctl",
+            "journalctl",
+            "systemd-analyze",
+            "unshare",
+            "nsenter",
+            "setpriv",
+            "setfacl",
+        )
         if not shutil.which(t)
     ]
     if missing:
@@ -87,7 +94,10 @@ class UserManager:
         )
         env = dict(os.environ, WHISPERD_SYSTEST_PATHS=paths)
         done = subprocess.run(
-            [str(HOSTMGR), "start", str(self.state)], env=env, capture_output=True, text=True,
+            [str(HOSTMGR), "start", str(self.state)],
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
         if done.returncode != 0:
@@ -114,12 +124,16 @@ class UserManager:
         return self.home / ".config/systemd/user"
 
     # -- commands
-    def run(self, *cmd: str, timeout: float = 120, check: bool = False,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *cmd: str, timeout: float = 120, check: bool = False, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command as the test user, inside the manager's mount namespace."""
         done = subprocess.run(
-            [str(HOSTMGR), "user", str(self.state), *cmd], capture_output=True, text=True,
-            timeout=timeout, input=input,
+            [str(HOSTMGR), "user", str(self.state), *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
         if check and done.returncode != 0:
             raise AssertionError(
@@ -135,17 +149,18 @@ class UserManager:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def journal(self, unit: str = "whisperd.service", *extra: str) -> str:
-        return self.run("journalctl", "--user", "-u", unit, "--no-pager", "-o", "cat",
-                        *extra).stdout
+        return self.run(
+            "journalctl", "--user", "-u", unit, "--no-pager", "-o", "cat", *extra
+        ).stdout
 
     def write_user_file(self, rel: str, text: str) -> Path:
         path = self.home / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        uid = self.uid
+        uid, gid = self.uid, os.stat(self.home).st_gid
         p = path
         while p != self.home:
-            os.chown(p, uid, uid)
+            os.chown(p, uid, gid)
             p = p.parent
         return path
 
