@@ -38,6 +38,15 @@ _PREFERRED_MODIFIER_KEYS = (
 # terminals in "application keypad" mode, so they are used only as a last resort.
 _KEYPAD_KEYSYMS = range(0xFF80, 0xFFBE)
 
+# X11 key codes stop at 255, so evdev codes from 248 on never reach X11 applications
+# (Xwayland included): such keys (KEY_EURO, ...) are not used, the fallback is.
+_X11_MAX_EVDEV_CODE = 255 - XKB_OFFSET
+
+# The keys every PC keyboard has (main block, function keys, keypad up to KEY_102ND);
+# others (KEY_KPLEFTPAREN, KEY_DOLLAR, ...) only when a character has no other key.
+_LAST_COMMON_KEY = ecodes.KEY_F12
+_KEYPAD_CODES = frozenset({ecodes.KEY_KPASTERISK, *range(ecodes.KEY_KP7, ecodes.KEY_KPDOT + 1)})
+
 _CONTROL_CHARS = {"\n": ecodes.KEY_ENTER, "\t": ecodes.KEY_TAB}
 
 
@@ -186,7 +195,7 @@ class CharMap:
         best: dict[str, tuple[tuple[int, int, int, int], KeyStroke]] = {}
         for code in self._evdev_keys():
             keycode = code + XKB_OFFSET
-            if self.keymap.num_layouts_for_key(keycode) < 1:
+            if code > _X11_MAX_EVDEV_CODE or self.keymap.num_layouts_for_key(keycode) < 1:
                 continue
             for level in range(self.keymap.num_levels_for_key(keycode, 0)):
                 syms = self.keymap.key_get_syms_by_level(keycode, 0, level)
@@ -195,13 +204,15 @@ class CharMap:
                 char = xkb.keysym_to_string(syms[0])
                 if not char or len(char) != 1 or not char.isprintable():
                     continue
-                keypad = syms[0] in _KEYPAD_KEYSYMS
+                unusual = (
+                    syms[0] in _KEYPAD_KEYSYMS or code in _KEYPAD_CODES or code > _LAST_COMMON_KEY
+                )
                 for mask in self.keymap.key_get_mods_for_level(keycode, 0, level):
                     mods = self._modifier_keys.get(mask)
                     if mods is None:
                         continue
                     stroke = KeyStroke(code, mods)
-                    score = (int(keypad), len(mods), level, code)
+                    score = (int(unusual), len(mods), level, code)
                     if (char not in best or score < best[char][0]) and self._verify(stroke, char):
                         best[char] = (score, stroke)
         self._strokes = {char: stroke for char, (_, stroke) in best.items()}

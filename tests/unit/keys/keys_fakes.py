@@ -132,7 +132,12 @@ class FakeClient:
         options: dict[str, Any] | None = None,
     ) -> FakeStream:
         self.stream_args.append(
-            {"sample_rate": sample_rate, "channels": channels, "encoding": encoding, "options": options}
+            {
+                "sample_rate": sample_rate,
+                "channels": channels,
+                "encoding": encoding,
+                "options": options,
+            }
         )
         stream = FakeStream(self)
         self.streams.append(stream)

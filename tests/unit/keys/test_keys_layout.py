@@ -38,7 +38,9 @@ def charmaps() -> dict[tuple[str, str], CharMap]:
     return {key: CharMap.for_layout(LayoutName(*key)) for key in ROUND_TRIPS}
 
 
-def type_events(charmap: CharMap, text: str, fallback: Fallback = Fallback.SKIP) -> list[tuple[int, int]]:
+def type_events(
+    charmap: CharMap, text: str, fallback: Fallback = Fallback.SKIP
+) -> list[tuple[int, int]]:
     keyboard = RecordingKeyboard()
     typer = Typer(keyboard, charmap, fallback=fallback, delay=0, sleep=lambda s: None)
     report = typer.type_text(text)

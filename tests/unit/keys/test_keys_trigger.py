@@ -66,14 +66,24 @@ def test_golden(name: str) -> None:
 
 def test_hold_starts_and_stops_once_ignoring_repeat() -> None:
     lines = replay("hold_basic")
-    assert [line.split()[1] for line in lines if "forward" not in line] == ["START", "STOP", "START", "STOP"]
+    assert [line.split()[1] for line in lines if "forward" not in line] == [
+        "START",
+        "STOP",
+        "START",
+        "STOP",
+    ]
     assert not any("KEY_INSERT" in line for line in lines), "the trigger must be suppressed"
     assert sum("KEY_A" in line for line in lines) == 2, "other keys pass through while recording"
 
 
 def test_auto_tells_tap_from_hold() -> None:
     lines = [line for line in replay("auto") if "forward" not in line]
-    assert lines == ["  0.000 START", "  3.000 STOP toggle", "  5.000 START", "  6.200 STOP release"]
+    assert lines == [
+        "  0.000 START",
+        "  3.000 STOP toggle",
+        "  5.000 START",
+        "  6.200 STOP release",
+    ]
 
 
 def test_unplug_mid_hold_stops_and_new_keyboard_works() -> None:
@@ -96,7 +106,12 @@ def test_combo_only_main_key_suppressed() -> None:
 
 def test_max_length_then_release_does_nothing() -> None:
     lines = [line for line in replay("max_length") if "forward" not in line]
-    assert lines == ["  0.000 START", "  5.000 STOP max_length", "  8.000 START", "  8.800 STOP release"]
+    assert lines == [
+        "  0.000 START",
+        "  5.000 STOP max_length",
+        "  8.000 START",
+        "  8.800 STOP release",
+    ]
 
 
 def test_keys_down_tracks_devices() -> None:
