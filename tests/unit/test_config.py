@@ -1,0 +1,255 @@
+"""whisperd/config.py: every key is typed and validated, and errors name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from whisperd.config import (
+    ClientConfig,
+    ConfigError,
+    DaemonConfig,
+    config_path,
+    load_section,
+    read_toml,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A value of the wrong type for each kind of default.
+WRONG_TYPE: dict[type, list[Any]] = {
+    str: [1, True, 1.5, ["x"], {"a": 1}],
+    int: ["1", True, 1.5, [1]],
+    float: ["1.0", True, [1.0]],
+    bool: [1, 0, "true", 1.0],
+}
+
+
+def daemon_keys() -> list[tuple[str, Any]]:
+    return [(f.name, getattr(DaemonConfig(), f.name)) for f in dataclasses.fields(DaemonConfig)]
+
+
+def client_keys() -> list[tuple[str, Any]]:
+    return [(f.name, getattr(ClientConfig(), f.name)) for f in dataclasses.fields(ClientConfig)]
+
+
+def test_defaults_are_valid() -> None:
+    DaemonConfig().validate()
+    ClientConfig().validate()
+    assert load_section({}, "daemon", DaemonConfig) == DaemonConfig()
+    assert load_section({}, "client", ClientConfig) == ClientConfig()
+
+
+def test_documented_defaults() -> None:
+    config = DaemonConfig()
+    assert config.max_audio_bytes == 256 * 1024 * 1024
+    assert config.max_audio_seconds == 4 * 3600
+    assert config.min_duration == 0.15
+    assert config.min_rms == 0.0005
+    assert config.vad_filter is True
+    assert config.allow_download is False
+
+
+@pytest.mark.parametrize(("key", "default"), daemon_keys())
+def test_every_daemon_key_type_checked_and_named(key: str, default: Any) -> None:
+    for wrong in WRONG_TYPE[type(default)]:
+        with pytest.raises(ConfigError) as info:
+            load_section({"daemon": {key: wrong}}, "daemon", DaemonConfig)
+        assert info.value.key == f"daemon.{key}"
+        assert f"daemon.{key}" in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "default"), client_keys())
+def test_every_client_key_type_checked_and_named(key: str, default: Any) -> None:
+    for wrong in WRONG_TYPE[type(default)]:
+        with pytest.raises(ConfigError) as info:
+            load_section({"client": {key: wrong}}, "client", ClientConfig)
+        assert info.value.key == f"client.{key}"
+
+
+@pytest.mark.parametrize(("key", "default"), daemon_keys())
+def test_every_daemon_key_accepts_its_default(key: str, default: Any) -> None:
+    config = load_section({"daemon": {key: default}}, "daemon", DaemonConfig)
+    assert getattr(config, key) == default
+
+
+def test_int_accepted_for_float_keys() -> None:
+    config = load_section({"daemon": {"idle_timeout": 30}}, "daemon", DaemonConfig)
+    assert config.idle_timeout == 30.0 and isinstance(config.idle_timeout, float)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("model", ""),
+        ("model", "   "),
+        ("device", "tpu"),
+        ("compute_type", "int4"),
+        ("cpu_threads", -1),
+        ("cpu_threads", 257),
+        ("beam_size", 0),
+        ("beam_size", 21),
+        ("idle_timeout", 0),
+        ("idle_timeout", -1.0),
+        ("idle_timeout", float("nan")),
+        ("min_duration", -0.1),
+        ("min_duration", 11.0),
+        ("min_rms", -0.1),
+        ("min_rms", 1.0),
+        ("max_audio_bytes", 4194303),
+        ("max_audio_bytes", 8 * 1024**3 + 1),
+        ("max_audio_seconds", 0),
+        ("max_audio_seconds", -5.0),
+        ("max_audio_seconds", float("nan")),
+    ],
+)
+def test_out_of_range_values_name_the_key(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_section({"daemon": {key: value}}, "daemon", DaemonConfig)
+    assert info.value.key == f"daemon.{key}"
+    assert f"daemon.{key}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("timeout", 0), ("timeout", -1.0), ("connect_timeout", 0)]
+)
+def test_client_out_of_range(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_section({"client": {key: value}}, "client", ClientConfig)
+    assert info.value.key == f"client.{key}"
+
+
+def test_in_range_values_accepted() -> None:
+    values = {
+        "model": "/opt/models/small",
+        "device": "cpu",
+        "compute_type": "float32",
+        "cpu_threads": 4,
+        "beam_size": 1,
+        "language": "de",
+        "idle_timeout": 0.5,
+        "min_duration": 0,
+        "min_rms": 0,
+        "max_audio_bytes": 4194304,
+        "max_audio_seconds": 1,
+        "allow_download": True,
+        "fast_short_audio": False,
+        "debug_log_text": True,
+        "socket_path": "/tmp/x.sock",
+    }
+    config = load_section({"daemon": values}, "daemon", DaemonConfig)
+    for key, value in values.items():
+        assert getattr(config, key) == value
+
+
+def test_unknown_key_refused_and_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_section({"daemon": {"idle_timout": 5}}, "daemon", DaemonConfig)
+    assert info.value.key == "daemon.idle_timout"
+    assert "unknown key" in str(info.value)
+    assert "idle_timeout" in str(info.value)  # the known keys are listed
+
+
+def test_section_must_be_a_table() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_section({"daemon": 5}, "daemon", DaemonConfig)
+    assert info.value.key == "daemon"
+
+
+def test_other_sections_are_ignored_by_a_section_loader() -> None:
+    raw = {"client": {"timeout": 5}, "keys": {"whatever": 1}}
+    assert load_section(raw, "daemon", DaemonConfig) == DaemonConfig()
+
+
+def test_read_toml(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[daemon]\nidle_timeout = 30\nmodel = "tiny.en"\n')
+    assert read_toml(path) == {"daemon": {"idle_timeout": 30, "model": "tiny.en"}}
+
+
+def test_missing_file_is_empty(tmp_path: Path) -> None:
+    assert read_toml(tmp_path / "absent.toml") == {}
+
+
+@pytest.mark.parametrize(
+    "text", ["[daemon\nidle_timeout = 1", "idle_timeout = ", "a = 1\na = 2", "\xff = 1"]
+)
+def test_bad_toml_is_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        read_toml(path)
+    assert str(path) in str(info.value)
+    assert "TOML" in str(info.value)
+
+
+def test_config_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert config_path() == tmp_path / "whisperd" / "config.toml"
+
+
+def run_whisperd(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+    }
+    env.pop("LISTEN_FDS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "whisperd.server", "--socket", str(tmp_path / "s.sock"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--idle-timeout", "-1"], "daemon.idle_timeout"),
+        (["--idle-timeout", "0"], "daemon.idle_timeout"),
+        (["--beam-size", "0"], "daemon.beam_size"),
+        (["--cpu-threads", "-2"], "daemon.cpu_threads"),
+        (["--compute-type", "int3"], "daemon.compute_type"),
+    ],
+)
+def test_bad_command_line_value_exits_2_naming_the_key(
+    tmp_path: Path, args: list[str], key: str
+) -> None:
+    done = run_whisperd(tmp_path, *args)
+    assert done.returncode == 2, done.stderr
+    assert key in done.stderr
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_bad_config_file_exits_2_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "cfg" / "whisperd").mkdir(parents=True)
+    (tmp_path / "cfg" / "whisperd" / "config.toml").write_text('[daemon]\nidle_timeout = "soon"\n')
+    done = run_whisperd(tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "daemon.idle_timeout" in done.stderr
+
+
+def test_invalid_toml_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "cfg" / "whisperd").mkdir(parents=True)
+    (tmp_path / "cfg" / "whisperd" / "config.toml").write_text("[daemon\n")
+    done = run_whisperd(tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "TOML" in done.stderr
+
+
+def test_command_line_overrides_a_bad_file_value_is_still_checked(tmp_path: Path) -> None:
+    # The file is valid; the command line makes it invalid: still refused, naming the key.
+    (tmp_path / "cfg" / "whisperd").mkdir(parents=True)
+    (tmp_path / "cfg" / "whisperd" / "config.toml").write_text("[daemon]\nidle_timeout = 5\n")
+    done = run_whisperd(tmp_path, "--idle-timeout", "-3")
+    assert done.returncode == 2
+    assert "daemon.idle_timeout" in done.stderr
