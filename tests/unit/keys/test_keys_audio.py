@@ -1,0 +1,133 @@
+"""The recorder against a fake sounddevice module: pre-roll, rate fallback, errors."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+
+from whisperd.keys import audio
+from whisperd.keys.audio import AudioUnavailable, QueueCapture, SoundDeviceRecorder, parse_device
+
+
+class FakePortAudioError(Exception):
+    pass
+
+
+class FakeStream:
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.started = False
+        self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def feed(self, data: bytes) -> None:
+        self.kwargs["callback"](data, len(data) // 2, None, None)
+
+
+def fake_sd(supported_rates: tuple[int, ...] = (16000,), default_rate: float = 48000.0) -> Any:
+    streams: list[FakeStream] = []
+
+    def check_input_settings(**kwargs: Any) -> None:
+        if kwargs["samplerate"] not in supported_rates:
+            raise FakePortAudioError("Invalid sample rate")
+
+    def query_devices(device: Any = None, kind: str | None = None) -> Any:
+        if device == "missing":
+            raise ValueError("No input device matching 'missing'")
+        info = {"name": "Mic", "max_input_channels": 1, "default_samplerate": default_rate}
+        return info if kind else [info]
+
+    def raw_input_stream(**kwargs: Any) -> FakeStream:
+        stream = FakeStream(**kwargs)
+        streams.append(stream)
+        return stream
+
+    return types.SimpleNamespace(
+        PortAudioError=FakePortAudioError,
+        check_input_settings=check_input_settings,
+        query_devices=query_devices,
+        RawInputStream=raw_input_stream,
+        default=types.SimpleNamespace(device=[0, 0]),
+        streams=streams,
+    )
+
+
+def test_parse_device() -> None:
+    assert parse_device("") is None and parse_device(" 3 ") == 3 and parse_device(2) == 2
+    assert parse_device("USB") == "USB"
+
+
+def test_preroll_then_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    recorder = SoundDeviceRecorder(preroll=0.1)  # 1600 frames = 3200 bytes
+    stream = sd.streams[0]
+    assert stream.started and stream.kwargs["samplerate"] == 16000
+    assert stream.kwargs["blocksize"] == 320
+    for i in range(10):
+        stream.feed(bytes([i]) * 640)  # 20 ms blocks
+    capture = recorder.begin()
+    stream.feed(b"\xaa" * 640)
+    capture.stop()
+    stream.feed(b"\xbb" * 640)  # after stop: back into the ring, not the capture
+    chunks = []
+    while (chunk := capture.read(0.01)) is not None:
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    assert data[:640] == bytes([5]) * 640, "the last 0.1 s before key-down is kept"
+    assert data.endswith(b"\xaa" * 640) and b"\xbb" not in data
+    assert capture.duration == pytest.approx(0.12)
+    recorder.close()
+    assert stream.closed
+
+
+def test_rate_fallback_and_open_per_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+    sd = fake_sd(supported_rates=(44100,), default_rate=44100.0)
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    recorder = SoundDeviceRecorder(keep_open=False)
+    assert recorder.sample_rate == 44100 and sd.streams == []
+    capture = recorder.begin()
+    assert capture.sample_rate == 44100 and sd.streams[0].started
+    capture.stop()
+    assert sd.streams[0].closed
+
+
+def test_missing_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: fake_sd(supported_rates=()))
+    with pytest.raises(AudioUnavailable, match="missing"):
+        SoundDeviceRecorder(device="missing")
+
+
+def test_portaudio_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_portaudio(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    with pytest.raises(AudioUnavailable, match="libportaudio2"):
+        audio.import_sounddevice()
+
+
+def test_queue_capture_timeout_and_end() -> None:
+    capture = QueueCapture(16000)
+    assert capture.read(0.01) == b""
+    capture.push(b"ab")
+    capture.stop()
+    capture.push(b"cd")
+    assert capture.read(0.01) == b"ab"
+    assert capture.read(0.01) is None and capture.read(0.01) is None
