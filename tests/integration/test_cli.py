@@ -162,7 +162,8 @@ def test_whisperctl_imports_neither_numpy_nor_faster_whisper(daemon: RunningDaem
         "import sys\n"
         "from whisperd.cli import main\n"
         f"code = main(['--socket', {str(daemon.socket_path)!r}, 'status'])\n"
-        "heavy = [m for m in ('numpy', 'faster_whisper', 'ctranslate2', 'av') if m in sys.modules]\n"
+        "names = ('numpy', 'faster_whisper', 'ctranslate2', 'av')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
         "sys.exit(code)\n"
     )
