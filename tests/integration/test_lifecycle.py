@@ -266,3 +266,48 @@ def test_another_daemon_can_start_after_idle_exit(tmp_path: Path) -> None:
         wait_for_socket(again.socket_path, again.process)
     finally:
         stop_daemon(again)
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+def test_another_user_is_refused_even_through_an_open_socket(tmp_path: Path) -> None:
+    """The 0600 mode is the first wall; SO_PEERCRED is checked even if it is opened up."""
+    import tempfile
+
+    # pytest's own temp folders are private to root; this one must be traversable by nobody.
+    public = Path(tempfile.mkdtemp(prefix="whisperd-peercred-"))
+    public.chmod(0o755)
+    daemon = start_daemon(public, "--idle-timeout", "60")
+    try:
+        daemon.socket_path.parent.chmod(0o755)
+        daemon.socket_path.chmod(0o666)
+        probe = (
+            "import socket, struct, json\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.connect({str(daemon.socket_path)!r})\n"
+            "n = struct.unpack('>I', s.recv(4))[0]\n"
+            "print(json.loads(s.recv(n))['code'], s.recv(1) == b'')\n"
+        )
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                probe,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.stdout.strip() == "forbidden True", done.stderr
+        assert "refused a connection from uid 65534" in daemon.log()
+        sock = daemon.connect()  # its own user is still served
+        hello(sock)
+        assert ping(sock)["type"] == "pong"
+    finally:
+        stop_daemon(daemon)
+        shutil.rmtree(public, ignore_errors=True)
