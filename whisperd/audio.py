@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from faster_whisper.audio import decode_audio
 
-from whisperd.protocol import PCM_ENCODINGS, PcmFormat
+from whisperd.protocol import PcmFormat
 
 SAMPLE_RATE = 16000
 Samples = npt.NDArray[np.float32]
@@ -34,20 +34,10 @@ def decode_file(data: bytes) -> Samples:
 
 
 def decode_pcm(data: bytes, fmt: PcmFormat) -> Samples:
-    if len(data) % fmt.frame_bytes:
-        raise BadAudio(
-            f"{len(data)} bytes of {fmt.encoding} PCM with {fmt.channels} channel(s) is not a "
-            f"whole number of {fmt.frame_bytes}-byte frames"
-        )
-    if fmt.encoding == "s16le":
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-    else:
-        assert PCM_ENCODINGS[fmt.encoding] == 4
-        samples = np.nan_to_num(np.frombuffer(data, dtype="<f4").astype(np.float32))
-        samples = np.clip(samples, -1.0, 1.0)
-    if fmt.channels > 1:
-        samples = samples.reshape(-1, fmt.channels).mean(axis=1, dtype=np.float32)
-    return resample(samples, fmt.sample_rate)
+    """All of a PCM buffer at once (the streaming decoder does the work)."""
+    decoder = PcmStreamDecoder(fmt)
+    decoder.feed(data)
+    return decoder.finish()
 
 
 def resample(samples: Samples, rate: int) -> Samples:
@@ -67,3 +57,97 @@ def rms(samples: Samples) -> float:
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+class PcmStreamDecoder:
+    """Decodes PCM as it arrives, so a dictation stream is ready the moment it ends.
+
+    Frames may be split anywhere by the client; a partial sample frame is kept for the next
+    chunk. The resampler keeps its state across chunks, so chunking leaves no seams.
+    """
+
+    def __init__(self, fmt: PcmFormat) -> None:
+        self.fmt = fmt
+        self.rest = b""
+        self.parts: list[Samples] = []
+        self.length = 0
+        self.fed = 0
+        self.resampler = (
+            None
+            if fmt.sample_rate == SAMPLE_RATE
+            else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        )
+
+    def feed(self, data: bytes) -> None:
+        buffer = self.rest + data
+        whole = len(buffer) - len(buffer) % self.fmt.frame_bytes
+        self.rest = buffer[whole:]
+        if whole:
+            self._append(_mono(buffer[:whole], self.fmt))
+
+    def _append(self, samples: Samples) -> None:
+        if self.resampler is not None:
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = self.fmt.sample_rate
+            frame.pts = self.fed
+            self.fed += samples.size
+            samples = _frames_to_samples(self.resampler.resample(frame))
+        if samples.size:
+            self.parts.append(samples)
+            self.length += samples.size
+
+    def audio(self) -> Samples:
+        """Everything decoded so far (one array; cheap to call repeatedly)."""
+        if len(self.parts) > 1:
+            self.parts = [np.concatenate(self.parts)]
+        return self.parts[0] if self.parts else np.zeros(0, dtype=np.float32)
+
+    def finish(self) -> Samples:
+        if self.rest:
+            raise BadAudio(
+                f"the PCM audio is not a whole number of {self.fmt.frame_bytes}-byte frames "
+                f"({self.fmt.encoding}, {self.fmt.channels} channel(s)): {len(self.rest)} "
+                "byte(s) left over"
+            )
+        if self.resampler is not None:
+            tail = _frames_to_samples(self.resampler.resample(None))
+            if tail.size:
+                self.parts.append(tail)
+                self.length += tail.size
+            self.resampler = None
+        return self.audio()
+
+
+def _mono(data: bytes, fmt: PcmFormat) -> Samples:
+    if fmt.encoding == "s16le":
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        samples = np.nan_to_num(np.frombuffer(data, dtype="<f4").astype(np.float32))
+        samples = np.clip(samples, -1.0, 1.0)
+    if fmt.channels > 1:
+        samples = samples.reshape(-1, fmt.channels).mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _frames_to_samples(frames: list[av.AudioFrame]) -> Samples:
+    if not frames:
+        return np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(
+        np.concatenate([f.to_ndarray().reshape(-1) for f in frames]), dtype=np.float32
+    )
+
+
+def quiet_cut(samples: Samples, start: int, end: int, search_seconds: float) -> int:
+    """Where to cut a stream: the quietest 30 ms in its last ``search_seconds`` seconds.
+
+    Pauses between words are the quiet places, so a cut there splits no word.
+    """
+    frame = int(0.03 * SAMPLE_RATE)
+    low = max(start, end - int(search_seconds * SAMPLE_RATE))
+    count = (end - low) // frame
+    if count < 1:
+        return end
+    region = samples[low : low + count * frame].reshape(count, frame)
+    energy = np.mean(np.square(region, dtype=np.float64), axis=1)
+    quietest = int(np.argmin(energy))
+    return low + quietest * frame + frame // 2

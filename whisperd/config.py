@@ -71,6 +71,7 @@ class DaemonConfig:
     max_audio_seconds: float = 4 * 3600.0
     allow_download: bool = False
     fast_short_audio: bool = True
+    stream_window: float = 10.0
     debug_log_text: bool = False
     socket_path: str = ""
 
@@ -99,6 +100,11 @@ class DaemonConfig:
             f"must be within {MAX_AUDIO_FRAME}..{8 * 1024**3}",
         )
         need(self.max_audio_seconds > 0, "max_audio_seconds", "must be positive")
+        need(
+            self.stream_window == 0 or 5 <= self.stream_window <= 28,
+            "stream_window",
+            "must be 0 (off) or within 5..28 seconds",
+        )
 
 
 @dataclass

@@ -252,7 +252,9 @@ class Engine:
         options: dict[str, Any],
         on_segment: SegmentCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
     ) -> Transcription:
+        """Transcribe 16 kHz mono audio; segment times are shifted by ``offset`` seconds."""
         from whisperd.audio import SAMPLE_RATE
 
         duration = audio.size / SAMPLE_RATE
@@ -277,8 +279,8 @@ class Engine:
             if cancelled is not None and cancelled():
                 break  # the client is gone: stop decoding the rest of a long file
             item = {
-                "start": round(segment.start, 3),
-                "end": round(segment.end, 3),
+                "start": round(segment.start + offset, 3),
+                "end": round(segment.end + offset, 3),
                 "text": segment.text.strip(),
             }
             segments.append(item)

@@ -18,10 +18,11 @@ import stat
 import struct
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whisperd import __version__
 from whisperd.config import ConfigError, DaemonConfig, load_section, read_toml
@@ -45,6 +46,10 @@ from whisperd.protocol import (
     parse_request,
     read_frame,
 )
+
+if TYPE_CHECKING:
+    from whisperd.audio import PcmStreamDecoder, Samples
+    from whisperd.engine import Transcription
 
 log = logging.getLogger("whisperd")
 
@@ -147,10 +152,17 @@ class Job:
 
     request: Transcribe
     conn: Connection
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)  # file bytes, decoded at the end
+    stream: PcmStreamDecoder | None = None  # PCM, decoded as it arrives
     size: int = 0
     cancelled: bool = False
     received_at: float = 0.0
+    # Streamed dictation: audio before `committed` (samples) is already transcribed into
+    # `segments` by windows run while the user was still speaking.
+    committed: int = 0
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    window: asyncio.Future[None] | None = None
+    window_seconds: float = 0.0
 
 
 class Connection:
@@ -275,7 +287,11 @@ class Connection:
                 "connection; send 'end' first or use another connection",
                 request.id,
             )
+        from whisperd.audio import PcmStreamDecoder
+
         self.receiving = Job(request, self)
+        if request.pcm is not None:
+            self.receiving.stream = PcmStreamDecoder(request.pcm)
         self.send({"type": "accepted", "id": request.id})
         # Start loading while the audio is still arriving: dictation streams as the user speaks.
         self.daemon.warm_up()
@@ -300,8 +316,20 @@ class Connection:
                 f"audio exceeds the limit of {limit} bytes per request (daemon.max_audio_bytes)",
                 request.id,
             )
-        job.chunks.append(payload)
         job.size += len(payload)
+        if job.stream is None:
+            job.chunks.append(payload)
+            return
+        job.stream.feed(payload)
+        if job.stream.length > self.daemon.config.max_audio_seconds * 16000:
+            self.receiving = None
+            job.cancelled = True
+            raise ProtocolError(
+                ErrorCode.AUDIO_TOO_LARGE,
+                "the stream exceeds daemon.max_audio_seconds",
+                request.id,
+            )
+        self.daemon.maybe_start_window(job)
 
     def receiving_job(self, request_id: RequestId) -> Job:
         if self.receiving is None or self.receiving.request.id != request_id:
@@ -333,6 +361,21 @@ class Connection:
 
 
 # --- the daemon ---------------------------------------------------------------------------
+
+
+# Streamed windows end at the quietest moment of their last WINDOW_SEARCH seconds.
+WINDOW_SEARCH = 2.0
+
+
+def merge_windows(
+    earlier: list[dict[str, Any]], tail: Transcription, duration: float
+) -> Transcription:
+    """The result of a stream transcribed in windows: earlier segments, then the tail's."""
+    from whisperd.engine import Transcription
+
+    segments = earlier + tail.segments
+    text = " ".join(s["text"] for s in segments if s["text"])
+    return Transcription(text, segments, tail.language or "en", duration, None, tail.path)
 
 
 def _consume_error(future: asyncio.Future[float]) -> None:
@@ -492,10 +535,8 @@ class Daemon:
         if not job.cancelled:
             job.conn.send(message)
 
-    async def _run_job(self, job: Job) -> dict[str, Any]:
-        from whisperd.audio import BadAudio, decode_file, decode_pcm
-
-        load_wait = await self.ensure_loaded()
+    def segment_sender(self, job: Job) -> Callable[[dict[str, Any]], None]:
+        """Forward segments from the worker thread to the client as they are decoded."""
         assert self.loop is not None
         loop = self.loop
 
@@ -504,20 +545,78 @@ class Daemon:
                 msg = {"type": "segment", "id": job.request.id, **segment}
                 loop.call_soon_threadsafe(job.conn.send, msg)
 
-        def work() -> tuple[Any, dict[str, float]]:
+        return send_segment
+
+    def window_options(self, job: Job) -> dict[str, Any]:
+        """Options for the next piece of a stream: earlier text conditions the model."""
+        options = dict(job.request.options)
+        if job.segments and "initial_prompt" not in options:
+            options["initial_prompt"] = " ".join(s["text"] for s in job.segments)[-200:]
+        return options
+
+    def maybe_start_window(self, job: Job) -> None:
+        """While a long dictation streams in, transcribe finished stretches of it.
+
+        At release only the tail since the last window is left, so long dictation answers
+        as fast as short dictation.
+        """
+        window = self.config.stream_window
+        if window <= 0 or job.stream is None or job.window is not None or job.cancelled:
+            return
+        if job.received_at:
+            return  # the stream has ended: the tail is transcribed in one piece now
+        if job.stream.length - job.committed < (window + WINDOW_SEARCH) * 16000:
+            return
+        job.window = asyncio.ensure_future(self.run_window(job))
+
+    async def run_window(self, job: Job) -> None:
+        from whisperd.audio import quiet_cut
+
+        assert job.stream is not None
+        audio = job.stream.audio()
+        cut = quiet_cut(audio, job.committed, audio.size, WINDOW_SEARCH)
+        piece = audio[job.committed : cut]
+        offset = job.committed / 16000
+        options = self.window_options(job)
+        sender = self.segment_sender(job)
+        started = time.monotonic()
+        try:
+            result: Transcription = await self.on_worker(
+                self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
+            )
+        except Exception as exc:  # noqa: BLE001 - the tail path transcribes it all again
+            log.warning("window of a stream failed; it is redone at the end: %s", exc)
+            job.window = None
+            return
+        job.window_seconds += time.monotonic() - started
+        job.segments.extend(result.segments)
+        job.committed = cut
+        job.window = None
+        self.maybe_start_window(job)
+
+    async def _run_job(self, job: Job) -> dict[str, Any]:
+        from whisperd.audio import BadAudio, decode_file
+
+        load_wait = await self.ensure_loaded()
+        while job.window is not None:  # a window in flight: its text is part of the result
+            await asyncio.shield(job.window)
+        send_segment = self.segment_sender(job)
+
+        def decode() -> Samples:
+            try:
+                if job.stream is not None:
+                    return job.stream.finish()
+                data = b"".join(job.chunks)
+                job.chunks.clear()
+                return decode_file(data)
+            except BadAudio as exc:
+                raise ProtocolError(ErrorCode.BAD_AUDIO, str(exc)) from None
+
+        def work() -> tuple[Transcription, dict[str, float]]:
             started = time.monotonic()
             if job.cancelled:
                 raise ProtocolError(ErrorCode.CANCELLED, "request cancelled")
-            data = b"".join(job.chunks)
-            job.chunks.clear()
-            try:
-                if job.request.pcm is not None:
-                    audio = decode_pcm(data, job.request.pcm)
-                else:
-                    audio = decode_file(data)
-            except BadAudio as exc:
-                raise ProtocolError(ErrorCode.BAD_AUDIO, str(exc)) from None
-            del data
+            audio = decode()
             if audio.size / 16000 > self.config.max_audio_seconds:
                 raise ProtocolError(
                     ErrorCode.AUDIO_TOO_LARGE,
@@ -526,14 +625,21 @@ class Daemon:
             decoded = time.monotonic()
             load = self.engine.load()  # a no-op unless unloaded meanwhile
             result = self.engine.transcribe(
-                audio, job.request.options, send_segment, lambda: job.cancelled
+                audio[job.committed :],
+                self.window_options(job),
+                send_segment,
+                lambda: job.cancelled,
+                job.committed / 16000,
             )
+            if job.segments:
+                result = merge_windows(job.segments, result, audio.size / 16000)
             finished = time.monotonic()
             return result, {
                 "queue": started - job.received_at,
                 "audio_decode": decoded - started,
                 "decode": finished - decoded - load,
                 "load": load,
+                "streamed_decode": job.window_seconds,
             }
 
         self.set_status("transcribing")
