@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from pulse_harness import APT_PACKAGES, PulseAudio, missing_tools
+
+from tests.integration.keys.pulse_harness import APT_PACKAGES, PulseAudio, missing_tools
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent

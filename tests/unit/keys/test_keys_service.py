@@ -6,8 +6,8 @@ import threading
 
 import pytest
 from evdev import ecodes
-from keys_fakes import FakeClient, FakeRecorder, ReplaySource
 
+from tests.unit.keys.keys_fakes import FakeClient, FakeRecorder, ReplaySource
 from whisperd.keys.config import KeysConfig
 from whisperd.keys.layout import CharMap, LayoutName, decode
 from whisperd.keys.service import DictationService

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from keys_fakes import DATA, parse_evlog
 
+from tests.unit.keys.keys_fakes import DATA, parse_evlog
 from whisperd.keys.keynames import key_name, parse_combo
 from whisperd.keys.trigger import (
     Action,

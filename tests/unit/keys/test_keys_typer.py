@@ -7,8 +7,8 @@ import threading
 
 import pytest
 from evdev import ecodes
-from keys_fakes import DATA
 
+from tests.unit.keys.keys_fakes import DATA
 from whisperd.keys.keynames import key_name
 from whisperd.keys.layout import CharMap, LayoutName
 from whisperd.keys.typer import Fallback, Typer
