@@ -17,6 +17,7 @@ import collections
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -244,3 +245,57 @@ def list_input_devices() -> list[str]:
                 f"{mark}{index:3d}  {info['name']}  ({int(info['default_samplerate'])} Hz)"
             )
     return lines
+
+
+class ReopeningRecorder:
+    """Opens the microphone lazily, and again after a failure.
+
+    At the start of a desktop session the sound server may not be up yet, and a USB
+    microphone may be plugged in later: a missing microphone must not stop the service,
+    only the recordings that cannot be made (each one is logged).
+    """
+
+    def __init__(self, factory: Callable[[], AudioRecorder], sample_rate: int = 16000) -> None:
+        self._factory = factory
+        self._inner: AudioRecorder | None = None
+        self._failed = False
+        self.sample_rate = sample_rate
+        try:
+            self._ensure()
+        except AudioUnavailable as exc:
+            log.warning("%s; trying again at the next recording", exc)
+
+    def _ensure(self) -> AudioRecorder:
+        if self._inner is None:
+            if self._failed:
+                _reinitialize_portaudio()  # PortAudio lists devices only when initialised
+            try:
+                self._inner = self._factory()
+            except AudioUnavailable:
+                self._failed = True
+                raise
+            self._failed = False
+            self.sample_rate = self._inner.sample_rate
+        return self._inner
+
+    def begin(self) -> Capture:
+        return self._ensure().begin()
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+            self._inner = None
+
+
+def _reinitialize_portaudio() -> None:
+    try:
+        sd = import_sounddevice()
+    except AudioUnavailable:
+        return
+    terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+    if callable(terminate) and callable(initialize):
+        try:
+            terminate()
+            initialize()
+        except (OSError, sd.PortAudioError) as exc:
+            log.debug("re-initialising PortAudio failed: %s", exc)

@@ -16,7 +16,13 @@ from types import FrameType
 from typing import Any
 
 from whisperd.config import ConfigError
-from whisperd.keys.audio import AudioUnavailable, SoundDeviceRecorder, list_input_devices
+from whisperd.keys.audio import (
+    AudioRecorder,
+    AudioUnavailable,
+    ReopeningRecorder,
+    SoundDeviceRecorder,
+    list_input_devices,
+)
 from whisperd.keys.config import KeysConfig, apply_overrides, load_keys_config
 from whisperd.keys.feedback import Feedback
 from whisperd.keys.keyboard import EvdevKeyboardSource, list_keyboards
@@ -172,8 +178,11 @@ def run(args: argparse.Namespace, config: KeysConfig, charmap: CharMap) -> int:
         typer = make_typer(config, keyboard, charmap)
         if args.type_text is not None:
             return type_once(typer, args.type_text)
-        recorder = SoundDeviceRecorder(
-            config.audio_device, config.sample_rate, config.keep_open, config.preroll
+        recorder = ReopeningRecorder(
+            lambda: SoundDeviceRecorder(
+                config.audio_device, config.sample_rate, config.keep_open, config.preroll
+            ),
+            config.sample_rate,
         )
         try:
             service = build_service(config, keyboard, typer, recorder)
@@ -193,7 +202,7 @@ def run(args: argparse.Namespace, config: KeysConfig, charmap: CharMap) -> int:
 
 
 def build_service(
-    config: KeysConfig, keyboard: VirtualKeyboard, typer: Typer, recorder: SoundDeviceRecorder
+    config: KeysConfig, keyboard: VirtualKeyboard, typer: Typer, recorder: AudioRecorder
 ) -> DictationService:
     machine = TriggerMachine(
         combo=config.trigger_codes,

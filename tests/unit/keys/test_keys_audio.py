@@ -131,3 +131,28 @@ def test_queue_capture_timeout_and_end() -> None:
     capture.push(b"cd")
     assert capture.read(0.01) == b"ab"
     assert capture.read(0.01) is None and capture.read(0.01) is None
+
+
+def test_reopening_recorder_survives_a_missing_microphone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(audio, "_reinitialize_portaudio", lambda: None)
+    attempts: list[int] = []
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+
+    def factory() -> SoundDeviceRecorder:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise AudioUnavailable("no microphone yet")
+        return SoundDeviceRecorder()
+
+    recorder = audio.ReopeningRecorder(factory)
+    assert "trying again at the next recording" in caplog.text
+    with pytest.raises(AudioUnavailable):
+        recorder.begin()
+    capture = recorder.begin()
+    assert capture.sample_rate == 16000 and len(attempts) == 3
+    recorder.begin().stop()
+    assert len(attempts) == 3, "opened once, then kept"
+    recorder.close()
