@@ -109,17 +109,20 @@ class EvdevKeyboardSource:
             self._drop(path)
         self._ignored &= present
         self._denied &= present
-        for path in sorted(present - set(self._open) - self._ignored - self._denied):
+        # Denied nodes are retried: a hot-plugged node is root-only for the few
+        # milliseconds before udev gives it to group 'input'.
+        for path in sorted(present - set(self._open) - self._ignored):
             self._consider(path)
 
     def _consider(self, path: str) -> None:
         try:
             device = InputDevice(path)
         except PermissionError:
-            self._denied.add(path)
-            log.warning(
-                "cannot read %s (permission denied): add yourself to the 'input' group", path
-            )
+            if path not in self._denied:  # say it once per node, not every second
+                self._denied.add(path)
+                log.warning(
+                    "cannot read %s (permission denied): add yourself to the 'input' group", path
+                )
             return
         except OSError:
             return  # vanished between listing and opening; the next scan decides

@@ -155,3 +155,22 @@ def test_capability_predicates() -> None:
     assert is_keyboard(KEYBOARD_CAPS, [ecodes.KEY_INSERT])
     assert not is_keyboard(KEYBOARD_CAPS, [ecodes.KEY_F13])
     assert can_grab(KEYBOARD_CAPS) and not can_grab(MOUSE_CAPS)
+
+
+def test_denied_node_retried_when_udev_fixes_permissions(
+    nodes: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    path = nodes(3, name="kbd", caps=KEYBOARD_CAPS, denied=True)
+    source = EvdevKeyboardSource(
+        [ecodes.KEY_INSERT], pattern=nodes.pattern, clock=clock, rescan_interval=1.0
+    )
+    source.poll(0.01)
+    clock.now = 1.0
+    source.poll(0.01)
+    assert caplog.text.count("permission denied") == 1
+    FakeDevice.registry[path]["denied"] = False
+    clock.now = 2.0
+    source.poll(0.01)
+    assert source.devices() == [path]
+    source.close()
