@@ -33,6 +33,7 @@ class KeysConfig:
     preroll: float = 0.3
     layout: str = ""
     variant: str = ""
+    xkb_options: str = ""
     fallback: str = "unicode"
     paste_key: str = "ctrl+v"
     type_delay: float = 0.004

@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evdev import ecodes
@@ -55,9 +55,12 @@ class LayoutName:
     layout: str
     variant: str = ""
     source: str = "default"
+    # XKB options matter: "compose:ralt" or "lv3:caps_switch" move the AltGr level.
+    options: str = ""
 
     def __str__(self) -> str:
-        return f"{self.layout}({self.variant})" if self.variant else self.layout
+        name = f"{self.layout}({self.variant})" if self.variant else self.layout
+        return f"{name} options {self.options}" if self.options else name
 
 
 @dataclass(frozen=True)
@@ -73,23 +76,33 @@ class LayoutError(Exception):
 
 
 def detect_layout(
-    layout: str = "", variant: str = "", environ: dict[str, str] | None = None
+    layout: str = "",
+    variant: str = "",
+    environ: dict[str, str] | None = None,
+    options: str = "",
 ) -> LayoutName:
     """The layout to type with: configuration, then environment, then the system settings."""
     if layout:
-        return LayoutName(layout, variant, "configuration")
+        return LayoutName(layout, variant, "configuration", options)
     env = os.environ if environ is None else environ
     if env.get("XKB_DEFAULT_LAYOUT"):
-        return _first(env["XKB_DEFAULT_LAYOUT"], env.get("XKB_DEFAULT_VARIANT", ""), "environment")
+        return _first(
+            env["XKB_DEFAULT_LAYOUT"],
+            env.get("XKB_DEFAULT_VARIANT", ""),
+            "environment",
+            options or env.get("XKB_DEFAULT_OPTIONS", ""),
+        )
     found = _from_localectl() or _from_default_keyboard(Path("/etc/default/keyboard"))
-    return found or LayoutName("us", "", "default")
+    if found is None:
+        return LayoutName("us", "", "default", options)
+    return replace(found, options=options) if options else found
 
 
-def _first(layouts: str, variants: str, source: str) -> LayoutName:
+def _first(layouts: str, variants: str, source: str, options: str = "") -> LayoutName:
     # Several layouts ("us,de") are switchable groups; we type with the first one.
     layout = layouts.split(",")[0].strip()
     variant = variants.split(",")[0].strip()
-    return LayoutName(layout or "us", variant, source)
+    return LayoutName(layout or "us", variant, source, options.strip())
 
 
 def _from_localectl() -> LayoutName | None:
@@ -103,10 +116,13 @@ def _from_localectl() -> LayoutName | None:
 
 
 def parse_localectl(output: str) -> LayoutName | None:
-    values = dict(re.findall(r"^\s*X11 (Layout|Variant):\s*(\S+)\s*$", output, re.MULTILINE))
+    pattern = r"^\s*X11 (Layout|Variant|Options):\s*(\S+)\s*$"
+    values = dict(re.findall(pattern, output, re.MULTILINE))
     if not values.get("Layout"):
         return None
-    return _first(values["Layout"], values.get("Variant", ""), "localectl")
+    return _first(
+        values["Layout"], values.get("Variant", ""), "localectl", values.get("Options", "")
+    )
 
 
 def _from_default_keyboard(path: Path) -> LayoutName | None:
@@ -118,16 +134,25 @@ def _from_default_keyboard(path: Path) -> LayoutName | None:
 
 
 def parse_default_keyboard(text: str) -> LayoutName | None:
-    values = dict(re.findall(r'^\s*(XKBLAYOUT|XKBVARIANT)\s*=\s*"?([^"\n]*)"?', text, re.MULTILINE))
+    pattern = r'^\s*(XKBLAYOUT|XKBVARIANT|XKBOPTIONS)\s*=\s*"?([^"\n]*)"?'
+    values = dict(re.findall(pattern, text, re.MULTILINE))
     if not values.get("XKBLAYOUT"):
         return None
-    return _first(values["XKBLAYOUT"], values.get("XKBVARIANT", ""), "/etc/default/keyboard")
+    return _first(
+        values["XKBLAYOUT"],
+        values.get("XKBVARIANT", ""),
+        "/etc/default/keyboard",
+        values.get("XKBOPTIONS", ""),
+    )
 
 
 def compile_keymap(name: LayoutName) -> xkb.Keymap:
     try:
-        context = xkb.Context()
-        return context.keymap_new_from_names(layout=name.layout, variant=name.variant or None)
+        # Our own detection already read the XKB_DEFAULT_* variables: no hidden defaults.
+        context = xkb.Context(no_environment_names=True)
+        return context.keymap_new_from_names(
+            layout=name.layout, variant=name.variant or None, options=name.options or None
+        )
     except xkb.XKBError as exc:
         raise LayoutError(
             f"cannot compile the XKB layout {name} ({exc}); is the xkb-data package installed "

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-device", help="input device, by index or (part of its) name")
     p.add_argument("--layout", help="XKB layout to type with, e.g. de")
     p.add_argument("--variant", help="XKB variant, e.g. dvorak")
+    p.add_argument("--xkb-options", help="XKB options, e.g. compose:ralt")
     p.add_argument("--fallback", choices=[f.value for f in Fallback])
     p.add_argument("--type-delay", type=float, help="seconds between key events")
     p.add_argument("--language", help="spoken language, e.g. en (default: detect)")
@@ -95,6 +96,7 @@ def load_config(args: argparse.Namespace) -> KeysConfig:
             "keyboards",
             "layout",
             "variant",
+            "xkb_options",
             "fallback",
             "type_delay",
             "language",
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             for path, description in list_keyboards(config.trigger_codes):
                 print(f"{path}  {description}")
             return 0
-        layout = detect_layout(config.layout, config.variant)
+        layout = detect_layout(config.layout, config.variant, options=config.xkb_options)
         charmap = CharMap.for_layout(layout)
         log.info("typing with the XKB layout %s (from %s)", layout, layout.source)
         if args.show_keys is not None:

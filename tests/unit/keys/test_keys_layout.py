@@ -111,3 +111,29 @@ def test_parse_system_settings() -> None:
     text = 'XKBMODEL="pc105"\nXKBLAYOUT="ru,us"\nXKBVARIANT=""\nXKBOPTIONS=""\n'
     assert parse_default_keyboard(text) == LayoutName("ru", "", "/etc/default/keyboard")
     assert parse_default_keyboard("") is None
+
+
+def test_xkb_options_move_the_altgr_level() -> None:
+    plain = CharMap.for_layout(LayoutName("de"))
+    compose = CharMap.for_layout(LayoutName("de", options="compose:ralt"))
+    caps_lv3 = CharMap.for_layout(LayoutName("de", options="lv3:caps_switch,compose:ralt"))
+    assert plain.stroke("@") == KeyStroke(ecodes.KEY_Q, (ecodes.KEY_RIGHTALT,))
+    assert compose.stroke("@") is not None
+    assert ecodes.KEY_RIGHTALT not in compose.stroke("@").modifiers  # type: ignore[union-attr]
+    assert caps_lv3.stroke("@") == KeyStroke(ecodes.KEY_Q, (ecodes.KEY_CAPSLOCK,))
+    text = "Grüße @ € {x}"
+    for charmap in (compose, caps_lv3):
+        events = type_events(charmap, text)
+        assert decode(charmap.keymap, events) == text
+
+
+def test_options_detected_with_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"XKB_DEFAULT_LAYOUT": "de", "XKB_DEFAULT_OPTIONS": "compose:ralt"}
+    assert detect_layout(environ=env).options == "compose:ralt"
+    assert detect_layout(environ=env, options="lv3:caps_switch").options == "lv3:caps_switch"
+    out = "       X11 Layout: fr\n      X11 Options: compose:menu\n"
+    assert parse_localectl(out) == LayoutName("fr", "", "localectl", "compose:menu")
+    text = 'XKBLAYOUT="de"\nXKBOPTIONS="lv3:ralt_switch"\n'
+    assert parse_default_keyboard(text) == LayoutName(
+        "de", "", "/etc/default/keyboard", "lv3:ralt_switch"
+    )
