@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -78,7 +79,7 @@ class LayoutError(Exception):
 def detect_layout(
     layout: str = "",
     variant: str = "",
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     options: str = "",
 ) -> LayoutName:
     """The layout to type with: configuration, then environment, then the system settings."""
@@ -92,7 +93,12 @@ def detect_layout(
             "environment",
             options or env.get("XKB_DEFAULT_OPTIONS", ""),
         )
-    found = _from_localectl() or _from_default_keyboard(Path("/etc/default/keyboard"))
+    found = (
+        _from_gnome()
+        or _from_kde(_config_home(env) / "kxkbrc")
+        or _from_localectl()
+        or _from_default_keyboard(Path("/etc/default/keyboard"))
+    )
     if found is None:
         return LayoutName("us", "", "default", options)
     return replace(found, options=options) if options else found
@@ -105,14 +111,57 @@ def _first(layouts: str, variants: str, source: str, options: str = "") -> Layou
     return LayoutName(layout or "us", variant, source, options.strip())
 
 
-def _from_localectl() -> LayoutName | None:
+def _config_home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def _run(argv: list[str]) -> str:
     try:
-        out = subprocess.run(
-            ["localectl", "status"], capture_output=True, text=True, timeout=3, check=False
-        ).stdout
+        return subprocess.run(argv, capture_output=True, text=True, timeout=3, check=False).stdout
     except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _from_gnome() -> LayoutName | None:
+    """GNOME keeps the layouts in gsettings, not in localectl."""
+    if not shutil.which("gsettings"):
         return None
-    return parse_localectl(out)
+    schema = "org.gnome.desktop.input-sources"
+    sources = _run(["gsettings", "get", schema, "sources"])
+    options = _run(["gsettings", "get", schema, "xkb-options"])
+    return parse_gnome(sources, options)
+
+
+def parse_gnome(sources: str, options: str) -> LayoutName | None:
+    first = re.search(r"\(\s*'xkb'\s*,\s*'([^']+)'\s*\)", sources)
+    if first is None:
+        return None
+    layout, _, variant = first.group(1).partition("+")
+    return LayoutName(layout, variant, "GNOME", ",".join(re.findall(r"'([^']+)'", options)))
+
+
+def _from_kde(path: Path) -> LayoutName | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return parse_kxkbrc(text)
+
+
+def parse_kxkbrc(text: str) -> LayoutName | None:
+    values = dict(
+        re.findall(r"^\s*(LayoutList|VariantList|Options|Use)\s*=\s*(.*?)\s*$", text, re.M)
+    )
+    if values.get("Use", "true").lower() == "false" or not values.get("LayoutList"):
+        return None
+    return _first(
+        values["LayoutList"], values.get("VariantList", ""), "KDE", values.get("Options", "")
+    )
+
+
+def _from_localectl() -> LayoutName | None:
+    out = _run(["localectl", "status"])
+    return parse_localectl(out) if out else None
 
 
 def parse_localectl(output: str) -> LayoutName | None:

@@ -14,6 +14,8 @@ from whisperd.keys.layout import (
     decode,
     detect_layout,
     parse_default_keyboard,
+    parse_gnome,
+    parse_kxkbrc,
     parse_localectl,
 )
 from whisperd.keys.typer import Fallback, Typer
@@ -99,6 +101,8 @@ def test_detect_layout_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert detect_layout("fr", "bepo") == LayoutName("fr", "bepo", "configuration")
     env = {"XKB_DEFAULT_LAYOUT": "de,us", "XKB_DEFAULT_VARIANT": "nodeadkeys,"}
     assert detect_layout(environ=env) == LayoutName("de", "nodeadkeys", "environment")
+    monkeypatch.setattr("whisperd.keys.layout._from_gnome", lambda: None)
+    monkeypatch.setattr("whisperd.keys.layout._from_kde", lambda path: None)
     monkeypatch.setattr("whisperd.keys.layout._from_localectl", lambda: None)
     monkeypatch.setattr("whisperd.keys.layout._from_default_keyboard", lambda path: None)
     assert detect_layout(environ={}) == LayoutName("us", "", "default")
@@ -137,3 +141,16 @@ def test_options_detected_with_the_layout(monkeypatch: pytest.MonkeyPatch) -> No
     assert parse_default_keyboard(text) == LayoutName(
         "de", "", "/etc/default/keyboard", "lv3:ralt_switch"
     )
+
+
+def test_desktop_settings() -> None:
+    assert parse_gnome("[('xkb', 'de+nodeadkeys'), ('xkb', 'us')]\n", "['compose:ralt']\n") == (
+        LayoutName("de", "nodeadkeys", "GNOME", "compose:ralt")
+    )
+    assert parse_gnome("@a(ss) []\n", "@as []\n") is None
+    assert parse_gnome("[('ibus', 'anthy'), ('xkb', 'fr')]", "") == LayoutName("fr", "", "GNOME")
+    kde = (
+        "[Layout]\nLayoutList=cz,us\nVariantList=qwerty,\nOptions=grp:alt_shift_toggle\nUse=true\n"
+    )
+    assert parse_kxkbrc(kde) == LayoutName("cz", "qwerty", "KDE", "grp:alt_shift_toggle")
+    assert parse_kxkbrc("[Layout]\nUse=false\nLayoutList=de\n") is None
