@@ -199,10 +199,14 @@ class SoundDeviceRecorder:
             if self._capture is capture:
                 self._capture = None
         if not self.keep_open and self._stream is not None:
-            self._close_stream()
+            # Closing a PortAudio stream can take a while; never on the caller's thread,
+            # which is the loop that passes grabbed keys on.
+            threading.Thread(target=self._close_stream, daemon=True).start()
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        if stream is None:
+            return
         try:
             stream.stop()
             stream.close()

@@ -67,26 +67,36 @@ ClientFactory = Callable[[], Client]
 
 
 class Session(threading.Thread):
-    """One recording, from key-down to typed text."""
+    """One recording, from key-down to typed text.
 
-    def __init__(self, service: DictationService, capture: Capture, started: float) -> None:
+    Everything that may block (opening the microphone, connecting, typing) happens in
+    this thread: the main loop passes grabbed keys on and must never wait.
+    """
+
+    def __init__(self, service: DictationService, started: float) -> None:
         super().__init__(name="whisperd-keys-session", daemon=True)
         self.service = service
-        self.capture = capture
         self.started = started
+        self.capture: Capture | None = None
         self.released_at: float | None = None
         self.reason = ""
         self.cancelled = threading.Event()
         self._stream: Stream | None = None
+        self._lock = threading.Lock()
+        self._stop_requested = False
 
     def stop(self, when: float, reason: str) -> None:
-        self.released_at = when
-        self.reason = reason
-        self.capture.stop()
+        with self._lock:
+            self.released_at = when
+            self.reason = reason
+            self._stop_requested = True
+            capture = self.capture
+        if capture is not None:
+            capture.stop()
 
     def cancel(self) -> None:
         self.cancelled.set()
-        self.capture.stop()
+        self.stop(self.released_at or 0.0, self.reason or "cancelled")
         self.cancel_stream()
 
     def cancel_stream(self) -> None:
@@ -97,10 +107,28 @@ class Session(threading.Thread):
             except Exception as exc:  # noqa: BLE001 - shutting down: log whatever it was
                 log.debug("cancelling the stream failed: %s", exc)
 
-    def run(self) -> None:
+    def _begin(self) -> Capture | None:
         service = self.service
         try:
-            text = self._transcribe()
+            capture = service.recorder.begin()
+        except Exception as exc:  # noqa: BLE001 - report any audio failure, keep running
+            log.error("cannot start recording: %s", _describe(exc))
+            service.feedback.error("cannot record")
+            return None
+        with self._lock:
+            self.capture = capture
+            stop_now = self._stop_requested
+        if stop_now:  # the key was released while the microphone was opening
+            capture.stop()
+        return capture
+
+    def run(self) -> None:
+        service = self.service
+        capture = self._begin()
+        if capture is None:
+            return
+        try:
+            text = self._transcribe(capture)
             if text and not self.cancelled.is_set():
                 service.type_result(text, self)
         except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
@@ -110,22 +138,22 @@ class Session(threading.Thread):
             log.error("dictation failed: %s", _describe(exc))
             service.feedback.error(_describe(exc))
             self.cancel_stream()
-            self._drain()
+            self._drain(capture)
 
-    def _transcribe(self) -> str:
+    def _transcribe(self, capture: Capture) -> str:
         service = self.service
         config = service.settings
         client = service.client_factory()
         try:
             stream = client.start_stream(
-                sample_rate=self.capture.sample_rate,
+                sample_rate=capture.sample_rate,
                 channels=1,
                 encoding="s16le",
                 options=config.options,
             )
             self._stream = stream
-            self._pump(stream)
-            duration = self.capture.duration
+            self._pump(capture, stream)
+            duration = capture.duration
             if self.cancelled.is_set():
                 return ""
             if duration < config.min_recording:
@@ -152,18 +180,18 @@ class Session(threading.Thread):
             log.info("transcribed text: %r", text)
         return text
 
-    def _pump(self, stream: Stream) -> None:
+    def _pump(self, capture: Capture, stream: Stream) -> None:
         while True:
-            chunk = self.capture.read(0.1)
+            chunk = capture.read(0.1)
             if chunk is None:
                 return
             if chunk:
                 stream.send(chunk)
 
-    def _drain(self) -> None:
+    def _drain(self, capture: Capture) -> None:
         # After an error the capture keeps filling until the trigger stops it; read it
         # away so it does not grow.
-        while self.capture.read(0.1) is not None:
+        while capture.read(0.1) is not None:
             pass
 
 
@@ -239,13 +267,7 @@ class DictationService:
             self.keyboard.emit(event.code, event.value)
 
     def _start(self, when: float) -> None:
-        try:
-            capture = self.recorder.begin()
-        except Exception as exc:  # noqa: BLE001 - report any audio failure, keep running
-            log.error("cannot start recording: %s", _describe(exc))
-            self.feedback.error("cannot record")
-            return
-        session = Session(self, capture, when)
+        session = Session(self, when)
         self._current = session
         self.sessions = [s for s in self.sessions if s.is_alive()] + [session]
         log.info("recording started")

@@ -38,6 +38,13 @@ class SpeakingRecorder:
         self.sample_rate = sample_rate
         self.threads: list[threading.Thread] = []
 
+    def wait_spoken(self) -> None:
+        """Until the recording has been delivered whole (begin runs in the session thread)."""
+        deadline = time.monotonic() + 30
+        while not self.threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.threads[-1].join(30)
+
     def begin(self) -> QueueCapture:
         capture = QueueCapture(self.sample_rate)
         block = self.sample_rate // 50 * 2
@@ -94,7 +101,7 @@ def test_hold_speak_release_types_the_words(
     service.step([KeyEvent(DEV, ecodes.KEY_INSERT, 1, time.monotonic())])
     recorder = service.recorder
     assert isinstance(recorder, SpeakingRecorder)
-    recorder.threads[0].join(30)  # the whole sentence has been "spoken"
+    recorder.wait_spoken()  # the whole sentence has been "spoken"
     service.step([KeyEvent(DEV, ecodes.KEY_INSERT, 0, time.monotonic())])
     session = service.sessions[0]
     session.join(120)
@@ -110,7 +117,7 @@ def test_silence_types_nothing(chain: tuple[DictationService, RecordingKeyboard]
     assert isinstance(service.recorder, SpeakingRecorder)
     service.recorder.pcm = b"\x00\x00" * 16000 * 2
     service.step([KeyEvent(DEV, ecodes.KEY_INSERT, 1, time.monotonic())])
-    service.recorder.threads[0].join(30)
+    service.recorder.wait_spoken()
     service.step([KeyEvent(DEV, ecodes.KEY_INSERT, 0, time.monotonic())])
     service.sessions[0].join(120)
     assert keyboard.events == []

@@ -220,4 +220,27 @@ def test_recorder_failure_keeps_running(caplog: pytest.LogCaptureFixture) -> Non
     h.recorder.begin = broken  # type: ignore[method-assign,assignment]
     h.key(ecodes.KEY_INSERT, 1, 0.0)
     h.key(ecodes.KEY_INSERT, 0, 1.0)
+    h.finish_sessions()
     assert "cannot start recording: device busy" in caplog.text
+    assert h.client.streams == []
+
+
+def test_slow_microphone_never_blocks_the_key_loop() -> None:
+    h = Harness(FakeClient("late"))
+    opened = threading.Event()
+    real_begin = h.recorder.begin
+
+    def slow_begin() -> object:
+        opened.wait(5)  # a sound server that takes its time
+        return real_begin()
+
+    h.recorder.begin = slow_begin  # type: ignore[method-assign,assignment]
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    h.key(ecodes.KEY_X, 1, 0.1)  # passed on at once while the microphone opens
+    h.key(ecodes.KEY_X, 0, 0.2)
+    h.key(ecodes.KEY_INSERT, 0, 1.0)  # released before the microphone was even open
+    assert h.keyboard.events == [(ecodes.KEY_X, 1), (ecodes.KEY_X, 0)]
+    opened.set()
+    h.finish_sessions()
+    assert h.recorder.captures[0].stopped
+    assert decode(US.keymap, h.keyboard.events[2:]) == "late"
