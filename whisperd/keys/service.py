@@ -156,9 +156,11 @@ class Session(threading.Thread):
             duration = capture.duration
             if self.cancelled.is_set():
                 return ""
-            if duration < config.min_recording:
+            # Judge by how long the trigger was down: the capture also holds the pre-roll.
+            held = (self.released_at if self.released_at is not None else 0.0) - self.started
+            if min(held, duration) < config.min_recording:
                 self.cancel_stream()
-                log.info("recording of %.2f s is too short: nothing typed", duration)
+                log.info("recording of %.2f s is too short: nothing typed", max(held, 0.0))
                 return ""
             self._stream = None  # from here on it is finished, not cancelled
             finish_from = time.monotonic()

@@ -127,6 +127,15 @@ def test_too_short_recording_is_cancelled() -> None:
     assert h.keyboard.events == []
 
 
+def test_short_tap_with_preroll_is_still_too_short() -> None:
+    h = Harness()  # 2 s in the capture (pre-roll and all), but the key was down 0.1 s
+    h.key(ecodes.KEY_INSERT, 1, 5.0)
+    h.key(ecodes.KEY_INSERT, 0, 5.1)
+    h.finish_sessions()
+    assert h.client.streams[0].cancelled
+    assert h.keyboard.events == []
+
+
 def test_daemon_unavailable_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
     h = Harness(factory_error=ConnectionRefusedError("no daemon"))
     h.key(ecodes.KEY_INSERT, 1, 0.0)
