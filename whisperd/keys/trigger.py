@@ -205,6 +205,3 @@ class TriggerMachine:
     def _main_held(self, exclude: KeyEvent | None = None) -> bool:
         skip = (exclude.device, exclude.code) if exclude else None
         return any(k != skip and k[1] == self.main_key for k in self._suppressed)
-
-    def reset_panic(self) -> None:
-        self._panicked = False
