@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libportaudio2           # sounddevice (microphone)
   espeak-ng sox           # the generated sample below, and the tests
   systemd                 # systemd-socket-activate, systemctl for the units
+  pulseaudio pulseaudio-utils libasound2-plugins  # the virtual microphone of the capture tests
 )
 if [ "${WHISPERD_SKIP_APT:-0}" != "1" ]; then
   missing=()
