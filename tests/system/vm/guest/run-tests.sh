@@ -1,0 +1,68 @@
+#!/bin/bash
+# Runs inside the VM as root after boot (systest.service); prints @@ lines on the serial console.
+exec 2>&1
+echo "@@BEGIN uptime=$(cut -d' ' -f1 /proc/uptime)"
+PASS=0; FAIL=0
+step() { local n=$1; shift; echo "---- $n"; if "$@"; then echo "@@RESULT $n PASS"; PASS=$((PASS+1)); else echo "@@RESULT $n FAIL"; FAIL=$((FAIL+1)); fi; }
+UENV="XDG_RUNTIME_DIR=/run/user/1000 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus"
+asuser() { runuser -u user -- env $UENV "$@"; }
+WORDS=$(cat /opt/systest/words.txt)
+has_words() { local t; t=$(echo "$1" | tr 'A-Z' 'a-z' | tr -c 'a-z \n' ' '); for w in $WORDS; do echo " $t " | grep -q " $w " || { echo "missing word: $w"; return 1; }; done; }
+
+echo "@@INFO kernel=$(uname -r) virt=$(systemd-detect-virt) cpus=$(nproc) boot=\"$(systemd-analyze time 2>/dev/null | head -1)\""
+step deb_installed bash -c 'dpkg -s whisperd | grep -q "Status: install ok installed"'
+step deb_files bash -c 'for f in /usr/bin/whisperd /usr/bin/whisperctl /usr/bin/whisperd-keys \
+   /usr/lib/systemd/user/whisperd.socket /usr/lib/systemd/user/whisperd.service \
+   /usr/lib/systemd/user/whisperd-keys.service /usr/lib/udev/rules.d/60-whisperd-uinput.rules; do \
+   [ -e $f ] || { echo "missing $f"; exit 1; }; done; ls /usr/lib/modules-load.d/ | grep -q . '
+step uinput_module_loaded_at_boot bash -c 'grep -q "^uinput " /proc/modules || test -c /dev/uinput'
+wait_session() { for i in $(seq 300); do loginctl list-sessions --no-legend 2>/dev/null | grep -q " user .*seat0" && \
+   systemctl is-active -q user@1000.service && [ -S /run/user/1000/bus ] && return 0; sleep 0.2; done; loginctl list-sessions; return 1; }
+step seat_session wait_session
+udevadm settle
+step uinput_uaccess_for_seat_user bash -c 'getfacl -p /dev/uinput 2>/dev/null | grep -q "^user:user:rw" || runuser -u user -- test -w /dev/uinput'
+if ! runuser -u user -- test -w /dev/uinput; then
+  echo "no uinput access for the seat user; granting it by hand so the chain tests can run"; ls -l /dev/uinput
+  chmod 666 /dev/uinput
+fi
+step socket_enabled_for_every_user bash -c "[ \"\$(runuser -u user -- env $UENV systemctl --user is-enabled whisperd.socket)\" = enabled ] && runuser -u user -- env $UENV systemctl --user is-active -q whisperd.socket"
+step keys_not_enabled_by_default bash -c "[ \"\$(runuser -u user -- env $UENV systemctl --user is-enabled whisperd-keys.service)\" = disabled ]"
+step systemd_analyze_verify asuser systemd-analyze --user verify --man=no /usr/lib/systemd/user/whisperd.socket \
+   /usr/lib/systemd/user/whisperd.service /usr/lib/systemd/user/whisperd-keys.service
+step daemon_not_running_before_first_use bash -c "! runuser -u user -- env $UENV systemctl --user is-active -q whisperd.service"
+
+# offline transcription through socket activation, with the bundled model (no network in this VM)
+T0=$(date +%s.%N)
+OUT=$(asuser whisperctl transcribe --json /opt/systest/speech.wav); RC=$?
+T1=$(date +%s.%N)
+echo "$OUT" | head -c 3000; echo
+TEXT=$(echo "$OUT" | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["text"])' 2>/dev/null)
+echo "@@TEXT transcribe $TEXT"
+echo "@@TIMING first_transcribe_wall=$(python3 -c "print(round($T1-$T0,1))") timings=$(echo "$OUT" | python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(json.dumps({k: r.get(k) for k in ("timings","duration","device","model")}, separators=(",",":")))' 2>/dev/null)"
+step transcribe_offline bash -c "[ $RC = 0 ] && $(declare -f has_words); WORDS='$WORDS'; has_words \"$TEXT\""
+T0=$(date +%s.%N); asuser whisperctl transcribe /opt/systest/speech.wav >/dev/null; T1=$(date +%s.%N)
+echo "@@TIMING warm_transcribe_wall=$(python3 -c "print(round($T1-$T0,1))")"
+asuser whisperctl status
+step service_active_after_request asuser systemctl --user is-active -q whisperd.service
+PID=$(asuser systemctl --user show -p MainPID --value whisperd.service)
+step sandbox_in_effect bash -c "grep -q '^NoNewPrivs:.*1' /proc/$PID/status && grep -q '^Seccomp:.*2' /proc/$PID/status && [ \$(wc -l < /proc/$PID/uid_map) = 1 ] && grep -qE ' / / ro,' /proc/$PID/mountinfo"
+echo "@@INFO security=\"$(asuser systemd-analyze --user security whisperd.service --no-pager 2>&1 | tail -1)\""
+step journal_model_load_and_timings bash -c "runuser -u user -- env $UENV journalctl --user -u whisperd --no-pager -o cat | tee /tmp/wj.txt | tail -8; grep -q 'model loaded in' /tmp/wj.txt && grep -qE 'request .*audio .*decode' /tmp/wj.txt"
+
+# dictation: PulseAudio virtual microphone + whisperd-keys + uinput keyboards
+mkdir -p /home/user/.config/whisperd
+cat > /home/user/.config/whisperd/config.toml <<'T'
+[keys]
+layout = "us"
+language = "en"
+T
+chown -R user: /home/user/.config
+step pulseaudio_virtual_mic bash -c "runuser -u user -- env $UENV pactl info | grep -E 'Default (Source|Sink)'; runuser -u user -- env $UENV pactl get-default-source | grep -qx virtmic"
+# keep the null sink rendering, so that the monitor (the microphone) delivers a continuous stream
+runuser -u user -- env $UENV setsid pacat --playback --latency-msec=30 --device=virtspk --rate=16000 --channels=1 --format=s16le /dev/zero </dev/null >/dev/null 2>&1 &
+sleep 1
+/usr/lib/whisperd/venv/bin/python3 /opt/systest/chain.py
+echo "---- whisperd-keys journal"; asuser journalctl --user -u whisperd-keys --no-pager -o cat | tail -40
+echo "---- whisperd journal"; asuser journalctl --user -u whisperd --no-pager -o cat | tail -15
+echo "@@SUMMARY shell_passed=$PASS shell_failed=$FAIL uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "@@END"
