@@ -225,3 +225,23 @@ def test_transcription_and_journal(user_manager: UserManager, tmp_path: Path) ->
     assert re.search(r"idle for 3 s with no connection; exiting", journal), journal
     # the daemon logs timings, never the text
     assert "fellow Americans" not in journal
+
+
+def test_sandbox_in_effect(units: UserManager) -> None:
+    """The hardening of units/whisperd.service really applies under the user manager."""
+    assert whisperctl(units, "ping").returncode == 0
+    pid = state(units)["MainPID"]
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    assert re.search(r"^Seccomp:\s+2$", status, re.M), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert re.search(r"^CapBnd:\s+0+$", status, re.M), status
+    uid_map = Path(f"/proc/{pid}/uid_map").read_text().splitlines()
+    assert len(uid_map) == 1 and uid_map[0].split()[:2] == [str(units.uid)] * 2, uid_map
+    mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    root = [m for m in mounts if m.split()[4] == "/"]
+    assert root and all(" ro," in m or m.split()[5].startswith("ro") for m in root[-1:]), root
+    score = units.run("systemd-analyze", "--user", "security", "whisperd.service", "--no-pager")
+    m = re.search(r"Overall exposure level for whisperd.service: ([\d.]+)", score.stdout)
+    assert m, score.stdout + score.stderr
+    assert float(m.group(1)) <= 3.5, f"exposure {m.group(1)} (docs/hardening.md says 3.0)"
