@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests import wire
 from tests.conftest import JFK_TEXT, RunningDaemon, shared_audio, words
@@ -91,3 +95,43 @@ def wer(reference: str, hypothesis: str) -> float:
             )
         previous = current
     return previous[-1] / max(len(ref), 1)
+
+
+# Generated speech: (sentence, words the model must get right).
+SENTENCES: list[tuple[str, list[str]]] = [
+    ("The quick brown fox jumps over the lazy dog.", ["quick", "brown", "fox", "dog"]),
+    ("Please open the window in the kitchen.", ["open", "window", "kitchen"]),
+    ("Please close the door when you leave the house.", ["close", "door", "leave", "house"]),
+    ("We will meet at the train station tomorrow morning.", ["train", "station", "tomorrow"]),
+    ("The weather is cold and windy today.", ["weather", "cold", "today"]),
+    ("She bought three red apples at the market.", ["bought", "apples", "market"]),
+    ("Turn left at the next traffic light.", ["left", "traffic", "light"]),
+    ("The children are playing football in the park.", ["children", "football", "park"]),
+    ("Send the report to the manager before lunch.", ["report", "manager", "lunch"]),
+    ("I would like a cup of hot coffee with milk.", ["cup", "coffee", "milk"]),
+    ("The museum is closed on Mondays.", ["museum", "closed", "mondays"]),
+    ("The garden is full of beautiful flowers.", ["garden", "beautiful", "flowers"]),
+    ("Our flight to London was delayed by two hours.", ["flight", "london", "delayed"]),
+]
+
+
+def espeak_wav(text: str, path: Path, speed: int = 150) -> Path:
+    """Like tests.conftest.espeak, but reproducible: sox without dither (-D).
+
+    sox dithers by default when it converts, so the same sentence gives different bytes
+    on every run, and the tiny model's text can change with them.
+    """
+    if not shutil.which("espeak-ng") or not shutil.which("sox"):
+        pytest.skip("espeak-ng and sox are needed for generated speech (apt-get install)")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(speed), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", "-D", str(raw), "-r", "16000", "-c", "1", str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+def espeak_wavs(folder: Path, count: int = len(SENTENCES), speed: int = 150) -> list[Path]:
+    return [
+        espeak_wav(text, folder / f"s{i}.wav", speed)
+        for i, (text, _) in enumerate(SENTENCES[:count])
+    ]

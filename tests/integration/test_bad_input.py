@@ -626,7 +626,7 @@ def speech_pcm_16k(repeat: int) -> bytes:
     "`cancelled` error",
 )
 def test_cancelled_stream_sends_nothing_more(daemon: RunningDaemon) -> None:
-    pcm = speech_pcm_16k(8)  # 88 s: windows start while it streams
+    pcm = speech_pcm_16k(3)  # 33 s: windows start while it streams
     with connect(daemon) as sock:
         start(sock, "w", "pcm", **pcm_fields())
         # A window starts while this streams in; cancel at once, before it yields anything.
@@ -662,13 +662,14 @@ def wait_idle(sock: socket.socket) -> list[dict[str, Any]]:
 def test_stream_over_max_audio_bytes_sends_nothing_more(capped: RunningDaemon) -> None:
     from whisperd.audio import decode_file
 
-    speech = np.tile(decode_file(jfk_bytes()), 5)  # 55 s
-    at_44k = np.interp(np.arange(0, speech.size, 16000 / 44100), np.arange(speech.size), speech)
-    pcm = (at_44k * 32767).astype("<i2").tobytes()
+    speech = np.tile(decode_file(jfk_bytes()), 3)  # 33 s
+    at_48k = np.interp(np.arange(0, speech.size, 1 / 3), np.arange(speech.size), speech)
+    stereo = np.repeat(at_48k, 2)  # the same on both channels
+    pcm = (stereo * 32767).astype("<i2").tobytes()
     assert len(pcm) > MB4 + 1024
     with connect(capped) as sock:
-        start(sock, "s", "pcm", **pcm_fields(rate=44100))
-        # 47.5 s: a window starts while this streams in; the next frame goes over the cap
+        start(sock, "s", "pcm", **pcm_fields(rate=48000, channels=2))
+        # 21.8 s: a window starts while this streams in; the next frame goes over the cap
         # at once, before the window yields anything.
         send_audio(sock, "s", pcm[:MB4], chunk=1024 * 1024)
         send_audio(sock, "s", pcm[MB4 : MB4 + 1024])
