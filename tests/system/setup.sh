@@ -8,7 +8,7 @@
 set -euo pipefail
 PKGS="systemd dbus-user-session util-linux acl procps
       dpkg-dev debhelper fakeroot build-essential python3 python3-venv python3-dev pkg-config
-      libudev-dev libxkbcommon-dev python3-systemd python3-evdev ca-certificates lintian
+      libudev-dev libxkbcommon-dev python3-systemd python3-evdev ca-certificates lintian help2man
       qemu-system-x86 qemu-utils debootstrap e2fsprogs
       sox libsox-fmt-all espeak-ng"
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null | awk '$NF!="installed"{print $1}')
