@@ -107,8 +107,13 @@ def decode_message(payload: bytes) -> dict[str, Any]:
     """Parse a JSON frame into a message object, or raise a recoverable ProtocolError."""
     try:
         value = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Lone surrogates (\ud800) parse but could never be sent back in a reply.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not UTF-8 JSON: {exc}") from None
+    except (RecursionError, ValueError) as exc:
+        # Nesting too deep for the parser, or an integer of thousands of digits.
+        raise ProtocolError(ErrorCode.BAD_JSON, f"JSON too complex to accept: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolError(
             ErrorCode.NOT_OBJECT, f"a message must be a JSON object, got {type(value).__name__}"

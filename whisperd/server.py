@@ -40,6 +40,7 @@ from whisperd.protocol import (
     RequestId,
     Simple,
     Transcribe,
+    check_length,
     decode_message,
     encode_message,
     error_message,
@@ -187,7 +188,11 @@ class Connection:
                 if payload is None:
                     break
                 try:
-                    await self.dispatch(decode_message(payload))
+                    message = decode_message(payload)
+                    # Audio is read before anything else is checked, so that whatever the
+                    # reply, the byte stream stays in step.
+                    audio = await self.announced_audio(message)
+                    await self.dispatch(message, audio)
                 except ProtocolError as exc:
                     if exc.fatal:
                         raise
@@ -223,7 +228,32 @@ class Connection:
         for job in self.daemon.jobs_of(self):
             job.cancelled = True
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
+    async def announced_audio(self, message: dict[str, Any]) -> bytes | None:
+        """The binary frame an ``audio`` message announces; any doubt about it is fatal."""
+        if message.get("type") != "audio":
+            return None
+        size = message.get("size")
+        rid = message.get("id")
+        rid = rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME,
+                "an audio message needs a non-negative integer 'size'; without it the "
+                "stream cannot be followed",
+                rid,
+            )
+        check_length(size, MAX_AUDIO_FRAME, "audio")
+        payload = await read_frame(self.reader, MAX_AUDIO_FRAME, "audio")
+        if payload is None:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "connection closed before announced audio")
+        if len(payload) != size:
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME,
+                f"audio frame of {len(payload)} bytes, but {size} were announced",
+            )
+        return payload
+
+    async def dispatch(self, message: dict[str, Any], audio: bytes | None = None) -> None:
         request = parse_request(message)
         if isinstance(request, Hello):
             self.hello(request)
@@ -235,7 +265,8 @@ class Connection:
                 request.id,
             )
         if isinstance(request, Audio):
-            await self.audio(request)
+            assert audio is not None
+            self.audio(request, audio)
         elif isinstance(request, Simple):
             await self.simple(request)
         elif isinstance(request, Load):
@@ -296,21 +327,12 @@ class Connection:
         # Start loading while the audio is still arriving: dictation streams as the user speaks.
         self.daemon.warm_up()
 
-    async def audio(self, request: Audio) -> None:
-        # Read the announced frame first, whatever happens: the stream must stay in step.
-        payload = await read_frame(self.reader, MAX_AUDIO_FRAME, "audio")
-        if payload is None:
-            raise ProtocolError(ErrorCode.BAD_FRAME, "connection closed before announced audio")
-        if len(payload) != request.size:
-            raise ProtocolError(
-                ErrorCode.BAD_FRAME,
-                f"audio frame of {len(payload)} bytes, but {request.size} were announced",
-                request.id,
-            )
+    def audio(self, request: Audio, payload: bytes) -> None:
         job = self.receiving_job(request.id)
         limit = self.daemon.config.max_audio_bytes
         if job.size + len(payload) > limit:
             self.receiving = None
+            job.cancelled = True  # stops a window running on what it had sent
             raise ProtocolError(
                 ErrorCode.AUDIO_TOO_LARGE,
                 f"audio exceeds the limit of {limit} bytes per request (daemon.max_audio_bytes)",
@@ -348,6 +370,7 @@ class Connection:
 
     def cancel(self, request: Cancel) -> None:
         if self.receiving is not None and self.receiving.request.id == request.id:
+            self.receiving.cancelled = True
             self.receiving = None
         else:
             jobs = [j for j in self.daemon.jobs_of(self) if j.request.id == request.id]
