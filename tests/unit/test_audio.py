@@ -188,3 +188,41 @@ def test_mutated_or_truncated_flac_never_raises_anything_but_bad_audio() -> None
 def test_rms() -> None:
     assert rms(np.zeros(0, dtype=np.float32)) == 0.0
     assert rms(np.full(10, 0.5, dtype=np.float32)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        PcmFormat("s16le", 16000, 1),
+        PcmFormat("s16le", 44100, 1),
+        PcmFormat("f32le", 48000, 2),
+        PcmFormat("s16le", 22050, 1),
+        PcmFormat("s16le", 8000, 2),
+    ],
+)
+def test_stream_decoder_split_anywhere_equals_whole(fmt: PcmFormat) -> None:
+    from whisperd.audio import PcmStreamDecoder
+
+    tone = np.repeat(sine(440, fmt.sample_rate, 3.0), fmt.channels)
+    data = s16(tone) if fmt.encoding == "s16le" else tone.astype("<f4").tobytes()
+    whole = decode_pcm(data, fmt)
+    decoder = PcmStreamDecoder(fmt)
+    rng = np.random.default_rng(fmt.sample_rate)
+    position = 0
+    while position < len(data):  # chunks split inside samples and frames
+        size = int(rng.integers(1, 20000))
+        decoder.feed(data[position : position + size])
+        position += size
+    streamed = decoder.finish()
+    assert streamed.size == whole.size
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def test_stream_decoder_left_over_bytes_are_bad_audio() -> None:
+    from whisperd.audio import PcmStreamDecoder
+
+    decoder = PcmStreamDecoder(PcmFormat("s16le", 44100, 2))
+    decoder.feed(b"\x00" * 4001)
+    decoder.feed(b"\x00" * 2)
+    with pytest.raises(BadAudio, match="whole number"):
+        decoder.finish()
