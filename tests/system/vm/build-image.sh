@@ -50,7 +50,7 @@ set-default-source virtmic
 PA
 # the test payload: a oneshot system service that runs it after boot and powers off
 mkdir -p "$R/opt/systest"
-cp "$HERE"/guest/* "$R/opt/systest/"
+cp "$HERE"/guest/*.sh "$HERE"/guest/*.py "$R/opt/systest/"
 cp "$SPEECH" "$R/opt/systest/speech.wav"
 echo "$WORDS" > "$R/opt/systest/words.txt"
 chmod 755 "$R/opt/systest" "$R"/opt/systest/*.sh "$R"/opt/systest/*.py
