@@ -366,6 +366,8 @@ class Connection:
         job = self.receiving_job(request.id)
         self.receiving = None
         job.received_at = time.monotonic()
+        # Queued now, not when the task first runs: a cancel right behind `end` finds it.
+        self.daemon.queued.append(job)
         self.spawn(self.daemon.run_job(job))
 
     def cancel(self, request: Cancel) -> None:
@@ -541,7 +543,6 @@ class Daemon:
         return f"model {model['model']} ready on {model['device']}; {self.requests_served} served"
 
     async def run_job(self, job: Job) -> None:
-        self.queued.append(job)
         request_id = job.request.id
         try:
             message = await self._run_job(job)

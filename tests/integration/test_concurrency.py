@@ -205,13 +205,8 @@ def test_cancel_queued_and_running_requests(daemon: RunningDaemon, wavs: list[Pa
             check_text(index, result["text"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a cancel that arrives right after `end` (same read) gets unknown_request: "
-    "the run_job task has not yet put the job in Daemon.queued, and Connection.receiving "
-    "is already None; the request then runs and sends its result",
-)
 def test_cancel_right_after_end(daemon: RunningDaemon, wavs: list[Path]) -> None:
+    """Regression: a cancel in the same read as `end` used to get unknown_request."""
     with connect(daemon, timeout=300) as sock:
         start(sock, "c", "file")
         send_audio(sock, "c", wavs[3].read_bytes())
