@@ -84,6 +84,15 @@ FATAL_CASES: dict[str, tuple[bytes, str]] = {
         + wire.frame(b"\x00" * 2000),
         "bad_frame",
     ),
+    # Without a usable size the next frame cannot be placed: the stream is lost.
+    "audio_size_not_a_number": (
+        wire.msg({"type": "audio", "id": "a", "size": "10"}) + wire.frame(b"0123456789"),
+        "bad_frame",
+    ),
+    "audio_size_negative": (
+        wire.msg({"type": "audio", "id": "a", "size": -1}) + wire.frame(b""),
+        "bad_frame",
+    ),
     "wrong_version": (wire.msg({"type": "hello", "id": "v", "version": 2}), "unsupported_version"),
     "version_zero": (wire.msg({"type": "hello", "id": "v", "version": 0}), "unsupported_version"),
 }
@@ -197,7 +206,6 @@ USABLE_CASES: dict[str, tuple[bytes, str, Any]] = {
         "r",
     ),
     "options_not_object": (wire.msg({**PCM_REQ, "options": [1]}), "bad_field", "r"),
-    "audio_bad_size": (wire.msg({"type": "audio", "id": "a", "size": "10"}), "bad_field", "a"),
     "audio_unknown_id": (
         wire.msg({"type": "audio", "id": "nope", "size": 1000}) + wire.frame(b"\x01" * 1000),
         "unknown_request",

@@ -107,6 +107,9 @@ def test_int_accepted_for_float_keys() -> None:
         ("max_audio_seconds", 0),
         ("max_audio_seconds", -5.0),
         ("max_audio_seconds", float("nan")),
+        ("stream_window", 4.9),
+        ("stream_window", 28.5),
+        ("stream_window", -1),
     ],
 )
 def test_out_of_range_values_name_the_key(key: str, value: Any) -> None:
@@ -140,6 +143,7 @@ def test_in_range_values_accepted() -> None:
         "max_audio_seconds": 1,
         "allow_download": True,
         "fast_short_audio": False,
+        "stream_window": 0,
         "debug_log_text": True,
         "socket_path": "/tmp/x.sock",
     }
