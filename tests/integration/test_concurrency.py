@@ -206,6 +206,7 @@ def test_cancel_queued_and_running_requests(daemon: RunningDaemon, wavs: list[Pa
 
 
 def test_cancel_right_after_end(daemon: RunningDaemon, wavs: list[Path]) -> None:
+    """A cancel in the same read as `end` still finds the request (once a race)."""
     """Regression: a cancel in the same read as `end` used to get unknown_request."""
     with connect(daemon, timeout=300) as sock:
         start(sock, "c", "file")
