@@ -193,7 +193,7 @@ def main() -> int:
     released = time.monotonic()
     if play.returncode != 0:
         print("paplay failed:", play.stderr, flush=True)
-    typed = wait_typing(out, mark, 6.0, 600)
+    typed = wait_typing(out, mark, 6.0, 1500)
     text = decode(typed)
     first = typed[0][0] - released if typed else -1
     last = typed[-1][0] - released if typed else -1
