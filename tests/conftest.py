@@ -42,7 +42,8 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Pat
         pytest.skip("espeak-ng and sox are needed for generated speech (apt-get install)")
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(path)], check=True)
+    # -D: no dither, so the same sentence gives the same bytes (and text) every time.
+    subprocess.run(["sox", str(raw), "-D", "-r", "16000", "-c", "1", str(path)], check=True)
     raw.unlink()
     return path
 
