@@ -1,0 +1,1 @@
+"""Benchmarks and validation scripts (not part of the installed package)."""

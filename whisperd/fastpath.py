@@ -1,0 +1,599 @@
+"""Unpadded-window fast path for short utterances.
+
+Whisper pads every input to a 30 s window (3000 log-mel frames) and the encoder pays for
+all of it: a 3 s dictation costs as much encoder time as a 30 s one.  CTranslate2's
+Whisper encoder accepts shorter feature arrays, so for a short utterance we can encode
+only the speech plus a little zero padding and decode from that.
+
+This module re-implements the small part of faster-whisper 1.2.1's
+``WhisperModel.generate_segments`` that a dictation daemon needs (one or more windows
+over at most 30 s of audio, prompt / hotwords, temperature fallback, the no-speech guard,
+splitting on timestamp tokens) with exactly the same decoding options, but hands the
+encoder an unpadded window.  It uses faster-whisper's own ``FeatureExtractor`` (the
+model's ``feature_extractor``) and ``Tokenizer``.
+
+Quality was validated on real recordings and a large espeak-ng set (``docs/fastpath.md``,
+``bench/fastpath_validate.py``).  :func:`transcribe_unpadded` returns ``None`` for audio
+outside the validated range; the caller then uses faster-whisper's regular
+``model.transcribe``.
+
+Not thread-safe per model only in the sense that CTranslate2 serialises calls on one
+worker; the daemon calls it from a single worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import faster_whisper
+
+__all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "DEFAULT_MAX_TOKENS_PER_SECOND",
+    "DEFAULT_MIN_SECONDS",
+    "DEFAULT_MIN_WINDOW_SECONDS",
+    "DEFAULT_PAD_SECONDS",
+    "DEFAULT_TEMPERATURES",
+    "FastResult",
+    "FastSegment",
+    "is_eligible",
+    "transcribe_unpadded",
+]
+
+SAMPLE_RATE = 16000
+# Whisper's full window: 30 s = 3000 mel frames (hop 160 samples at 16 kHz).
+FULL_WINDOW_FRAMES = 3000
+
+# Validated defaults (see docs/fastpath.md for the measurements behind them).
+DEFAULT_PAD_SECONDS = 2.0
+"""Zero (silence) frames appended after the speech before encoding."""
+DEFAULT_MIN_WINDOW_SECONDS = 10.0
+"""The encoded window is never shorter than this (short clips get more padding)."""
+DEFAULT_MIN_SECONDS = 1.0
+"""Audio shorter than this is not eligible (fall back to the regular path)."""
+DEFAULT_MAX_SECONDS = 30.0
+"""Audio longer than one Whisper window is not eligible."""
+DEFAULT_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+DEFAULT_MAX_TOKENS_PER_SECOND = 10.0
+"""Token budget of a fast-path window (plus 20); reaching it means a runaway decode."""
+MAX_WORDS_PER_SECOND = 6.0
+"""More words than ``2 + 6/s`` of audio cannot be real speech: a hallucination."""
+
+_log = logging.getLogger(__name__)
+
+# Same constants as faster_whisper.transcribe.WhisperModel (1.2.1).
+_MAX_LENGTH = 448
+_TIME_PRECISION = 0.02
+_INPUT_STRIDE = 2
+
+
+@dataclass(frozen=True)
+class FastSegment:
+    """One decoded segment (times in seconds from the start of ``audio``)."""
+
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class FastResult:
+    """Result of :func:`transcribe_unpadded`.
+
+    ``text`` is the concatenation of the segment texts, exactly like joining the
+    ``Segment.text`` values of faster-whisper's ``transcribe`` (leading space included;
+    strip it if you need to).  ``window_frames`` lists the encoder window length (mel
+    frames) of every decoding window, for logging/benchmarks.
+    """
+
+    segments: tuple[FastSegment, ...]
+    text: str
+    language: str
+    duration: float
+    window_frames: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+
+def is_eligible(
+    num_samples: int,
+    *,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    sample_rate: int = SAMPLE_RATE,
+) -> bool:
+    """Whether audio of ``num_samples`` samples may take the fast path."""
+    seconds = num_samples / sample_rate
+    return min_seconds <= seconds <= min(max_seconds, DEFAULT_MAX_SECONDS)
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
+
+
+def repeated_span(text: str) -> str | None:
+    """The first immediately repeated word block ("a b a b", or one word three times in a
+    row), which is how Whisper's decoding loops look; ``None`` when there is none."""
+    words = _words(text)
+    count = len(words)
+    for i in range(count):
+        for n in range(1, (count - i) // 2 + 1):
+            if words[i : i + n] != words[i + n : i + 2 * n]:
+                continue
+            if n >= 2 or words[i : i + 1] == words[i + 2 : i + 3]:
+                return " ".join(words[i : i + 2 * n])
+    return None
+
+
+def _hallucination(
+    segments: Sequence[FastSegment], seconds: float, max_words_per_second: float
+) -> str | None:
+    """Why the fast-path output looks like a short-window failure, or ``None``."""
+    text = "".join(s.text for s in segments)
+    count = len(_words(text))
+    if count > 2 + max_words_per_second * seconds:
+        return f"{count} words in {seconds:.2f} s"
+    span = repeated_span(text)
+    if span is not None:
+        return f"repetition {span!r}"
+    return None
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
+
+
+def _suppressed_tokens(tokenizer: Any, suppress_tokens: Sequence[int] | None) -> list[int]:
+    """Same expansion as faster_whisper.transcribe.get_suppressed_tokens."""
+    if not suppress_tokens:
+        # faster-whisper passes an empty/None list through untouched.
+        return []
+    tokens: list[int]
+    if -1 in suppress_tokens:
+        tokens = [t for t in suppress_tokens if t >= 0]
+        tokens.extend(int(t) for t in tokenizer.non_speech_tokens)
+    else:
+        tokens = list(suppress_tokens)
+    tokens.extend(
+        [
+            int(tokenizer.transcribe),
+            int(tokenizer.translate),
+            int(tokenizer.sot),
+            int(tokenizer.sot_prev),
+            int(tokenizer.sot_lm),
+            int(tokenizer.no_speech),
+        ]
+    )
+    return sorted(set(tokens))
+
+
+def _build_prompt(
+    tokenizer: Any,
+    previous_tokens: list[int],
+    *,
+    without_timestamps: bool,
+    hotwords: str | None,
+) -> list[int]:
+    """Same as WhisperModel.get_prompt (no ``prefix`` support)."""
+    prompt: list[int] = []
+    if previous_tokens or hotwords:
+        prompt.append(int(tokenizer.sot_prev))
+        if hotwords:
+            hotword_tokens: list[int] = list(tokenizer.encode(" " + hotwords.strip()))
+            if len(hotword_tokens) >= _MAX_LENGTH // 2:
+                hotword_tokens = hotword_tokens[: _MAX_LENGTH // 2 - 1]
+            prompt.extend(hotword_tokens)
+        if previous_tokens:
+            prompt.extend(previous_tokens[-(_MAX_LENGTH // 2 - 1) :])
+    prompt.extend(int(t) for t in tokenizer.sot_sequence)
+    if without_timestamps:
+        prompt.append(int(tokenizer.no_timestamps))
+    return prompt
+
+
+def _split_by_timestamps(
+    tokenizer: Any,
+    tokens: list[int],
+    *,
+    time_offset: float,
+    segment_size: int,
+    segment_duration: float,
+    seek: int,
+) -> tuple[list[tuple[float, float, list[int]]], int]:
+    """Same as WhisperModel._split_segments_by_timestamps; returns (segments, new seek)."""
+    ts_begin = int(tokenizer.timestamp_begin)
+    segments: list[tuple[float, float, list[int]]] = []
+    single_timestamp_ending = len(tokens) >= 2 and tokens[-2] < ts_begin <= tokens[-1]
+    consecutive = [
+        i
+        for i in range(len(tokens))
+        if i > 0 and tokens[i] >= ts_begin and tokens[i - 1] >= ts_begin
+    ]
+    if consecutive:
+        slices = list(consecutive)
+        if single_timestamp_ending:
+            slices.append(len(tokens))
+        last_slice = 0
+        for current in slices:
+            sliced = tokens[last_slice:current]
+            start = time_offset + (sliced[0] - ts_begin) * _TIME_PRECISION
+            end = time_offset + (sliced[-1] - ts_begin) * _TIME_PRECISION
+            segments.append((start, end, sliced))
+            last_slice = current
+        if single_timestamp_ending:
+            seek += segment_size
+        else:
+            seek += (tokens[last_slice - 1] - ts_begin) * _INPUT_STRIDE
+    else:
+        duration = segment_duration
+        stamps = [t for t in tokens if t >= ts_begin]
+        if stamps and stamps[-1] != ts_begin:
+            duration = (stamps[-1] - ts_begin) * _TIME_PRECISION
+        segments.append((time_offset, time_offset + duration, tokens))
+        seek += segment_size
+    return segments, seek
+
+
+def _generate_with_fallback(
+    ct2_model: Any,
+    tokenizer: Any,
+    encoder_output: Any,
+    prompt: list[int],
+    *,
+    temperatures: Sequence[float],
+    beam_size: int,
+    best_of: int,
+    patience: float,
+    length_penalty: float,
+    repetition_penalty: float,
+    no_repeat_ngram_size: int,
+    suppress_blank: bool,
+    suppress_tokens: list[int],
+    max_initial_timestamp: float,
+    max_new_tokens: int | None,
+    compression_ratio_threshold: float | None,
+    log_prob_threshold: float | None,
+    no_speech_threshold: float | None,
+    quality_guard: bool,
+    token_budget: int | None,
+) -> _Decoded | None:
+    """Same as WhisperModel.generate_with_fallback, plus the fast path's quality guard.
+
+    With ``quality_guard`` the first (temperature 0) decode must pass faster-whisper's own
+    fallback tests (compression ratio, average log-probability, unless it is silence) and
+    stay within ``token_budget`` new tokens; otherwise ``None`` is returned so that the
+    caller re-runs the utterance on the regular padded 30 s window instead of sampling
+    at higher temperatures on the short window.
+    """
+    max_initial_timestamp_index = int(round(max_initial_timestamp / _TIME_PRECISION))
+    max_length = _MAX_LENGTH if max_new_tokens is None else len(prompt) + max_new_tokens
+    if max_length > _MAX_LENGTH:
+        raise ValueError(
+            f"prompt ({len(prompt)} tokens) + max_new_tokens exceeds {_MAX_LENGTH} tokens"
+        )
+    budget_hit_length: int | None = None
+    if quality_guard and token_budget is not None and len(prompt) + token_budget < max_length:
+        max_length = len(prompt) + token_budget
+        budget_hit_length = token_budget
+    all_results: list[_Decoded] = []
+    below_cr: list[_Decoded] = []
+    temperature = 0.0
+    for temperature in temperatures:
+        kwargs: dict[str, Any]
+        if temperature > 0:
+            kwargs = {
+                "beam_size": 1,
+                "num_hypotheses": best_of,
+                "sampling_topk": 0,
+                "sampling_temperature": temperature,
+            }
+        else:
+            kwargs = {"beam_size": beam_size, "patience": patience}
+        result = ct2_model.generate(
+            encoder_output,
+            [prompt],
+            length_penalty=length_penalty,
+            repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=suppress_blank,
+            suppress_tokens=suppress_tokens,
+            max_initial_timestamp_index=max_initial_timestamp_index,
+            **kwargs,
+        )[0]
+        tokens = [int(t) for t in result.sequences_ids[0]]
+        seq_len = len(tokens)
+        cum_logprob = float(result.scores[0]) * (seq_len**length_penalty)
+        avg_logprob = cum_logprob / (seq_len + 1)
+        text = str(tokenizer.decode(tokens)).strip()
+        cr = _compression_ratio(text)
+        no_speech_prob = float(result.no_speech_prob)
+        decoded = _Decoded(tokens, avg_logprob, no_speech_prob, temperature, cr)
+        all_results.append(decoded)
+
+        needs_fallback = False
+        if compression_ratio_threshold is not None:
+            if cr > compression_ratio_threshold:
+                needs_fallback = True  # too repetitive
+            else:
+                below_cr.append(decoded)
+        if log_prob_threshold is not None and avg_logprob < log_prob_threshold:
+            needs_fallback = True  # average log probability too low
+        if (
+            no_speech_threshold is not None
+            and no_speech_prob > no_speech_threshold
+            and log_prob_threshold is not None
+            and avg_logprob < log_prob_threshold
+        ):
+            needs_fallback = False  # silence
+        if quality_guard and budget_hit_length is not None and seq_len >= budget_hit_length:
+            return None  # runaway decode (repetition loop) on the short window
+        if not needs_fallback:
+            return decoded
+        if quality_guard:
+            return None
+    best = max(below_cr or all_results, key=lambda d: d.avg_logprob)
+    # faster-whisper reports the last temperature tried (for prompt_reset_on_temperature)
+    return _Decoded(
+        best.tokens, best.avg_logprob, best.no_speech_prob, temperature, best.compression_ratio
+    )
+
+
+def transcribe_unpadded(
+    model: faster_whisper.WhisperModel,
+    audio: npt.NDArray[np.float32],
+    *,
+    beam_size: int = 5,
+    language: str | None = None,
+    without_timestamps: bool = False,
+    initial_prompt: str | None = None,
+    hotwords: str | None = None,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    pad_seconds: float = DEFAULT_PAD_SECONDS,
+    min_window_seconds: float = DEFAULT_MIN_WINDOW_SECONDS,
+    temperature: float | Sequence[float] = DEFAULT_TEMPERATURES,
+    best_of: int = 5,
+    patience: float = 1.0,
+    length_penalty: float = 1.0,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    compression_ratio_threshold: float | None = 2.4,
+    log_prob_threshold: float | None = -1.0,
+    no_speech_threshold: float | None = 0.6,
+    silence_no_speech_prob: float | None = None,
+    condition_on_previous_text: bool = True,
+    prompt_reset_on_temperature: float = 0.5,
+    suppress_blank: bool = True,
+    suppress_tokens: Sequence[int] | None = (-1,),
+    max_initial_timestamp: float = 1.0,
+    max_new_tokens: int | None = None,
+    quality_guard: bool = True,
+    max_tokens_per_second: float | None = DEFAULT_MAX_TOKENS_PER_SECOND,
+) -> FastResult | None:
+    """Transcribe ``audio`` encoding only the speech plus ``pad_seconds`` of padding.
+
+    ``audio`` is float32, 16 kHz, mono (already VAD-trimmed by the caller; no VAD is
+    run here).  Decoding options have faster-whisper 1.2.1 ``transcribe`` defaults and
+    meanings; word timestamps, ``prefix``, clip timestamps and
+    ``hallucination_silence_threshold`` are not supported (use the regular path).
+
+    Returns ``None`` when the audio is not eligible -- shorter than ``min_seconds``,
+    longer than ``max_seconds`` (never more than 30 s), or a multilingual model with
+    ``language=None`` (language detection needs the regular path) -- and the caller
+    should then call ``model.transcribe`` with the same options.
+
+    With ``quality_guard`` (the default) it also returns ``None`` when the output looks
+    like a short-window failure, so the regular path decodes the utterance on the 30 s
+    window (with its own temperature fallback):
+
+    * the temperature-0 decode fails faster-whisper's own fallback tests (compression
+      ratio > ``compression_ratio_threshold``, or average log-probability <
+      ``log_prob_threshold`` without being silence), or produces more than
+      ``20 + max_tokens_per_second * window_seconds`` tokens;
+    * a timestamped segment starts after the end of the speech or ends past the
+      encoded window (the decoder running on into the padding);
+    * the text repeats itself ("a b a b", or one word three times in a row), or has
+      more than ``2 + 6 words/s`` of audio.
+
+    The no-speech guard is faster-whisper's (a window is dropped when ``no_speech_prob >
+    no_speech_threshold`` and ``avg_logprob <= log_prob_threshold``), so the output
+    matches the regular path; ``silence_no_speech_prob`` (e.g. 0.9, default off) also
+    drops windows whose no-speech probability alone exceeds it.
+
+    Each window is encoded as ``max(speech + pad_seconds, min_window_seconds)``, capped
+    at 30 s, with zero log-mel frames as padding (the same padding value faster-whisper
+    uses for its 30 s window).
+    """
+    if audio.ndim != 1:
+        raise ValueError("audio must be a 1-D mono array")
+    if pad_seconds < 0 or min_window_seconds < 0:
+        raise ValueError("pad_seconds and min_window_seconds must be >= 0")
+    if not is_eligible(audio.shape[0], min_seconds=min_seconds, max_seconds=max_seconds):
+        return None
+
+    from faster_whisper.tokenizer import Tokenizer  # deferred: heavy import
+
+    ct2_model: Any = model.model
+    multilingual = bool(ct2_model.is_multilingual)
+    if language is None:
+        if multilingual:
+            return None
+        language = "en"
+    elif not multilingual:
+        language = "en"
+
+    extractor: Any = model.feature_extractor
+    # The regular path calls the extractor with the whole (<= 30 s) audio too, so the
+    # log-mel normalisation (max - 8 dB clamp) is identical.
+    features = np.asarray(extractor(audio.astype(np.float32, copy=False)), dtype=np.float32)
+    content_frames = features.shape[-1] - 1
+    time_per_frame = float(extractor.time_per_frame)
+    frames_per_second = int(extractor.sampling_rate // extractor.hop_length)
+    pad_frames = int(round(pad_seconds * frames_per_second))
+    min_window = int(round(min_window_seconds * frames_per_second))
+    full_window = int(extractor.nb_max_frames)
+
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
+    suppress = _suppressed_tokens(tokenizer, suppress_tokens)
+    temperatures = (
+        tuple(temperature) if isinstance(temperature, Sequence) else (float(temperature),)
+    )
+
+    all_tokens: list[int] = []
+    prompt_reset_since = 0
+    if initial_prompt is not None:
+        all_tokens.extend(tokenizer.encode(" " + initial_prompt.strip()))
+
+    import ctranslate2  # deferred: heavy import
+
+    segments: list[FastSegment] = []
+    windows: list[int] = []
+    seek = 0
+    while seek < content_frames:
+        time_offset = seek * time_per_frame
+        segment_size = min(full_window, content_frames - seek)
+        segment_duration = segment_size * time_per_frame
+        window = min(full_window, max(segment_size + pad_frames, min_window))
+        chunk = np.zeros((features.shape[0], window), dtype=np.float32)
+        chunk[:, :segment_size] = features[:, seek : seek + segment_size]
+        windows.append(window)
+
+        encoder_output = ct2_model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(chunk[np.newaxis])),
+            to_cpu=False,
+        )
+        budget = (
+            None
+            if max_tokens_per_second is None
+            else 20 + int(max_tokens_per_second * window * time_per_frame)
+        )
+        prompt = _build_prompt(
+            tokenizer,
+            all_tokens[prompt_reset_since:],
+            without_timestamps=without_timestamps,
+            hotwords=hotwords,
+        )
+        decoded = _generate_with_fallback(
+            ct2_model,
+            tokenizer,
+            encoder_output,
+            prompt,
+            temperatures=temperatures,
+            beam_size=beam_size,
+            best_of=best_of,
+            patience=patience,
+            length_penalty=length_penalty,
+            repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            suppress_blank=suppress_blank,
+            suppress_tokens=suppress,
+            max_initial_timestamp=max_initial_timestamp,
+            max_new_tokens=max_new_tokens,
+            compression_ratio_threshold=compression_ratio_threshold,
+            log_prob_threshold=log_prob_threshold,
+            no_speech_threshold=no_speech_threshold,
+            quality_guard=quality_guard,
+            token_budget=budget,
+        )
+        if decoded is None:
+            _log.debug("fast path declined: temperature-0 decode failed the fallback tests")
+            return None
+
+        if no_speech_threshold is not None:
+            # Same no-voice guard as faster-whisper: skip the window when the model says
+            # "no speech" and the decode is not confident enough to override it.
+            should_skip = decoded.no_speech_prob > no_speech_threshold
+            if log_prob_threshold is not None and decoded.avg_logprob > log_prob_threshold:
+                should_skip = False
+            if should_skip:
+                seek += segment_size
+                continue
+        if silence_no_speech_prob is not None and decoded.no_speech_prob > silence_no_speech_prob:
+            # Stricter, opt-in: faster-whisper keeps e.g. " You" on digital silence
+            # (no_speech_prob 0.95 but avg_logprob -0.96 > -1); this drops it.
+            seek += segment_size
+            continue
+
+        previous_seek = seek
+        pieces, seek = _split_by_timestamps(
+            tokenizer,
+            decoded.tokens,
+            time_offset=time_offset,
+            segment_size=segment_size,
+            segment_duration=segment_duration,
+            seek=seek,
+        )
+        if seek <= previous_seek:  # defensive: never loop on the same window
+            seek = previous_seek + segment_size
+        if quality_guard:
+            content_end = time_offset + segment_duration
+            window_end = time_offset + window * time_per_frame
+            for start, end, _tokens in pieces:
+                # A segment that starts after the speech, or a timestamp past the encoded
+                # window, is the decoder running on into the padding (it then repeats).
+                if start >= content_end - 0.1 or end > window_end + 0.01:
+                    _log.debug(
+                        "fast path declined: segment %.2f-%.2f s beyond speech end %.2f s",
+                        start,
+                        end,
+                        content_end,
+                    )
+                    return None
+        for start, end, tokens in pieces:
+            text = str(tokenizer.decode(tokens))
+            if start == end or not text.strip():
+                continue
+            all_tokens.extend(tokens)
+            segments.append(
+                FastSegment(
+                    start=start,
+                    end=end,
+                    text=text,
+                    tokens=tuple(tokens),
+                    avg_logprob=decoded.avg_logprob,
+                    no_speech_prob=decoded.no_speech_prob,
+                    temperature=decoded.temperature,
+                    compression_ratio=decoded.compression_ratio,
+                )
+            )
+        if not condition_on_previous_text or decoded.temperature > prompt_reset_on_temperature:
+            prompt_reset_since = len(all_tokens)
+
+    duration = audio.shape[0] / SAMPLE_RATE
+    if quality_guard:
+        reason = _hallucination(segments, duration, MAX_WORDS_PER_SECOND)
+        if reason is not None:
+            _log.debug("fast path declined: %s", reason)
+            return None
+    return FastResult(
+        segments=tuple(segments),
+        text="".join(s.text for s in segments),
+        language=language,
+        duration=duration,
+        window_frames=tuple(windows),
+    )
