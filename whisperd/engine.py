@@ -176,6 +176,7 @@ class Transcription:
             "language": self.language,
             "duration": round(self.duration, 3),
             "skipped": self.skipped,
+            "decoder": self.path,
         }
 
 
@@ -265,6 +266,12 @@ class Engine:
         assert self._model is not None
         beam_size = int(options.get("beam_size", self.config.beam_size))
         language = options.get("language") or self.config.language or None
+        fast = self._transcribe_unpadded(audio, options, beam_size, language, offset)
+        if fast is not None:
+            for item in fast.segments:
+                if on_segment is not None:
+                    on_segment(item)
+            return fast
         segments_iter, info = self._model.transcribe(
             audio,
             beam_size=beam_size,
@@ -288,6 +295,83 @@ class Engine:
                 on_segment(item)
         text = " ".join(s["text"] for s in segments if s["text"])
         return Transcription(text, segments, info.language, duration)
+
+    def _transcribe_unpadded(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        beam_size: int,
+        language: str | None,
+        offset: float,
+    ) -> Transcription | None:
+        """Short utterances: encode their real length, not a 30 s window (docs/fastpath.md).
+
+        None when the audio or the options are outside what was validated, or when the
+        quality guard doubts the output; the caller then takes faster-whisper's own path.
+        """
+        from whisperd import fastpath
+
+        # On by default for streamed dictation (where latency is the point), off for files
+        # (where the text must equal faster-whisper's); a request may ask either way.
+        if not options.get("fast_short_audio", False) or options.get("word_timestamps"):
+            return None
+        if not fastpath.is_eligible(audio.size):
+            return None
+        speech, to_original = self._speech_only(audio, options)
+        if speech is None or not fastpath.is_eligible(speech.size):
+            return None
+        assert self._model is not None
+        result = fastpath.transcribe_unpadded(
+            self._model,
+            speech,
+            beam_size=beam_size,
+            language=language,
+            without_timestamps=bool(options.get("without_timestamps", False)),
+            initial_prompt=options.get("initial_prompt"),
+        )
+        if result is None:
+            return None
+        segments: list[dict[str, Any]] = []
+        for segment in result.segments:
+            start, end = to_original(segment.start, False), to_original(segment.end, True)
+            text = segment.text.strip()
+            segments.append(
+                {"start": round(start + offset, 3), "end": round(end + offset, 3), "text": text}
+            )
+        text = " ".join(s["text"] for s in segments if s["text"])
+        return Transcription(
+            text, segments, result.language, audio.size / 16000, None, path="unpadded"
+        )
+
+    def _speech_only(
+        self, audio: Samples, options: dict[str, Any]
+    ) -> tuple[Samples | None, Callable[[float, bool], float]]:
+        """The audio with silence cut out by the VAD, as faster-whisper's own path does,
+        and the mapping from its times back to the original audio's."""
+
+        def same(seconds: float, is_end: bool) -> float:
+            return seconds
+
+        if not options.get("vad_filter", self.config.vad_filter):
+            return audio, same
+        import numpy as np
+        from faster_whisper.vad import (
+            SpeechTimestampsMap,
+            VadOptions,
+            collect_chunks,
+            get_speech_timestamps,
+        )
+
+        chunks = get_speech_timestamps(audio, VadOptions())
+        if not chunks:
+            return None, same  # the regular path reports "no speech" its own way
+        pieces, _ = collect_chunks(audio, chunks)
+        mapping = SpeechTimestampsMap(chunks, 16000)
+
+        def original(seconds: float, is_end: bool) -> float:
+            return float(mapping.get_original_time(seconds, is_end=is_end))
+
+        return np.concatenate(pieces).astype(np.float32, copy=False), original
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -205,6 +205,7 @@ TRANSCRIBE_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "initial_prompt": (str,),
     "vad_filter": (bool,),
     "word_timestamps": (bool,),
+    "fast_short_audio": (bool,),
 }
 
 

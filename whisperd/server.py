@@ -574,6 +574,8 @@ class Daemon:
     def window_options(self, job: Job) -> dict[str, Any]:
         """Options for the next piece of a stream: earlier text conditions the model."""
         options = dict(job.request.options)
+        if job.stream is not None:
+            options.setdefault("fast_short_audio", self.config.fast_short_audio)
         if job.segments and "initial_prompt" not in options:
             options["initial_prompt"] = " ".join(s["text"] for s in job.segments)[-200:]
         return options
