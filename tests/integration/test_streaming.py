@@ -109,3 +109,21 @@ def test_stream_ending_inside_a_frame_is_bad_audio(daemon: RunningDaemon) -> Non
             audio.finish()
         assert caught.value.code == "bad_audio"
         client.ping()
+
+
+def test_short_dictation_takes_the_unpadded_path_and_files_do_not(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    speech = espeak("Please send the invoice to the finance team today.", tmp_path / "d.wav")
+    pcm, rate, channels = pcm_of(speech)
+    streamed = stream(daemon, pcm, rate, channels, chunk=3200)
+    assert streamed["decoder"] == "unpadded"
+    assert {"invoice", "finance", "team"} <= set(words(streamed["text"]))
+    with Client.connect(str(daemon.socket_path), autostart=False) as client:
+        as_file = client.transcribe_file(speech)
+        assert as_file["decoder"] == "standard"
+        forced = client.transcribe_file(speech, {"fast_short_audio": True})
+        assert forced["decoder"] == "unpadded"
+        slow = client.start_stream(rate, channels, "s16le", {"fast_short_audio": False})
+        slow.send(pcm)
+        assert slow.finish()["decoder"] == "standard"
