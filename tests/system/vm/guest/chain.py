@@ -139,13 +139,26 @@ def press(ui: UInput, code: int, value: int) -> None:
     ui.syn()
 
 
-def wait_typing(reader: Reader, since: int, quiet: float, timeout: float) -> list[tuple[float, int, int]]:
-    """Wait until typing starts and then stays quiet for `quiet` seconds."""
+GAVE_UP = ("nothing to type", "is too short", "dictation failed", "cannot start recording",
+           "characters not typed")
+
+
+def wait_typing(reader: Reader, since: int, quiet: float, timeout: float,
+                journal_from: int | None = None) -> list[tuple[float, int, int]]:
+    """Wait until typing starts and then stays quiet for `quiet` seconds, or whisperd-keys
+    says in its journal (from character `journal_from` on) that it will type nothing."""
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while time.monotonic() < deadline:
         keys = reader.keys(since)
         if keys and time.monotonic() - keys[-1][0] > quiet and not reader.pressed():
             return keys
+        if journal_from is not None and not keys and time.monotonic() - checked > 15:
+            checked = time.monotonic()
+            new = keys_journal()[journal_from:]
+            if any(p in new for p in GAVE_UP):
+                print("whisperd-keys gave up:", new[-1500:], flush=True)
+                return keys
         time.sleep(0.2)
     return reader.keys(since)
 
@@ -185,6 +198,7 @@ def main() -> int:
     # the dictation: hold INSERT, the microphone hears the sentence, release
     mark = len(out.events)
     app_mark = len(app_a.events)
+    journal_mark = len(keys_journal())
     press(kb_a, e.KEY_INSERT, 1)
     time.sleep(0.6)
     play = asuser("paplay", "--latency-msec=30", "--device=virtspk", "/opt/systest/speech.wav")
@@ -193,13 +207,16 @@ def main() -> int:
     released = time.monotonic()
     if play.returncode != 0:
         print("paplay failed:", play.stderr, flush=True)
-    typed = wait_typing(out, mark, 6.0, 1500)
+    typed = wait_typing(out, mark, 6.0, 1500, journal_mark)
     text = decode(typed)
     first = typed[0][0] - released if typed else -1
     last = typed[-1][0] - released if typed else -1
     print(f"@@TEXT typed {text}", flush=True)
     print(f"@@TIMING release_to_first_key_s={first:.1f} release_to_last_key_s={last:.1f} "
           f"key_events={len(typed)}", flush=True)
+    print("---- whisperd-keys journal after the dictation\n" + keys_journal()[journal_mark:][-3000:], flush=True)
+    print("---- whisperd journal after the dictation\n" + asuser(
+        "journalctl", "--user", "-u", "whisperd", "--no-pager", "-o", "cat", "-n", "12").stdout, flush=True)
     missing = [w for w in WORDS if w not in words_of(text)]
     result("dictation_typed_the_sentence", not missing, f"missing {missing}" if missing else "")
     result("no_key_left_pressed_after_typing", not out.pressed(), str(out.pressed()))
