@@ -31,6 +31,21 @@ step systemd_analyze_verify asuser systemd-analyze --user verify --man=no /usr/l
    /usr/lib/systemd/user/whisperd.service /usr/lib/systemd/user/whisperd-keys.service
 step daemon_not_running_before_first_use bash -c "! runuser -u user -- env $UENV systemctl --user is-active -q whisperd.service"
 
+# the user's configuration, before whisperd first starts
+mkdir -p /home/user/.config/whisperd
+cat > /home/user/.config/whisperd/config.toml <<'T'
+[daemon]
+# one decode per dictation: under TCG every streamed window costs minutes (docs/system-tests.md)
+stream_window = 0
+
+[keys]
+layout = "us"
+language = "en"
+# under TCG a transcription takes minutes (docs/system-tests.md)
+timeout = 1800.0
+T
+chown -R user: /home/user/.config
+
 # offline transcription through socket activation, with the bundled model (no network in this VM)
 progress() {  # print what the daemon is doing while a long step runs
   while sleep 20; do
@@ -50,15 +65,6 @@ step sandbox_in_effect bash -c "grep -q '^NoNewPrivs:.*1' /proc/$PID/status && g
 echo "@@INFO security=\"$(asuser systemd-analyze --user security whisperd.service --no-pager 2>&1 | tail -1)\""
 
 # dictation: PulseAudio virtual microphone + whisperd-keys + uinput keyboards
-mkdir -p /home/user/.config/whisperd
-cat > /home/user/.config/whisperd/config.toml <<'T'
-[keys]
-layout = "us"
-language = "en"
-# under TCG a transcription takes minutes (docs/system-tests.md)
-timeout = 1800.0
-T
-chown -R user: /home/user/.config
 step pulseaudio_virtual_mic bash -c "runuser -u user -- env $UENV pactl info | grep -E 'Default (Source|Sink)'; runuser -u user -- env $UENV pactl get-default-source | grep -qx virtmic"
 # keep the null sink rendering, so that the monitor (the microphone) delivers a continuous stream
 runuser -u user -- env $UENV setsid pacat --playback --latency-msec=30 --device=virtspk --rate=16000 --channels=1 --format=s16le /dev/zero </dev/null >/dev/null 2>&1 &
