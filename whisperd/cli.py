@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument(
         "--without-timestamps", action="store_true", help="faster; segments lose their times"
     )
+    transcribe.add_argument(
+        "--fast",
+        action="store_true",
+        help="encode 1-30 s files at their real length, not a padded 30 s window "
+        "(dictation's fast path; see docs/fastpath.md)",
+    )
 
     commands.add_parser("status", help="model, device, idle timeout, requests served")
     commands.add_parser("load", help="load the model now (warm up)")
@@ -69,6 +75,8 @@ def transcribe_options(args: argparse.Namespace) -> dict[str, Any]:
         options["vad_filter"] = False
     if args.without_timestamps:
         options["without_timestamps"] = True
+    if args.fast:
+        options["fast_short_audio"] = True
     return options
 
 

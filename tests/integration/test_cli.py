@@ -170,3 +170,14 @@ def test_whisperctl_imports_neither_numpy_nor_faster_whisper(daemon: RunningDaem
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+
+
+def test_fast_flag_takes_the_unpadded_path(daemon: RunningDaemon) -> None:
+    jfk = shared_audio("jfk.flac")
+    done = whisperctl(
+        "--socket", str(daemon.socket_path), "transcribe", "--fast", "--json", str(jfk)
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["decoder"] == "unpadded"
+    assert words(result["text"]) == words(JFK_TEXT)
