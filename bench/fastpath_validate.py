@@ -10,6 +10,7 @@ Sections (``--sections``, default all):
   sweep   -- raw fast-path quality (no quality guard, temperature 0 only) for several
              ``pad_seconds`` / ``min_window_seconds`` settings, per duration bucket;
              plus the guarded default configuration.
+  full    -- the validated defaults (guard on) on every clip, regular path interleaved.
   timing  -- median of 3 alternating runs per path on clips of representative lengths,
              threads 1/2 x beam 1/5 x without_timestamps true/false.
   matrix  -- regular vs fast (validated defaults, guard on) for CPU threads 1/2,
@@ -316,6 +317,20 @@ def section_sweep(
         save()
 
 
+def section_full(
+    models: Callable[[int], Any], clips: list[Clip], out: dict[str, Any], save: Callable[[], None]
+) -> None:
+    """The module defaults on every clip (threads 2, beam 5, timestamps), interleaved."""
+    model = models(2)
+    log("full: defaults, threads=2 beam=5 without_timestamps=False")
+    rows: list[dict[str, Any]] = []
+    for clip in clips:
+        regular = {clip.name: run_regular(model, clip, 5, False)}
+        rows.extend(evaluate(model, [clip], regular, 5, False, {}))
+    out["full"] = {"summary": summarize(rows), "mismatches": mismatches(rows), "rows": rows}
+    save()
+
+
 def section_matrix(
     models: Callable[[int], Any], clips: list[Clip], out: dict[str, Any], save: Callable[[], None]
 ) -> None:
@@ -346,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/out/fastpath.json"))
     ap.add_argument("--espeak", type=int, default=200, help="number of espeak-ng utterances")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--sections", default="sweep,timing,matrix")
+    ap.add_argument("--sections", default="sweep,full,timing,matrix")
     ap.add_argument(
         "--matrix-every",
         type=int,
@@ -416,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     if "sweep" in sections:
         section_sweep(models, clips, out, save)
+    if "full" in sections:
+        section_full(models, clips, out, save)
     if "timing" in sections:
         section_timing(models, clips, out, save)
     if "matrix" in sections:

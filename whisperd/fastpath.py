@@ -132,10 +132,21 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
 
 
+def _loop_tokens(text: str) -> list[str]:
+    """Whitespace-separated tokens, lower-cased, edge punctuation stripped; tokens made of
+    punctuation only ("//", "...") are kept, since decoding loops produce them too."""
+    out = []
+    for tok in text.lower().split():
+        core = tok.strip(".,!?;:\"'()[]")
+        out.append(core or tok)
+    return out
+
+
 def repeated_span(text: str) -> str | None:
-    """The first immediately repeated word block ("a b a b", or one word three times in a
-    row), which is how Whisper's decoding loops look; ``None`` when there is none."""
-    words = _words(text)
+    """The first immediately repeated block of tokens ("a b a b", or one token three times
+    in a row, punctuation-only tokens included: "// // //"), which is how Whisper's
+    decoding loops look; ``None`` when there is none."""
+    words = _loop_tokens(text)
     count = len(words)
     for i in range(count):
         for n in range(1, (count - i) // 2 + 1):
@@ -415,8 +426,8 @@ def transcribe_unpadded(
       ratio > ``compression_ratio_threshold``, or average log-probability <
       ``log_prob_threshold`` without being silence), or produces more than
       ``20 + max_tokens_per_second * window_seconds`` tokens;
-    * a timestamped segment starts after the end of the speech or ends past the
-      encoded window (the decoder running on into the padding);
+    * a timestamped segment starts after the end of the speech (the decoder running on
+      into the padding);
     * the text repeats itself ("a b a b", or one word three times in a row), or has
       more than ``2 + 6 words/s`` of audio.
 
@@ -471,6 +482,7 @@ def transcribe_unpadded(
 
     import ctranslate2  # deferred: heavy import
 
+    audio_seconds = audio.shape[0] / SAMPLE_RATE
     segments: list[FastSegment] = []
     windows: list[int] = []
     seek = 0
@@ -550,15 +562,14 @@ def transcribe_unpadded(
         )
         if seek <= previous_seek:  # defensive: never loop on the same window
             seek = previous_seek + segment_size
+        content_end = time_offset + segment_duration
         if quality_guard:
-            content_end = time_offset + segment_duration
-            window_end = time_offset + window * time_per_frame
             for start, end, _tokens in pieces:
-                # A segment that starts after the speech, or a timestamp past the encoded
-                # window, is the decoder running on into the padding (it then repeats).
-                if start >= content_end - 0.1 or end > window_end + 0.01:
+                # A segment that starts after the speech is the decoder running on into
+                # the padding (it then repeats itself).
+                if start >= content_end - 0.1:
                     _log.debug(
-                        "fast path declined: segment %.2f-%.2f s beyond speech end %.2f s",
+                        "fast path declined: segment %.2f-%.2f s starts after speech end %.2f s",
                         start,
                         end,
                         content_end,
@@ -572,7 +583,8 @@ def transcribe_unpadded(
             segments.append(
                 FastSegment(
                     start=start,
-                    end=end,
+                    # a short window's last timestamp can overshoot: not past the audio
+                    end=end if window >= full_window else min(end, max(start, audio_seconds)),
                     text=text,
                     tokens=tuple(tokens),
                     avg_logprob=decoded.avg_logprob,
@@ -584,7 +596,7 @@ def transcribe_unpadded(
         if not condition_on_previous_text or decoded.temperature > prompt_reset_on_temperature:
             prompt_reset_since = len(all_tokens)
 
-    duration = audio.shape[0] / SAMPLE_RATE
+    duration = audio_seconds
     if quality_guard:
         reason = _hallucination(segments, duration, MAX_WORDS_PER_SECOND)
         if reason is not None:

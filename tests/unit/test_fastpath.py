@@ -148,6 +148,8 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
             False,
         ),
         ("", False),
+        ("to deal in the software without restriction. // // // // //", True),
+        ("Wait... what?", False),
     ],
 )
 def test_repeated_span(text: str, looping: bool) -> None:
