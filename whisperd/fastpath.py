@@ -17,8 +17,9 @@ Quality was validated on real recordings and a large espeak-ng set (``docs/fastp
 outside the validated range; the caller then uses faster-whisper's regular
 ``model.transcribe``.
 
-Not thread-safe per model only in the sense that CTranslate2 serialises calls on one
-worker; the daemon calls it from a single worker thread.
+Thread-safety: no state is kept between calls (a Tokenizer is built per call); the daemon
+calls it from its single worker thread, and CTranslate2 serialises calls on a model that
+has one worker anyway.
 """
 
 from __future__ import annotations
