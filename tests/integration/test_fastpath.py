@@ -106,7 +106,7 @@ def espeak(workdir: Path, index: int, text: str, voice: str, speed: int) -> np.n
         capture_output=True,
     )
     subprocess.run(
-        ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)],
+        ["sox", str(raw), "-D", "-r", "16000", "-c", "1", "-b", "16", str(out)],
         check=True,
         capture_output=True,
     )
