@@ -57,7 +57,7 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
     for name, w in warm.items():
         rows.append(
             [
-                f"Fast path gain, {name}: whisperd default vs fast path off",
+                f"Fast path gain, {name}: file request with fast_short_audio vs without",
                 f"{w['fastpath_gain_ms']:+.0f} ms ({w['fastpath_speedup']:.2f}×); default "
                 f"vs in-process {w['default_vs_inproc_ms']:+.0f} ms",
                 "(lever)",
@@ -225,10 +225,12 @@ def render(r: dict[str, Any]) -> str:
                     ms(w["daemon_default"]["wall"]["median"]),
                     f"{w['overhead_ms']:+.0f} ms",
                     f"{w['overhead_wire_ms']:.1f} ms",
+                    ms(w["daemon_fast"]["wall"]["median"]) if "daemon_fast" in w else "–",
                     f"{w['fastpath_gain_ms']:+.0f} ms",
                     ms(w["inproc_fastpath"]["wall"]["median"]) if "inproc_fastpath" in w else "–",
                     f"{pct(w['inproc']['wer'])} / {pct(w['daemon_fastoff']['wer'])} / "
-                    f"{pct(w['daemon_default']['wer'])}",
+                    f"{pct(w['daemon_default']['wer'])} / "
+                    f"{pct(w.get('daemon_fast', {}).get('wer'))}",
                     w["inproc"]["wall"]["n"],
                 ]
             )
@@ -241,9 +243,10 @@ def render(r: dict[str, Any]) -> str:
                     "whisperd default",
                     "overhead",
                     "wall − daemon decode",
+                    "whisperd, fast_short_audio",
                     "fast path gain",
                     "in-process fast path (projection)",
-                    "WER in-proc / off / default",
+                    "WER in-proc / off / default / fast",
                     "reps",
                 ],
                 rows,
@@ -348,7 +351,7 @@ def render(r: dict[str, Any]) -> str:
             out.append(
                 "\nDecode part only, in-process, whisperd-keys' options "
                 "(without_timestamps), regular call vs the unpadded fast path "
-                "(`whisperd.fastpath`) the engine does not use yet:\n\n"
+                "(`whisperd.fastpath`, used by whisperd for streamed dictation), without VAD:\n\n"
             )
             rows = [
                 [
