@@ -32,6 +32,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.system)
 
 
+# Lines for the end of pytest's output (the VM's @@ lines: the typed text, timings, results).
+SUMMARY_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if SUMMARY_LINES:
+        terminalreporter.section("whisperd system tests")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)
+
+
 def unavailable(reason: str) -> None:
     """Skip with the reason; under CI, where setup.sh has run, fail instead."""
     if os.environ.get("CI") and not os.environ.get("WHISPERD_SYSTEST_ALLOW_SKIP"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HERE, test_audio_dir, unavailable
+from .conftest import HERE, SUMMARY_LINES, test_audio_dir, unavailable
 
 CACHE = Path(os.environ.get("WHISPERD_SYSTEST_CACHE", "/var/cache/whisperd-systest"))
 WORDS = "ask not what your country can do for you"
@@ -87,14 +87,10 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
         log = log_path.read_text(errors="replace")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(f"VM log: {log_path}; host-side seconds: "
-                            + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
-        for line in log.splitlines():
-            if "@@" in line:
-                reporter.write_line("  " + line)
+    SUMMARY_LINES.append(f"VM log: {log_path}; host-side seconds: "
+                         + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
+    SUMMARY_LINES.extend("  " + line for line in log.splitlines()
+                         if "@@" in line and "@@PROGRESS" not in line)
     vm_run = VmRun(log, timings)
     if not vm_run.results:
         pytest.fail(f"the VM printed no results; see {log_path}:\n{log[-5000:]}")
