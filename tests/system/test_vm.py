@@ -27,7 +27,9 @@ VM = HERE / "vm"
 def run(cmd: list[str], timeout: float, what: str) -> str:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+        pytest.fail(
+            f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
@@ -38,9 +40,21 @@ def speech(work: Path) -> tuple[Path, str]:
     if jfk.exists():
         run(["sox", str(jfk), "-r", "16000", "-c", "1", "-b", "16", str(wav)], 120, "sox")
         return wav, WORDS
-    run(["espeak-ng", "-s", "140", "-w", str(work / "espeak.wav"),
-         "And so, ask not what your country can do for you."], 60, "espeak-ng")
-    run(["sox", str(work / "espeak.wav"), "-r", "16000", "-c", "1", "-b", "16", str(wav)], 60, "sox")
+    run(
+        [
+            "espeak-ng",
+            "-s",
+            "140",
+            "-w",
+            str(work / "espeak.wav"),
+            "And so, ask not what your country can do for you.",
+        ],
+        60,
+        "espeak-ng",
+    )
+    run(
+        ["sox", str(work / "espeak.wav"), "-r", "16000", "-c", "1", "-b", "16", str(wav)], 60, "sox"
+    )
     return wav, WORDS
 
 
@@ -62,8 +76,18 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
         pytest.skip("needs root: debootstrap, chroot, dpkg-buildpackage")
     if os.environ.get("WHISPERD_SKIP_VM"):
         pytest.skip("WHISPERD_SKIP_VM is set (the VM run takes ~25 min under TCG)")
-    missing = [t for t in ("qemu-system-x86_64", "debootstrap", "mkfs.ext4", "dpkg-buildpackage",
-                           "sox", "espeak-ng") if not shutil.which(t)]
+    missing = [
+        t
+        for t in (
+            "qemu-system-x86_64",
+            "debootstrap",
+            "mkfs.ext4",
+            "dpkg-buildpackage",
+            "sox",
+            "espeak-ng",
+        )
+        if not shutil.which(t)
+    ]
     if missing:
         unavailable(f"missing {', '.join(missing)}: run tests/system/setup.sh")
     timings: dict[str, float] = {}
@@ -78,7 +102,11 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
     try:
         wav, words = speech(work)
         t = time.monotonic()
-        run([str(VM / "build-image.sh"), base, deb, str(work), str(wav), words], 900, "building the VM image")
+        run(
+            [str(VM / "build-image.sh"), base, deb, str(work), str(wav), words],
+            900,
+            "building the VM image",
+        )
         timings["image"] = time.monotonic() - t
         log_path = CACHE / "last-vm.log"
         t = time.monotonic()
@@ -87,10 +115,13 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
         log = log_path.read_text(errors="replace")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    SUMMARY_LINES.append(f"VM log: {log_path}; host-side seconds: "
-                         + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
-    SUMMARY_LINES.extend("  " + line for line in log.splitlines()
-                         if "@@" in line and "@@PROGRESS" not in line)
+    SUMMARY_LINES.append(
+        f"VM log: {log_path}; host-side seconds: "
+        + ", ".join(f"{k}={v:.0f}" for k, v in timings.items())
+    )
+    SUMMARY_LINES.extend(
+        "  " + line for line in log.splitlines() if "@@" in line and "@@PROGRESS" not in line
+    )
     vm_run = VmRun(log, timings)
     if not vm_run.results:
         pytest.fail(f"the VM printed no results; see {log_path}:\n{log[-5000:]}")
@@ -98,17 +129,33 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
 
 
 SHELL_STEPS = [
-    "deb_installed", "deb_files", "uinput_module_loaded_at_boot", "seat_session",
-    "uinput_uaccess_for_seat_user", "socket_enabled_for_every_user", "keys_not_enabled_by_default",
-    "systemd_analyze_verify", "daemon_not_running_before_first_use", "transcribe_offline",
-    "service_active_after_request", "sandbox_in_effect", "journal_model_load_and_timings",
+    "deb_installed",
+    "deb_files",
+    "uinput_module_loaded_at_boot",
+    "seat_session",
+    "uinput_uaccess_for_seat_user",
+    "socket_enabled_for_every_user",
+    "keys_not_enabled_by_default",
+    "systemd_analyze_verify",
+    "daemon_not_running_before_first_use",
+    "transcribe_offline",
+    "service_active_after_request",
+    "sandbox_in_effect",
+    "journal_model_load_and_timings",
     "pulseaudio_virtual_mic",
 ]
 CHAIN_STEPS = [
-    "keys_service_starts", "virtual_keyboard_appears", "keyboard_a_grabbed",
-    "other_keys_pass_through", "dictation_typed_the_sentence", "no_key_left_pressed_after_typing",
-    "trigger_not_on_virtual_keyboard", "trigger_not_seen_by_apps_reading_the_keyboard",
-    "keyboard_b_hotplug_grabbed", "keyboard_b_triggers_recording", "stop_ungrabs_keyboards",
+    "keys_service_starts",
+    "virtual_keyboard_appears",
+    "keyboard_a_grabbed",
+    "other_keys_pass_through",
+    "dictation_typed_the_sentence",
+    "no_key_left_pressed_after_typing",
+    "trigger_not_on_virtual_keyboard",
+    "trigger_not_seen_by_apps_reading_the_keyboard",
+    "keyboard_b_hotplug_grabbed",
+    "keyboard_b_triggers_recording",
+    "stop_ungrabs_keyboards",
     "kill_mid_typing_no_key_pressed",
 ]
 

@@ -1,4 +1,5 @@
 """Prefix every line of the VM's serial console with the seconds since QEMU started."""
+
 import sys
 import time
 

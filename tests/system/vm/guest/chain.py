@@ -35,15 +35,18 @@ def result(name: str, ok: bool, info: str = "") -> None:
 
 
 def asuser(*cmd: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    return subprocess.run(["runuser", "-u", "user", "--", "env", *UENV, *cmd],
-                          capture_output=True, text=True, **kw)
+    return subprocess.run(
+        ["runuser", "-u", "user", "--", "env", *UENV, *cmd], capture_output=True, text=True, **kw
+    )
 
 
 def keys_journal() -> str:
     return asuser("journalctl", "--user", "-u", "whisperd-keys", "--no-pager", "-o", "cat").stdout
 
 
-def find_device(name: str, exclude: set[str] = frozenset(), timeout: float = 60) -> InputDevice | None:
+def find_device(
+    name: str, exclude: set[str] = frozenset(), timeout: float = 60
+) -> InputDevice | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in evdev.list_devices():
@@ -139,12 +142,18 @@ def press(ui: UInput, code: int, value: int) -> None:
     ui.syn()
 
 
-GAVE_UP = ("nothing to type", "is too short", "dictation failed", "cannot start recording",
-           "characters not typed")
+GAVE_UP = (
+    "nothing to type",
+    "is too short",
+    "dictation failed",
+    "cannot start recording",
+    "characters not typed",
+)
 
 
-def wait_typing(reader: Reader, since: int, quiet: float, timeout: float,
-                journal_from: int | None = None) -> list[tuple[float, int, int]]:
+def wait_typing(
+    reader: Reader, since: int, quiet: float, timeout: float, journal_from: int | None = None
+) -> list[tuple[float, int, int]]:
     """Wait until typing starts and then stays quiet for `quiet` seconds, or whisperd-keys
     says in its journal (from character `journal_from` on) that it will type nothing."""
     deadline = time.monotonic() + timeout
@@ -177,8 +186,11 @@ def main() -> int:
     start = asuser("systemctl", "--user", "start", "whisperd-keys.service")
     result("keys_service_starts", start.returncode == 0, start.stderr.strip())
     virt = find_device(VIRTUAL_NAME, timeout=120)
-    result("virtual_keyboard_appears", virt is not None,
-           f"after {time.monotonic() - t0:.1f} s" if virt else keys_journal()[-2000:])
+    result(
+        "virtual_keyboard_appears",
+        virt is not None,
+        f"after {time.monotonic() - t0:.1f} s" if virt else keys_journal()[-2000:],
+    )
     if virt is None:
         return 1
     out = Reader(virt)  # what applications see from whisperd-keys
@@ -212,11 +224,22 @@ def main() -> int:
     first = typed[0][0] - released if typed else -1
     last = typed[-1][0] - released if typed else -1
     print(f"@@TEXT typed {text}", flush=True)
-    print(f"@@TIMING release_to_first_key_s={first:.1f} release_to_last_key_s={last:.1f} "
-          f"key_events={len(typed)}", flush=True)
-    print("---- whisperd-keys journal after the dictation\n" + keys_journal()[journal_mark:][-3000:], flush=True)
-    print("---- whisperd journal after the dictation\n" + asuser(
-        "journalctl", "--user", "-u", "whisperd", "--no-pager", "-o", "cat", "-n", "12").stdout, flush=True)
+    print(
+        f"@@TIMING release_to_first_key_s={first:.1f} release_to_last_key_s={last:.1f} "
+        f"key_events={len(typed)}",
+        flush=True,
+    )
+    print(
+        "---- whisperd-keys journal after the dictation\n" + keys_journal()[journal_mark:][-3000:],
+        flush=True,
+    )
+    print(
+        "---- whisperd journal after the dictation\n"
+        + asuser(
+            "journalctl", "--user", "-u", "whisperd", "--no-pager", "-o", "cat", "-n", "12"
+        ).stdout,
+        flush=True,
+    )
     missing = [w for w in WORDS if w not in words_of(text)]
     result("dictation_typed_the_sentence", not missing, f"missing {missing}" if missing else "")
     result("no_key_left_pressed_after_typing", not out.pressed(), str(out.pressed()))
@@ -225,8 +248,11 @@ def main() -> int:
     insert_out = [k for k in out.keys() if k[1] == e.KEY_INSERT]
     insert_app = [k for k in app_a.keys(app_mark) if k[1] == e.KEY_INSERT]
     result("trigger_not_on_virtual_keyboard", not insert_out, str(insert_out[:4]))
-    result("trigger_not_seen_by_apps_reading_the_keyboard", not insert_app and not app_a.keys(),
-           f"{len(app_a.keys())} events leaked")
+    result(
+        "trigger_not_seen_by_apps_reading_the_keyboard",
+        not insert_app and not app_a.keys(),
+        f"{len(app_a.keys())} events leaked",
+    )
 
     # hot-plug: a keyboard plugged in after start is used
     before = keys_journal().count("recording started")
@@ -244,22 +270,46 @@ def main() -> int:
     # a clean stop (SIGTERM) releases everything and ungrabs
     stop = asuser("systemctl", "--user", "stop", "whisperd-keys.service")
     time.sleep(1)
-    result("stop_ungrabs_keyboards", stop.returncode == 0 and not is_grabbed_by_someone(dev_a)
-           and not is_grabbed_by_someone(dev_b))
+    result(
+        "stop_ungrabs_keyboards",
+        stop.returncode == 0
+        and not is_grabbed_by_someone(dev_a)
+        and not is_grabbed_by_someone(dev_b),
+    )
     out.halt = True
 
     # killing whisperd-keys (SIGKILL) in the middle of typing leaves no key pressed
     text = "The Quick Brown Fox Jumps Over The Lazy Dog, " * 6
     known = {d for d in evdev.list_devices()}
     proc = subprocess.Popen(
-        ["setpriv", "--reuid=1000", "--regid=1000", "--init-groups", "env", "HOME=/home/user",
-         *UENV, "/usr/bin/whisperd-keys", "--layout", "us", "--type-delay", "0.03", "--type", text],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            "setpriv",
+            "--reuid=1000",
+            "--regid=1000",
+            "--init-groups",
+            "env",
+            "HOME=/home/user",
+            *UENV,
+            "/usr/bin/whisperd-keys",
+            "--layout",
+            "us",
+            "--type-delay",
+            "0.03",
+            "--type",
+            text,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     virt2 = find_device(VIRTUAL_NAME, exclude=known, timeout=120)
     if virt2 is None:
         proc.kill()
-        result("kill_mid_typing_no_key_pressed", False, "no virtual keyboard: " + proc.communicate()[0][-1000:])
+        result(
+            "kill_mid_typing_no_key_pressed",
+            False,
+            "no virtual keyboard: " + proc.communicate()[0][-1000:],
+        )
     else:
         typing = Reader(virt2)
         typing.start()
@@ -276,9 +326,11 @@ def main() -> int:
         typing.join(10)
         partial = decode(typing.keys())
         print(f"@@TEXT killed_after {partial}", flush=True)
-        result("kill_mid_typing_no_key_pressed",
-               typing.gone and not typing.pressed() and partial and len(partial) < len(text),
-               f"held at kill: {held}; after: {typing.pressed()}; device gone: {typing.gone}")
+        result(
+            "kill_mid_typing_no_key_pressed",
+            typing.gone and not typing.pressed() and partial and len(partial) < len(text),
+            f"held at kill: {held}; after: {typing.pressed()}; device gone: {typing.gone}",
+        )
     app_a.halt = True
     print(f"@@SUMMARY chain_passed={RESULTS['pass']} chain_failed={RESULTS['fail']}", flush=True)
     return 0 if RESULTS["fail"] == 0 else 1
