@@ -131,7 +131,8 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
                 f"whisperd RSS: after load → after {mem['requests']} requests",
                 f"{mem['rss_loaded_kib']['VmRSS'] / 1024:.0f} MiB → "
                 f"{mem['samples'][-1]['VmRSS'] / 1024:.0f} MiB (+{first:.1f} MiB since the "
-                f"1st request, {growth:+.1f} MiB since the 100th)",
+                f"1st request, {growth:+.1f} MiB since the "
+                f"{min(100, mem['requests'])}th)",
                 "no growth (≤ 1 MiB after warm-up)",
                 MET if growth <= 1.0 else gap(f"{growth:+.1f} MiB"),
             ]
