@@ -46,11 +46,7 @@ def resample(samples: Samples, rate: int) -> Samples:
     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
     frame.sample_rate = rate
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    if not parts:
-        return np.zeros(0, dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    return _frames_to_samples(resampler.resample(frame) + resampler.resample(None))
 
 
 def rms(samples: Samples) -> float:

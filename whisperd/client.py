@@ -23,9 +23,8 @@ from whisperd.protocol import (
     PROTOCOL_VERSION,
     ProtocolError,
     RequestId,
-    encode_frame,
-    encode_message,
     recv_message,
+    send_audio,
     send_message,
 )
 
@@ -304,9 +303,8 @@ class AudioStream:
         view = memoryview(data)
         for start in range(0, len(view), MAX_AUDIO_FRAME):
             part = bytes(view[start : start + MAX_AUDIO_FRAME])
-            header = encode_message({"type": "audio", "id": self.id, "size": len(part)})
             try:
-                self.client.sock.sendall(header + encode_frame(part))
+                send_audio(self.client.sock, self.id, part)
             except OSError as exc:
                 raise DaemonUnavailable(
                     "unavailable", f"whisperd closed the connection: {exc}"

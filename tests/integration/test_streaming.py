@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningDaemon, espeak, start_daemon, stop_daemon, words
+from tests.integration.support import wer
 from whisperd.client import Client
 
 SENTENCES = [
@@ -20,16 +21,6 @@ SENTENCES = [
     "She opened the window and listened to the birds singing in the garden.",
     "We should finish the report before the end of the week.",
 ]
-
-
-def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = current
-    return previous[-1] / max(1, len(reference))
 
 
 def pcm_of(path: Path) -> tuple[bytes, int, int]:
@@ -83,8 +74,8 @@ def test_long_stream_is_transcribed_in_windows_as_well_as_in_one_piece(
     assert starts == sorted(starts)
     assert in_windows["segments"][-1]["end"] > 20
     assert len(in_windows["streamed_segments"]) == len(in_windows["segments"])
-    wer_windows = word_error_rate(words(reference), words(in_windows["text"]))
-    wer_whole = word_error_rate(words(reference), words(whole["text"]))
+    wer_windows = wer(reference, in_windows["text"])
+    wer_whole = wer(reference, whole["text"])
     assert wer_windows <= max(0.1, wer_whole + 0.05), (in_windows["text"], whole["text"])
 
 
