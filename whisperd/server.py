@@ -925,7 +925,20 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
     return config
 
 
+def limit_blas_threads() -> None:
+    """Keep numpy's BLAS to one thread unless the user chose otherwise.
+
+    Must run before numpy is imported. The daemon's numpy work (log-mel features,
+    resampling) is small, but OpenBLAS threads keep spinning after each call and take the
+    cores from the CTranslate2 encoder that runs right after: on 2 cores a short
+    dictation's encode took twice as long (docs/benchmarks.md).
+    """
+    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    limit_blas_threads()
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
