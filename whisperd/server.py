@@ -574,7 +574,10 @@ class Daemon:
     def window_options(self, job: Job) -> dict[str, Any]:
         """Options for the next piece of a stream: earlier text conditions the model."""
         options = dict(job.request.options)
-        if job.stream is not None:
+        if job.stream is not None and options.get("without_timestamps"):
+            # Dictation's request. With timestamps decoded, the unpadded window cost word
+            # errors (docs/fastpath.md), so those streams take faster-whisper's own path
+            # unless they ask for the fast path themselves.
             options.setdefault("fast_short_audio", self.config.fast_short_audio)
         if job.segments and "initial_prompt" not in options:
             options["initial_prompt"] = " ".join(s["text"] for s in job.segments)[-200:]
