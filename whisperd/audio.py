@@ -73,6 +73,7 @@ class PcmStreamDecoder:
             if fmt.sample_rate == SAMPLE_RATE
             else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         )
+        self.levels = Levels()
 
     def feed(self, data: bytes) -> None:
         buffer = self.rest + data
@@ -91,6 +92,7 @@ class PcmStreamDecoder:
         if samples.size:
             self.parts.append(samples)
             self.length += samples.size
+            self.levels.add(samples)
 
     def audio(self) -> Samples:
         """Everything decoded so far (one array; cheap to call repeatedly)."""
@@ -110,6 +112,7 @@ class PcmStreamDecoder:
             if tail.size:
                 self.parts.append(tail)
                 self.length += tail.size
+                self.levels.add(tail)
             self.resampler = None
         return self.audio()
 
@@ -131,6 +134,44 @@ def _frames_to_samples(frames: list[av.AudioFrame]) -> Samples:
     return np.ascontiguousarray(
         np.concatenate([f.to_ndarray().reshape(-1) for f in frames]), dtype=np.float32
     )
+
+
+LEVEL_FRAME = int(0.03 * SAMPLE_RATE)
+# A frame 20 dB under the loudest of the utterance is a pause: room noise sits 30 dB or
+# more under speech with any usable microphone, while every spoken word peaks within
+# 15 dB of the utterance's loudest.
+PAUSE_FRACTION = 0.1
+
+
+class Levels:
+    """The loudness (RMS) of each 30 ms frame of a stream, kept as the audio arrives, so
+    that finding where speech stopped costs no pass over the whole recording."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self._rest = np.zeros(0, dtype=np.float32)
+
+    def add(self, samples: Samples) -> None:
+        buffer = np.concatenate([self._rest, samples]) if self._rest.size else samples
+        count = buffer.size // LEVEL_FRAME
+        if count:
+            frames = buffer[: count * LEVEL_FRAME].reshape(count, LEVEL_FRAME)
+            energy = np.mean(np.square(frames, dtype=np.float64), axis=1)
+            self.values.extend(np.sqrt(energy).tolist())
+        self._rest = buffer[count * LEVEL_FRAME :]
+
+    def speech_end(self, start: int, floor: float) -> int | None:
+        """Where speech after sample ``start`` last stopped: the end of its last frame
+        louder than a tenth of its loudest (and than ``floor``); None when nothing after
+        ``start`` is louder than ``floor``."""
+        first = -(-start // LEVEL_FRAME)
+        values = self.values[first:]
+        peak = max(values, default=0.0)
+        if peak < floor:
+            return None
+        threshold = max(floor, peak * PAUSE_FRACTION)
+        last = max(i for i, value in enumerate(values) if value >= threshold)
+        return (first + last + 1) * LEVEL_FRAME
 
 
 def quiet_cut(samples: Samples, start: int, end: int, search_seconds: float) -> int:

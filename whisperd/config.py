@@ -72,6 +72,7 @@ class DaemonConfig:
     allow_download: bool = False
     fast_short_audio: bool = True
     stream_window: float = 10.0
+    draft_pause: float = 0.25
     debug_log_text: bool = False
     socket_path: str = ""
 
@@ -104,6 +105,11 @@ class DaemonConfig:
             self.stream_window == 0 or 5 <= self.stream_window <= 28,
             "stream_window",
             "must be 0 (off) or within 5..28 seconds",
+        )
+        need(
+            self.draft_pause == 0 or 0.1 <= self.draft_pause <= 5,
+            "draft_pause",
+            "must be 0 (off) or within 0.1..5 seconds",
         )
 
 

@@ -247,6 +247,12 @@ class Engine:
             return "silent"
         return None
 
+    def has_speech(self, audio: Samples) -> bool:
+        """Whether the VAD finds any speech in ``audio`` (no model needed)."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        return bool(get_speech_timestamps(audio, VadOptions()))
+
     def transcribe(
         self,
         audio: Samples,

@@ -164,6 +164,19 @@ class Job:
     segments: list[dict[str, Any]] = field(default_factory=list)
     window: asyncio.Future[None] | None = None
     window_seconds: float = 0.0
+    # A draft: the audio from `committed` to a pause, transcribed while the user was silent.
+    # If nothing is said after it before the stream ends, it is the result.
+    draft: Draft | None = None
+    drafting: asyncio.Future[None] | None = None
+    draft_seconds: float = 0.0
+    draft_used: bool = False
+
+
+@dataclass
+class Draft:
+    start: int  # samples, the job's `committed` when the draft was made
+    end: int
+    result: Transcription
 
 
 class Connection:
@@ -352,6 +365,7 @@ class Connection:
                 request.id,
             )
         self.daemon.maybe_start_window(job)
+        self.daemon.maybe_start_draft(job)
 
     def receiving_job(self, request_id: RequestId) -> Job:
         if self.receiving is None or self.receiving.request.id != request_id:
@@ -390,6 +404,10 @@ class Connection:
 
 # Streamed windows end at the quietest moment of their last WINDOW_SEARCH seconds.
 WINDOW_SEARCH = 2.0
+# Drafts are made of at most this much audio (one Whisper window).
+DRAFT_MAX_SECONDS = 28.0
+# The VAD needs this much audio to judge whether a word hides after a draft.
+DRAFT_VAD_MIN = 0.1
 
 
 def merge_windows(
@@ -592,6 +610,8 @@ class Daemon:
         window = self.config.stream_window
         if window <= 0 or job.stream is None or job.window is not None or job.cancelled:
             return
+        if job.drafting is not None:
+            return  # started again when the draft is done
         if job.received_at:
             return  # the stream has ended: the tail is transcribed in one piece now
         if job.stream.length - job.committed < (window + WINDOW_SEARCH) * 16000:
@@ -623,12 +643,71 @@ class Daemon:
         job.window = None
         self.maybe_start_window(job)
 
+    def maybe_start_draft(self, job: Job) -> None:
+        """When the user pauses, transcribe what they said so far while they are silent.
+
+        Most people stop speaking a moment before they release the key; if they say
+        nothing more, the draft is the answer and the release costs no decoding at all.
+        Drafts run only on an idle worker, so they never delay anyone else's request.
+        """
+        pause = self.config.draft_pause
+        if pause <= 0 or job.stream is None or job.received_at or job.cancelled:
+            return
+        if job.window is not None or job.drafting is not None:
+            return
+        if self.busy or self.queued or not self.engine.loaded:
+            return
+        end = job.stream.length
+        if end - job.committed > DRAFT_MAX_SECONDS * 16000:
+            return
+        spoken = job.stream.levels.speech_end(job.committed, self.config.min_rms)
+        if spoken is None or end - spoken < pause * 16000:
+            return
+        draft = job.draft
+        if draft is not None and draft.start == job.committed and spoken <= draft.end:
+            return  # nothing was said since the last draft
+        job.drafting = asyncio.ensure_future(self.run_draft(job, job.committed, end))
+
+    async def run_draft(self, job: Job, start: int, end: int) -> None:
+        assert job.stream is not None
+        piece = job.stream.audio()[start:end]
+        options = self.window_options(job)
+        started = time.monotonic()
+        try:
+            # No segments are sent: a draft may be thrown away if the user speaks again.
+            result: Transcription = await self.on_worker(
+                self.engine.transcribe, piece, options, None, lambda: job.cancelled, start / 16000
+            )
+        except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
+            log.warning("a draft of a stream failed; the release decodes it: %s", exc)
+        else:
+            job.draft = Draft(start, end, result)
+        finally:
+            job.draft_seconds += time.monotonic() - started
+            job.drafting = None
+        self.maybe_start_window(job)
+
+    def usable_draft(self, job: Job, audio: Samples) -> Transcription | None:
+        """The draft's result when nothing was said after it; None otherwise."""
+        draft = job.draft
+        if draft is None or job.stream is None or draft.start != job.committed:
+            return None
+        spoken = job.stream.levels.speech_end(job.committed, self.config.min_rms)
+        if spoken is not None and spoken > draft.end:
+            return None  # louder than a pause after the draft: the user spoke again
+        rest = audio[draft.end :]
+        if rest.size >= DRAFT_VAD_MIN * 16000 and self.engine.has_speech(rest):
+            return None  # quiet, but the VAD hears a word
+        return draft.result
+
     async def _run_job(self, job: Job) -> dict[str, Any]:
         from whisperd.audio import BadAudio, decode_file
 
         load_wait = await self.ensure_loaded()
-        while job.window is not None:  # a window in flight: its text is part of the result
-            await asyncio.shield(job.window)
+        # A window or draft in flight: its text is part of the result (and the worker is
+        # busy with it anyway).
+        while job.window is not None or job.drafting is not None:
+            await asyncio.shield(job.window or job.drafting)  # type: ignore[arg-type]
         send_segment = self.segment_sender(job)
 
         def decode() -> Samples:
@@ -653,13 +732,20 @@ class Daemon:
                 )
             decoded = time.monotonic()
             load = self.engine.load()  # a no-op unless unloaded meanwhile
-            result = self.engine.transcribe(
-                audio[job.committed :],
-                self.window_options(job),
-                send_segment,
-                lambda: job.cancelled,
-                job.committed / 16000,
-            )
+            drafted = self.usable_draft(job, audio)
+            if drafted is not None:
+                job.draft_used = True
+                for segment in drafted.segments:
+                    send_segment(segment)
+                result = drafted
+            else:
+                result = self.engine.transcribe(
+                    audio[job.committed :],
+                    self.window_options(job),
+                    send_segment,
+                    lambda: job.cancelled,
+                    job.committed / 16000,
+                )
             if job.segments:
                 result = merge_windows(job.segments, result, audio.size / 16000)
             finished = time.monotonic()
@@ -669,6 +755,7 @@ class Daemon:
                 "decode": finished - decoded - load,
                 "load": load,
                 "streamed_decode": job.window_seconds,
+                "draft_decode": job.draft_seconds,
             }
 
         self.set_status("transcribing")
@@ -699,6 +786,7 @@ class Daemon:
             "type": "result",
             "id": job.request.id,
             **result.to_message(),
+            "draft": job.draft_used,
             "timings": {k: round(max(v, 0.0), 4) for k, v in timings.items()},
             **self.engine.describe(),
         }

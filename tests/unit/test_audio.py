@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_audio
-from whisperd.audio import SAMPLE_RATE, BadAudio, decode_file, decode_pcm, resample, rms
+from whisperd.audio import (
+    LEVEL_FRAME,
+    SAMPLE_RATE,
+    BadAudio,
+    Levels,
+    PcmStreamDecoder,
+    decode_file,
+    decode_pcm,
+    resample,
+    rms,
+)
 from whisperd.protocol import PcmFormat
 
 
@@ -226,3 +236,58 @@ def test_stream_decoder_left_over_bytes_are_bad_audio() -> None:
     decoder.feed(b"\x00" * 2)
     with pytest.raises(BadAudio, match="whole number"):
         decoder.finish()
+
+
+# --- pause detection (Levels) ---------------------------------------------------------------
+
+
+def speech_then_pause(speech: float, pause: float, noise: float = 0.001) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    voiced = sine(220, SAMPLE_RATE, speech, amplitude=0.3)
+    quiet = np.zeros(int(pause * SAMPLE_RATE), dtype=np.float32)
+    audio = np.concatenate([voiced, quiet]).astype(np.float32)
+    return audio + rng.normal(0, noise, audio.size).astype(np.float32)
+
+
+def test_levels_find_where_speech_stopped_in_any_chunking() -> None:
+    audio = speech_then_pause(1.0, 0.5)
+    for chunk in (7, 320, 480, 4801):
+        levels = Levels()
+        for start in range(0, audio.size, chunk):
+            levels.add(audio[start : start + chunk])
+        end = levels.speech_end(0, floor=0.0005)
+        assert end is not None
+        assert abs(end - SAMPLE_RATE) <= LEVEL_FRAME  # within one 30 ms frame of 1.0 s
+
+
+def test_a_soft_word_after_a_loud_one_is_still_speech() -> None:
+    loud = sine(220, SAMPLE_RATE, 0.5, amplitude=0.5)
+    soft = sine(300, SAMPLE_RATE, 0.3, amplitude=0.1)  # 14 dB under the loud word
+    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    levels = Levels()
+    levels.add(np.concatenate([loud, gap, soft, gap]).astype(np.float32))
+    end = levels.speech_end(0, floor=0.0005)
+    assert end is not None and end >= int(1.3 * SAMPLE_RATE) - LEVEL_FRAME
+
+
+def test_no_speech_after_start_means_none() -> None:
+    levels = Levels()
+    levels.add(speech_then_pause(0.5, 1.0))
+    assert levels.speech_end(SAMPLE_RATE, floor=0.005) is None  # only noise after 1 s
+    silent = Levels()
+    silent.add(np.zeros(SAMPLE_RATE, dtype=np.float32))
+    assert silent.speech_end(0, floor=0.0005) is None
+
+
+def test_the_stream_decoder_keeps_levels_of_what_it_decoded() -> None:
+    audio = speech_then_pause(1.0, 0.5)
+    decoder = PcmStreamDecoder(PcmFormat("s16le", 48000, 1))
+    decoder.feed(s16(resample48(audio)))
+    decoded = decoder.finish()
+    assert len(decoder.levels.values) == decoded.size // LEVEL_FRAME
+    end = decoder.levels.speech_end(0, floor=0.0005)
+    assert end is not None and abs(end - SAMPLE_RATE) <= 2 * LEVEL_FRAME
+
+
+def resample48(audio: np.ndarray) -> np.ndarray:
+    return np.repeat(audio, 3)  # 16 kHz to 48 kHz: good enough for loudness

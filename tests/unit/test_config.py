@@ -110,6 +110,8 @@ def test_int_accepted_for_float_keys() -> None:
         ("stream_window", 4.9),
         ("stream_window", 28.5),
         ("stream_window", -1),
+        ("draft_pause", 0.05),
+        ("draft_pause", 6),
     ],
 )
 def test_out_of_range_values_name_the_key(key: str, value: Any) -> None:
@@ -144,6 +146,7 @@ def test_in_range_values_accepted() -> None:
         "allow_download": True,
         "fast_short_audio": False,
         "stream_window": 0,
+        "draft_pause": 0.5,
         "debug_log_text": True,
         "socket_path": "/tmp/x.sock",
     }
