@@ -106,28 +106,28 @@ def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
     options = transcribe_options(args)
     several = len(args.files) > 1
     failures = 0
-    for index, path in enumerate(args.files):
-        progress = Progress(path)
-        try:
-            result = client.transcribe_file(path, options, progress)
-        except OSError as exc:
-            print(f"whisperctl: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    progress = [Progress(path) for path in args.files]
+    # All files go out ahead of their results (up to 16 at a time), so the daemon can
+    # pack short ones into shared windows; results still come back in order.
+    outcomes = client.transcribe_files(args.files, options, progress.__getitem__)
+    for index, (path, outcome) in enumerate(zip(args.files, outcomes, strict=True)):
+        progress[index].clear()
+        if isinstance(outcome, OSError):
+            print(f"whisperctl: cannot read {path}: {outcome.strerror or outcome}", file=sys.stderr)
             failures += 1
             continue
-        except ClientError as exc:
-            progress.clear()
-            if exc.code not in ("bad_audio", "audio_too_large"):
-                raise
-            print(f"whisperctl: {path}: {exc.message}", file=sys.stderr)
+        if isinstance(outcome, ClientError):
+            if outcome.code not in ("bad_audio", "audio_too_large"):
+                raise outcome
+            print(f"whisperctl: {path}: {outcome.message}", file=sys.stderr)
             failures += 1
             continue
-        progress.clear()
         if args.json:
-            print(json.dumps({"file": path, **result}, ensure_ascii=False))
+            print(json.dumps({"file": path, **outcome}, ensure_ascii=False))
         elif several:
-            print(f"{'' if index == 0 else chr(10)}==> {path} <==\n{result['text']}")
+            print(f"{'' if index == 0 else chr(10)}==> {path} <==\n{outcome['text']}")
         else:
-            print(result["text"])
+            print(outcome["text"])
         sys.stdout.flush()
     return 1 if failures else EXIT_OK
 

@@ -6,6 +6,7 @@ user manager when one is there, else by spawning ``whisperd`` in the background.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import shutil
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -31,6 +32,9 @@ from whisperd.protocol import (
 SegmentCallback = Callable[[dict[str, Any]], None]
 
 # Exit codes of whisperctl, documented in docs/protocol.md and the README.
+# whisperctl sends this many files ahead of the result it waits for.
+PIPELINE_FILES = 16
+
 EXIT_OK = 0
 EXIT_REQUEST_FAILED = 1
 EXIT_USAGE = 2
@@ -140,6 +144,8 @@ class Client:
         self.timeout = timeout
         self.ids = itertools.count(1)
         self.server_info: dict[str, Any] = {}
+        # Replies to requests still in flight that arrived while we waited for another.
+        self.held: dict[RequestId, collections.deque[dict[str, Any]]] = {}
 
     @classmethod
     def connect(
@@ -208,24 +214,37 @@ class Client:
                 "unavailable", f"whisperd closed the connection: {exc}"
             ) from None
 
+    def next_message(self, request_id: RequestId) -> dict[str, Any]:
+        held = self.held.get(request_id)
+        while not held:
+            message = self.receive()
+            other = message.get("id")
+            if other == request_id:
+                return message
+            if other in self.held:
+                self.held[other].append(message)  # pipelined: read when its turn comes
+            # else: a late reply to a request we gave up on
+        return held.popleft()
+
     def wait_reply(
         self, request_id: RequestId, on_segment: SegmentCallback | None = None
     ) -> dict[str, Any]:
         while True:
-            message = self.receive()
-            if message.get("id") != request_id:
-                continue  # a late reply to a request we gave up on
+            message = self.next_message(request_id)
             kind = message.get("type")
             if kind == "segment":
                 if on_segment is not None:
                     on_segment(message)
                 continue
             if kind == "error":
+                self.held.pop(request_id, None)
                 code = str(message.get("code"))
                 text = str(message.get("message"))
                 if code == "unsupported_version":
                     raise ProtocolMismatch(code, text)
                 raise ClientError(code, text)
+            if kind == "result":
+                self.held.pop(request_id, None)
             return message
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -285,6 +304,63 @@ class Client:
             for chunk in _chunks(handle):
                 stream.send(chunk)
             return stream.finish(on_segment)
+
+    def transcribe_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        options: dict[str, Any] | None = None,
+        on_segment: Callable[[int], SegmentCallback | None] | None = None,
+        ahead: int = PIPELINE_FILES,
+    ) -> Iterator[dict[str, Any] | ClientError | OSError]:
+        """Transcribe several files, in order, sending up to ``ahead`` of them before
+        reading the first result: the daemon then sees them queued together and packs
+        short ones into shared windows (docs/protocol.md), and no upload waits on a
+        transcription. Yields each file's result, or the error that file got."""
+        sent: collections.deque[tuple[int, AudioStream | ClientError | OSError]] = (
+            collections.deque()
+        )
+        index = 0
+        done = 0
+        while done < len(paths):
+            while index < len(paths) and len(sent) < ahead:
+                sent.append((index, self._send_file(paths[index], options)))
+                index += 1
+            position, pending = sent.popleft()
+            done += 1
+            if not isinstance(pending, AudioStream):
+                yield pending
+                continue
+            callback = on_segment(position) if on_segment is not None else None
+            try:
+                result = self.wait_reply(pending.id, callback)
+            except ClientError as exc:
+                yield exc
+                continue
+            result["text"] = str(result.get("text", "")).strip()
+            yield result
+
+    def _send_file(
+        self, path: str | os.PathLike[str], options: dict[str, Any] | None
+    ) -> AudioStream | ClientError | OSError:
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            return exc
+        with handle:
+            try:
+                stream = self.start_file(options)
+            except ClientError as exc:
+                return exc
+            self.held[stream.id] = collections.deque()
+            try:
+                for chunk in _chunks(handle):
+                    stream.send(chunk)
+            except OSError as exc:  # unreadable midway: drop the request
+                self.held.pop(stream.id, None)
+                stream.cancel()
+                return exc
+            self.send({"type": "end", "id": stream.id})
+        return stream
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:

@@ -181,3 +181,31 @@ def test_fast_flag_takes_the_unpadded_path(daemon: RunningDaemon) -> None:
     result = json.loads(done.stdout)
     assert result["decoder"] == "unpadded"
     assert words(result["text"]) == words(JFK_TEXT)
+
+
+def test_many_files_in_order_with_bad_ones_among_them(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """The files are sent ahead of their results; each still gets its own text or error."""
+    texts = {
+        "a": "The quick brown fox jumps over the lazy dog.",
+        "b": "Please call me back tomorrow morning.",
+        "c": "Our meeting has been moved to Thursday afternoon.",
+    }
+    made = {name: espeak(text, tmp_path / f"{name}.wav") for name, text in texts.items()}
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF" + os.urandom(3000))
+    order = [made["a"], corrupt, made["b"], Path("/nonexistent.wav"), made["c"]]
+    done = whisperctl("--socket", str(daemon.socket_path), "transcribe", "--json", *map(str, order))
+    assert done.returncode == 1
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["file"] for r in results] == [str(made[n]) for n in "abc"]
+    marks = {"a": {"lazy", "dog"}, "b": {"tomorrow", "morning"}, "c": {"thursday", "afternoon"}}
+    for result, name in zip(results, "abc", strict=True):
+        heard = set(words(result["text"]))
+        assert marks[name] <= heard, (name, result["text"])
+        others = set().union(*(marks[n] for n in marks if n != name))
+        assert not heard & others, (name, result["text"])  # nothing from another file
+    assert f"{corrupt}: cannot decode" in done.stderr
+    assert "cannot read /nonexistent.wav" in done.stderr
+    assert "Traceback" not in done.stderr
