@@ -210,6 +210,7 @@ class DictationBench:
             "typing": self.typer.done - self.typer.handoff,
             "chars": len(self.typer.text),
             "recorded": (release - down),
+            "draft": 1.0 if result.get("draft") else 0.0,
             "text": self.typer.text,
         }
 

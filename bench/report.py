@@ -30,6 +30,22 @@ def gap(text: str) -> str:
     return f"❌ gap: {text}"
 
 
+DICTATION_TITLES = {
+    "default": "whisperd default (the recorded utterance, with its pause before release)",
+    "at_speech_end": "whisperd default, key released 50 ms after the last word",
+    "no_drafts": "whisperd without drafts (`draft_pause = 0`)",
+    "plain": "whisperd with the fast path, stream windows and drafts off (`plain`)",
+}
+
+
+def draft_note(d: dict[str, Any]) -> str:
+    used = d.get("drafts_used")
+    if used is None:
+        return "drafts not measured"
+    pause = d.get("trailing_pause", 0.0) * 1000
+    return f"answered by a draft {used:g}/{d['reps']}, pause before release {pause:.0f} ms"
+
+
 def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -64,16 +80,42 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
                 "info",
             ]
         )
+    blas = r.get("blas_threads", {})
+    for name in blas.get("one", {}):
+        default, one = blas["default"][name], blas["one"][name]
+        rows.append(
+            [
+                f"Lever: numpy BLAS on one thread (whisperd's setting), in-process, {name}",
+                f"regular {ms(default['regular'])} → {ms(one['regular'])}, fast path "
+                f"{ms(default['fastpath'])} → {ms(one['fastpath'])}",
+                "(lever)",
+                "kept",
+            ]
+        )
     cold = r.get("cold", {})
     for name, c in cold.items():
         if name == "python_c_pass":
             continue
-        ratio = c["per_request_vs_warm"]
+        file_ratio = c["per_request_vs_warm"]
+        if "per_request_vs_warm_dictation" not in c:  # results from before this column
+            rows.append(
+                [
+                    f"Warm vs one process per request, {name} ({c['seconds']:g} s)",
+                    f"{file_ratio:.1f}× ({sec(c['process_per_request']['median'])} vs "
+                    f"{ms(c['warm']['median'])})",
+                    "≥ 10×",
+                    MET if file_ratio >= 10 else gap(f"{file_ratio:.1f}× < 10×"),
+                ]
+            )
+            continue
+        ratio = c["per_request_vs_warm_dictation"]
         rows.append(
             [
-                f"Warm vs one process per request, {name} ({c['seconds']:g} s)",
+                f"Warm vs one process per request, {name} ({c['seconds']:g} s), sent as "
+                "whisperd-keys sends it (PCM, no timestamps)",
                 f"{ratio:.1f}× ({sec(c['process_per_request']['median'])} vs "
-                f"{ms(c['warm']['median'])}); fast path off "
+                f"{ms(c['warm_dictation']['median'])}); as a file request "
+                f"{file_ratio:.1f}× ({ms(c['warm']['median'])}), fast path off "
                 f"{c['per_request_vs_warm_fastoff']:.1f}×",
                 "≥ 10×",
                 MET if ratio >= 10 else gap(f"{ratio:.1f}× < 10×"),
@@ -106,9 +148,19 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
             [
                 f"Dictation {length} s: key release → text handed to the typer",
                 f"median {ms(median)}, p90 {ms(d['handoff']['p90'])} (last key typed: "
-                f"median {ms(d['typed']['median'])})",
+                f"median {ms(d['typed']['median'])}; {draft_note(d)})",
                 tgt,
                 status,
+            ]
+        )
+    for length, d in r.get("dictation", {}).get("at_speech_end", {}).items():
+        rows.append(
+            [
+                f"Dictation {length} s, key released 50 ms after the last word (no draft "
+                "can be ready)",
+                f"median {ms(d['handoff']['median'])}, p90 {ms(d['handoff']['p90'])}",
+                "–",
+                "info",
             ]
         )
     files = r.get("files", {})
@@ -274,8 +326,12 @@ def render(r: dict[str, Any]) -> str:
                     f"{sec(c['component_sum'])}",
                     ms(c["warm"]["median"]),
                     ms(c["warm_fastoff"]["median"]),
+                    ms(c["warm_dictation"]["median"]) if "warm_dictation" in c else "–",
                     f"{c['cold_vs_components']:.2f}×",
                     f"{c['per_request_vs_warm']:.1f}×",
+                    f"{c['per_request_vs_warm_dictation']:.1f}×"
+                    if "per_request_vs_warm_dictation" in c
+                    else "–",
                 ]
             )
         out.append(
@@ -286,10 +342,12 @@ def render(r: dict[str, Any]) -> str:
                     "cold, fast off",
                     "process per request",
                     "components: start + imports + load + transcription",
-                    "warm",
+                    "warm (file)",
                     "warm, fast off",
+                    "warm, as dictation (PCM, no timestamps)",
                     "cold / components",
-                    "per request / warm",
+                    "per request / warm file",
+                    "per request / warm dictation",
                 ],
                 rows,
             )
@@ -319,15 +377,13 @@ def render(r: dict[str, Any]) -> str:
                         ms(d["reply"]["median"]),
                         ms(d["daemon_total"]["median"]),
                         ms(d["daemon_decode"]["median"]),
+                        f"{d.get('drafts_used', 0):g}/{d['reps']}",
+                        f"{d.get('trailing_pause', 0) * 1000:.0f} ms",
                         f"{d['chars']} chars, {ms(d['typing']['median'])}",
                         pct(d["wer"]),
                     ]
                 )
-            title = (
-                "whisperd default"
-                if label == "default"
-                else "whisperd with the fast path and stream windows off (`plain`)"
-            )
+            title = DICTATION_TITLES.get(label, label)
             out.append(f"\n{title}:\n\n")
             out.append(
                 table(
@@ -340,6 +396,8 @@ def render(r: dict[str, Any]) -> str:
                         "end → result",
                         "daemon total",
                         "daemon decode",
+                        "drafts used",
+                        "pause before release",
                         "typing",
                         "WER",
                     ],

@@ -47,7 +47,9 @@ DEFAULT: dict[str, Any] = {}
 FAST_OFF: dict[str, Any] = {"fast_short_audio": False}
 # Neither the short-audio fast path nor stream windows (long PCM streams transcribed in
 # windows while they arrive): one faster-whisper call per request, like in-process.
-PLAIN: dict[str, Any] = {"fast_short_audio": False, "stream_window": 0}
+PLAIN: dict[str, Any] = {"fast_short_audio": False, "stream_window": 0, "draft_pause": 0}
+# No drafts during pauses (daemon.draft_pause = 0), everything else default.
+NO_DRAFTS: dict[str, Any] = {"draft_pause": 0}
 DICTATION_OPTIONS = {"without_timestamps": True}  # what whisperd-keys sends (KeysConfig)
 
 # Same settings as the daemon's defaults, for in-process faster-whisper.
@@ -356,6 +358,55 @@ def section_warm(ctx: Context) -> None:
             row["inproc_fastpath_gain_ms"] = (base - fast) * 1000
         out[clip.name] = row
     ctx.results["warm"] = out
+    ctx.results["blas_threads"] = blas_lever(ctx)
+
+
+BLAS_PROBE = r"""
+import json, sys, time
+from faster_whisper import WhisperModel, decode_audio
+from whisperd.fastpath import transcribe_unpadded
+model = WhisperModel(sys.argv[1], device="cpu", compute_type="int8")
+reps = int(sys.argv[2])
+out = {}
+for path in sys.argv[3:]:
+    audio = decode_audio(path)
+    model.transcribe(audio, beam_size=5, vad_filter=True)  # warm-up
+    walls, fast = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        list(model.transcribe(audio, beam_size=5, vad_filter=True)[0])
+        walls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        transcribe_unpadded(model, audio, beam_size=5, without_timestamps=True)
+        fast.append(time.perf_counter() - t0)
+    out[path] = {"regular": sorted(walls)[reps // 2], "fastpath": sorted(fast)[reps // 2]}
+print(json.dumps(out))
+"""
+
+
+def blas_lever(ctx: Context) -> dict[str, Any]:
+    """In-process faster-whisper with numpy's BLAS at its default thread count vs one
+    thread (what whisperd sets): OpenBLAS threads spin after the log-mel features and
+    take the cores from CTranslate2's encoder."""
+    clips = [ctx.dictation[2], ctx.utt3, ctx.jfk]
+    paths = [str(c.path) for c in clips if c.path is not None]
+    out: dict[str, Any] = {}
+    for label, value in (("default", None), ("one", "1")):
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS",)}
+        if value is not None:
+            env["OPENBLAS_NUM_THREADS"] = value
+        done = subprocess.run(
+            [sys.executable, "-c", BLAS_PROBE, ctx.model_path, str(ctx.reps(7, 3)), *paths],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            env=env,
+        )
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        out[label] = {c.name: measured[str(c.path)] for c in clips}
+    log(f"BLAS threads: {out}")
+    return out
 
 
 # --- 2. cold request ----------------------------------------------------------------------
@@ -429,6 +480,12 @@ def section_cold(ctx: Context) -> None:
             log(f"cold {clip.name} rep {rep + 1}/{reps}")
         warm = [transcribe(d_def.socket, data, "file")[0] for _ in range(ctx.reps(5, 3))]
         warm_off = [transcribe(d_off.socket, data, "file")[0] for _ in range(ctx.reps(5, 3))]
+        # The same clip as whisperd-keys sends it: PCM, without timestamps (the fast path).
+        pcm = clip.pcm16()
+        warm_dictation = [
+            transcribe(d_def.socket, pcm, "pcm", DICTATION_OPTIONS)[0]
+            for _ in range(ctx.reps(5, 3))
+        ]
         parts = {
             k: stats([s[k] for s in single])
             for k in ("interpreter_start", "imports", "model_load", "transcription", "exit")
@@ -450,9 +507,11 @@ def section_cold(ctx: Context) -> None:
             "component_sum": component_sum,
             "warm": stats(warm),
             "warm_fastoff": stats(warm_off),
+            "warm_dictation": stats(warm_dictation),
             "cold_vs_components": cold_wall["median"] / component_sum,
             "per_request_vs_warm": med([s["wall"] for s in single]) / med(warm),
             "per_request_vs_warm_fastoff": med([s["wall"] for s in single]) / med(warm_off),
+            "per_request_vs_warm_dictation": med([s["wall"] for s in single]) / med(warm_dictation),
             "cold_vs_warm": cold_wall["median"] / med(warm),
             "wer_cold": _wer(clip, cold[0]["result"]["text"]),
             "wer_process_per_request": _wer(clip, single[0]["text"]),
@@ -476,14 +535,19 @@ def section_dictation(ctx: Context) -> None:
     ctx.mark("3. dictation latency (whisperd-keys service, real-time microphone double)")
     plan = {2: 6, 5: 8, 10: 5, 30: 4, 60: 3} if not ctx.quick else {2: 3, 5: 4, 10: 2, 30: 2, 60: 1}
     out: dict[str, Any] = {}
+    # The same utterances cut 50 ms after their last word: a user who lets go of the key
+    # the instant they stop speaking, so no draft can be ready (the worst case for drafts).
+    at_end = {s: released_at_speech_end(ctx.dictation[s]) for s in (5, 30)}
 
-    def measure(d: Daemon, lengths: dict[int, int], label: str) -> dict[str, Any]:
+    def measure(
+        d: Daemon, lengths: dict[int, int], label: str, items: dict[int, Item] | None = None
+    ) -> dict[str, Any]:
         bench = DictationBench(str(d.socket))
         try:
             bench.run(ctx.dictation[2].pcm16())  # warm-up (first session, imports)
             rows: dict[str, Any] = {}
             for seconds, reps in lengths.items():
-                item = ctx.dictation[seconds]
+                item = (items or ctx.dictation)[seconds]
                 runs = []
                 for _ in range(reps):
                     runs.append(bench.run(item.pcm16()))
@@ -505,6 +569,8 @@ def section_dictation(ctx: Context) -> None:
                             "typing",
                         )
                     },
+                    "drafts_used": sum(r["draft"] for r in runs),
+                    "trailing_pause": trailing_pause(item),
                     "chars": runs[0]["chars"],
                     "wer": tally.wer,
                     "text": runs[0]["text"],
@@ -518,11 +584,31 @@ def section_dictation(ctx: Context) -> None:
             bench.close()
 
     out["default"] = measure(ctx.daemon("default", DEFAULT), plan, "default")
-    out["plain"] = measure(
-        ctx.daemon("plain", PLAIN), {5: ctx.reps(4, 2), 30: ctx.reps(2, 1)}, "plain"
-    )
+    few = {5: ctx.reps(4, 2), 30: ctx.reps(2, 1)}
+    out["at_speech_end"] = measure(ctx.daemon("default", DEFAULT), few, "at speech end", at_end)
+    out["no_drafts"] = measure(ctx.daemon("nodrafts", NO_DRAFTS), few, "no drafts")
+    out["plain"] = measure(ctx.daemon("plain", PLAIN), few, "plain")
     ctx.results["dictation"] = out
     out["projection"] = projection(ctx)
+
+
+def speech_end(item: Item) -> int:
+    """The sample where the utterance's last word ends (the daemon's own pause test)."""
+    from whisperd.audio import Levels
+
+    levels = Levels()
+    levels.add(item.audio)
+    end = levels.speech_end(0, floor=0.0005)
+    return item.audio.shape[0] if end is None else end
+
+
+def trailing_pause(item: Item) -> float:
+    return (item.audio.shape[0] - speech_end(item)) / material.SAMPLE_RATE
+
+
+def released_at_speech_end(item: Item) -> Item:
+    cut = min(item.audio.shape[0], speech_end(item) + int(0.05 * material.SAMPLE_RATE))
+    return Item(f"{item.name}-at-end", item.audio[:cut], item.reference)
 
 
 def projection(ctx: Context) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class DaemonConfig:
     fast_short_audio: bool = True
     stream_window: float = 10.0
     draft_pause: float = 0.25
+    pack_files: bool = True
     debug_log_text: bool = False
     socket_path: str = ""
 

@@ -379,6 +379,64 @@ class Engine:
 
         return np.concatenate(pieces).astype(np.float32, copy=False), original
 
+    def transcribe_many(
+        self, audios: list[Samples], options: dict[str, Any]
+    ) -> list[Transcription]:
+        """Transcribe several clips, packing short ones into shared Whisper windows
+        (``whisperd/packing.py``): fewer model calls, the same words, results in order.
+
+        Each clip goes through the same prefilter as ``transcribe``. When two or more
+        remain and the options allow packing, they are packed; clips the packing leaves
+        out (too long, or doubtful to the quality guard) and every clip otherwise take
+        ``transcribe``, exactly as a single request would.
+        """
+        from whisperd import packing
+        from whisperd.audio import SAMPLE_RATE
+
+        results: list[Transcription | None] = [None] * len(audios)
+        eligible: list[int] = []
+        for index, audio in enumerate(audios):
+            skipped = self.prefilter(audio)
+            if skipped is None:
+                eligible.append(index)
+            else:
+                duration = audio.size / SAMPLE_RATE
+                language_hint = options.get("language") or ""
+                results[index] = Transcription("", [], language_hint, duration, skipped)
+        language = options.get("language") or self.config.language or None
+        word_timestamps = bool(options.get("word_timestamps", False))
+        if len(eligible) >= 2:
+            self.load()
+        model = self._model
+        if len(eligible) >= 2 and model and packing.can_pack(model, language, word_timestamps):
+            outcome = packing.transcribe_packed(
+                model,
+                [audios[i] for i in eligible],
+                beam_size=int(options.get("beam_size", self.config.beam_size)),
+                language=language,
+                initial_prompt=options.get("initial_prompt"),
+                without_timestamps=bool(options.get("without_timestamps", False)),
+                use_vad=bool(options.get("vad_filter", self.config.vad_filter)),
+            )
+            for index, clip in zip(eligible, outcome.results, strict=True):
+                if clip is not None:
+                    results[index] = Transcription(
+                        clip.text, clip.segments, clip.language, clip.duration, path=clip.path
+                    )
+            log.info(
+                "packed %d clips into %d windows; %d doubtful, %d too long (transcribed alone)",
+                len(eligible),
+                outcome.windows,
+                len(outcome.doubtful),
+                len(outcome.alone),
+            )
+            for index, why in outcome.doubtful.items():
+                log.debug("clip %d transcribed alone: %s", eligible[index], why)
+        return [
+            done if done is not None else self.transcribe(audio, options)
+            for done, audio in zip(results, audios, strict=True)
+        ]
+
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.resolved.name if self.resolved else None,

@@ -170,6 +170,9 @@ class Job:
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
     draft_used: bool = False
+    # A file transcribed in shared windows with the file queued before it (packing).
+    packed: Transcription | None = None
+    packed_with: int = 0
 
 
 @dataclass
@@ -408,6 +411,16 @@ WINDOW_SEARCH = 2.0
 DRAFT_MAX_SECONDS = 28.0
 # The VAD needs this much audio to judge whether a word hides after a draft.
 DRAFT_VAD_MIN = 0.1
+# Files packed into shared windows: each at most this long, this many at once, and only
+# files this small are decoded ahead of their turn to see whether they fit.
+PACK_MAX_SECONDS = 20.0
+PACK_MAX_FILES = 16
+PACK_MAX_BYTES = 8 * 1024 * 1024
+
+
+def packable(options: dict[str, Any]) -> bool:
+    """Options the packed path honours exactly (word times need one clip per call)."""
+    return not options.get("word_timestamps") and not options.get("fast_short_audio")
 
 
 def merge_windows(
@@ -610,8 +623,6 @@ class Daemon:
         window = self.config.stream_window
         if window <= 0 or job.stream is None or job.window is not None or job.cancelled:
             return
-        if job.drafting is not None:
-            return  # started again when the draft is done
         if job.received_at:
             return  # the stream has ended: the tail is transcribed in one piece now
         if job.stream.length - job.committed < (window + WINDOW_SEARCH) * 16000:
@@ -687,6 +698,55 @@ class Daemon:
             job.drafting = None
         self.maybe_start_window(job)
 
+    def packable_peers(self, job: Job, audio: Samples) -> list[tuple[Job, Samples]]:
+        """Short files queued right behind this one with the same options, decoded.
+
+        Worker thread only. Whisper pays for a 30 s window whatever the audio's length, so
+        short files are transcribed together in shared windows (whisperd/packing.py); a
+        client that sends several files before reading results (whisperctl does) gets
+        this. One-at-a-time requests never wait for company.
+        """
+        if not self.config.pack_files or job.stream is not None:
+            return []
+        if audio.size > PACK_MAX_SECONDS * 16000 or not packable(job.request.options):
+            return []
+        peers: list[tuple[Job, Samples]] = []
+        for other in list(self.queued):  # a snapshot: the loop thread appends to it
+            if len(peers) + 1 >= PACK_MAX_FILES:
+                break
+            if other is job or other.stream is not None or other.packed is not None:
+                continue
+            if other.cancelled or not other.received_at or other.size > PACK_MAX_BYTES:
+                continue
+            if other.request.options != job.request.options:
+                continue
+            decoded = self.decode_peer(other)
+            if decoded is not None:
+                peers.append((other, decoded))
+        return peers
+
+    def decode_peer(self, other: Job) -> Samples | None:
+        from whisperd.audio import BadAudio, decode_file
+
+        try:
+            decoded = decode_file(b"".join(other.chunks))
+        except BadAudio:
+            return None  # its own turn reports the error
+        if decoded.size > PACK_MAX_SECONDS * 16000:
+            return None
+        return decoded
+
+    def transcribe_packed(
+        self, job: Job, audio: Samples, peers: list[tuple[Job, Samples]]
+    ) -> Transcription:
+        options = self.window_options(job)
+        results = self.engine.transcribe_many([audio, *(a for _, a in peers)], options)
+        for (other, _), result in zip(peers, results[1:], strict=True):
+            other.packed, other.packed_with = result, len(results)
+            other.chunks.clear()
+        job.packed_with = len(results)
+        return results[0]
+
     def usable_draft(self, job: Job, audio: Samples) -> Transcription | None:
         """The draft's result when nothing was said after it; None otherwise."""
         draft = job.draft
@@ -724,6 +784,15 @@ class Daemon:
             started = time.monotonic()
             if job.cancelled:
                 raise ProtocolError(ErrorCode.CANCELLED, "request cancelled")
+            if job.packed is not None:  # done with the file before it, in shared windows
+                for segment in job.packed.segments:
+                    send_segment(segment)
+                return job.packed, {
+                    "queue": started - job.received_at,
+                    "audio_decode": 0.0,
+                    "decode": 0.0,
+                    "load": 0.0,
+                }
             audio = decode()
             if audio.size / 16000 > self.config.max_audio_seconds:
                 raise ProtocolError(
@@ -733,11 +802,16 @@ class Daemon:
             decoded = time.monotonic()
             load = self.engine.load()  # a no-op unless unloaded meanwhile
             drafted = self.usable_draft(job, audio)
+            peers = self.packable_peers(job, audio)
             if drafted is not None:
                 job.draft_used = True
                 for segment in drafted.segments:
                     send_segment(segment)
                 result = drafted
+            elif peers:
+                result = self.transcribe_packed(job, audio, peers)
+                for segment in result.segments:
+                    send_segment(segment)
             else:
                 result = self.engine.transcribe(
                     audio[job.committed :],
@@ -787,6 +861,7 @@ class Daemon:
             "id": job.request.id,
             **result.to_message(),
             "draft": job.draft_used,
+            "packed": job.packed_with,
             "timings": {k: round(max(v, 0.0), 4) for k, v in timings.items()},
             **self.engine.describe(),
         }
