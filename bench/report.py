@@ -85,7 +85,8 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
         default, one = blas["default"][name], blas["one"][name]
         rows.append(
             [
-                f"Lever: numpy BLAS on one thread (whisperd's setting), in-process, {name}",
+                f"Lever: OpenBLAS threads sleep at once (OPENBLAS_THREAD_TIMEOUT=4, whisperd's "
+                f"setting), in-process, {name}",
                 f"regular {ms(default['regular'])} → {ms(one['regular'])}, fast path "
                 f"{ms(default['fastpath'])} → {ms(one['fastpath'])}",
                 "(lever)",

@@ -20,7 +20,7 @@ detects one language per call, which would be wrong for a mix) nor for word time
 :func:`can_pack` says so.
 
 Measured with ``python -m bench.packing --more --reps 3`` (bundled tiny.en, int8, 2-core
-CPU, OPENBLAS_NUM_THREADS=1, beam 5, VAD on; best of 3; gap 1.5 s, window 28 s)::
+CPU, OPENBLAS_NUM_THREADS=1 at the time, beam 5, VAD on; best of 3; gap 1.5 s, window 28 s)::
 
     material (files, audio)          per file: wall  audio s/s  WER    calls
                                      packed:   wall  audio s/s  WER    calls  fallbacks

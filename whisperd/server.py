@@ -1091,20 +1091,21 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
     return config
 
 
-def limit_blas_threads() -> None:
-    """Keep numpy's BLAS to one thread unless the user chose otherwise.
+def stop_blas_spinning() -> None:
+    """Make numpy's OpenBLAS threads sleep at once after a call, unless the user chose.
 
     Must run before numpy is imported. The daemon's numpy work (log-mel features,
     resampling) is small, but OpenBLAS threads keep spinning after each call and take the
     cores from the CTranslate2 encoder that runs right after: on 2 cores a short
-    dictation's encode took twice as long (docs/benchmarks.md).
+    dictation's encode took twice as long (docs/benchmarks.md). The thread count stays
+    as it is, so the features, and the text, are the same as in-process faster-whisper's
+    (one thread changes the mel filterbank's summation order, and with it some words).
     """
-    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # the minimum: 2^4 cycles
 
 
 def main(argv: list[str] | None = None) -> int:
-    limit_blas_threads()
+    stop_blas_spinning()
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
