@@ -699,7 +699,7 @@ class Daemon:
         self.maybe_start_window(job)
 
     def packable_peers(self, job: Job, audio: Samples) -> list[tuple[Job, Samples]]:
-        """Short files queued right behind this one with the same options, decoded.
+        """Short files queued behind this one on its connection, same options, decoded.
 
         Worker thread only. Whisper pays for a 30 s window whatever the audio's length, so
         short files are transcribed together in shared windows (whisperd/packing.py); a
@@ -718,7 +718,9 @@ class Daemon:
                 continue
             if other.cancelled or not other.received_at or other.size > PACK_MAX_BYTES:
                 continue
-            if other.request.options != job.request.options:
+            # One client's batch only (whisperctl's files): a request on its own
+            # connection keeps faster-whisper's exact text.
+            if other.conn is not job.conn or other.request.options != job.request.options:
                 continue
             decoded = self.decode_peer(other)
             if decoded is not None:
