@@ -37,6 +37,8 @@ cat > /home/user/.config/whisperd/config.toml <<'T'
 [daemon]
 # one decode per dictation: under TCG every streamed window costs minutes (docs/system-tests.md)
 stream_window = 0
+# and no drafts during pauses, for the same reason
+draft_pause = 0
 
 [keys]
 layout = "us"
