@@ -352,32 +352,15 @@ class Engine:
     def _speech_only(
         self, audio: Samples, options: dict[str, Any]
     ) -> tuple[Samples | None, Callable[[float, bool], float]]:
-        """The audio with silence cut out by the VAD, as faster-whisper's own path does,
-        and the mapping from its times back to the original audio's."""
+        """The audio with silence cut out by the VAD, as faster-whisper's own path does
+        (None when it finds no speech), and the mapping from its times back to the
+        original audio's."""
+        from whisperd.packing import find_speech
 
-        def same(seconds: float, is_end: bool) -> float:
-            return seconds
-
-        if not options.get("vad_filter", self.config.vad_filter):
-            return audio, same
-        import numpy as np
-        from faster_whisper.vad import (
-            SpeechTimestampsMap,
-            VadOptions,
-            collect_chunks,
-            get_speech_timestamps,
-        )
-
-        chunks = get_speech_timestamps(audio, VadOptions())
-        if not chunks:
-            return None, same  # the regular path reports "no speech" its own way
-        pieces, _ = collect_chunks(audio, chunks)
-        mapping = SpeechTimestampsMap(chunks, 16000)
-
-        def original(seconds: float, is_end: bool) -> float:
-            return float(mapping.get_original_time(seconds, is_end=is_end))
-
-        return np.concatenate(pieces).astype(np.float32, copy=False), original
+        speech = find_speech(audio, bool(options.get("vad_filter", self.config.vad_filter)))
+        if not speech.has_speech:
+            return None, speech.to_clip_time  # the regular path reports "no speech" its own way
+        return speech.samples, speech.to_clip_time
 
     def transcribe_many(
         self, audios: list[Samples], options: dict[str, Any]
@@ -391,51 +374,57 @@ class Engine:
         ``transcribe``, exactly as a single request would.
         """
         from whisperd import packing
-        from whisperd.audio import SAMPLE_RATE
 
         results: list[Transcription | None] = [None] * len(audios)
-        eligible: list[int] = []
-        for index, audio in enumerate(audios):
-            skipped = self.prefilter(audio)
-            if skipped is None:
-                eligible.append(index)
-            else:
-                duration = audio.size / SAMPLE_RATE
-                language_hint = options.get("language") or ""
-                results[index] = Transcription("", [], language_hint, duration, skipped)
+        # Clips the prefilter skips are left to `transcribe`, which reports why.
+        eligible = [i for i, audio in enumerate(audios) if self.prefilter(audio) is None]
         language = options.get("language") or self.config.language or None
         word_timestamps = bool(options.get("word_timestamps", False))
         if len(eligible) >= 2:
             self.load()
-        model = self._model
-        if len(eligible) >= 2 and model and packing.can_pack(model, language, word_timestamps):
-            outcome = packing.transcribe_packed(
-                model,
-                [audios[i] for i in eligible],
-                beam_size=int(options.get("beam_size", self.config.beam_size)),
-                language=language,
-                initial_prompt=options.get("initial_prompt"),
-                without_timestamps=bool(options.get("without_timestamps", False)),
-                use_vad=bool(options.get("vad_filter", self.config.vad_filter)),
-            )
-            for index, clip in zip(eligible, outcome.results, strict=True):
-                if clip is not None:
-                    results[index] = Transcription(
-                        clip.text, clip.segments, clip.language, clip.duration, path=clip.path
-                    )
-            log.info(
-                "packed %d clips into %d windows; %d doubtful, %d too long (transcribed alone)",
-                len(eligible),
-                outcome.windows,
-                len(outcome.doubtful),
-                len(outcome.alone),
-            )
-            for index, why in outcome.doubtful.items():
-                log.debug("clip %d transcribed alone: %s", eligible[index], why)
+            assert self._model is not None
+            if packing.can_pack(self._model, language, word_timestamps):
+                self._pack(eligible, audios, options, language, results)
         return [
             done if done is not None else self.transcribe(audio, options)
             for done, audio in zip(results, audios, strict=True)
         ]
+
+    def _pack(
+        self,
+        eligible: list[int],
+        audios: list[Samples],
+        options: dict[str, Any],
+        language: str | None,
+        results: list[Transcription | None],
+    ) -> None:
+        """Fill ``results`` for the eligible clips the packing could transcribe."""
+        from whisperd import packing
+
+        assert self._model is not None
+        outcome = packing.transcribe_packed(
+            self._model,
+            [audios[i] for i in eligible],
+            beam_size=int(options.get("beam_size", self.config.beam_size)),
+            language=language,
+            initial_prompt=options.get("initial_prompt"),
+            without_timestamps=bool(options.get("without_timestamps", False)),
+            use_vad=bool(options.get("vad_filter", self.config.vad_filter)),
+        )
+        for index, clip in zip(eligible, outcome.results, strict=True):
+            if clip is not None:
+                results[index] = Transcription(
+                    clip.text, clip.segments, clip.language, clip.duration, path=clip.path
+                )
+        log.info(
+            "packed %d clips into %d windows; %d doubtful, %d too long (transcribed alone)",
+            len(eligible),
+            outcome.windows,
+            len(outcome.doubtful),
+            len(outcome.alone),
+        )
+        for index, why in outcome.doubtful.items():
+            log.debug("clip %d transcribed alone: %s", eligible[index], why)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -804,13 +804,12 @@ class Daemon:
             decoded = time.monotonic()
             load = self.engine.load()  # a no-op unless unloaded meanwhile
             drafted = self.usable_draft(job, audio)
-            peers = self.packable_peers(job, audio)
             if drafted is not None:
                 job.draft_used = True
                 for segment in drafted.segments:
                     send_segment(segment)
                 result = drafted
-            elif peers:
+            elif peers := self.packable_peers(job, audio):
                 result = self.transcribe_packed(job, audio, peers)
                 for segment in result.segments:
                     send_segment(segment)
