@@ -82,7 +82,13 @@ def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float
     raise RuntimeError(f"whisperd did not listen on {path} within {timeout} s")
 
 
-def start_daemon(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> RunningDaemon:
+def start_daemon(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, config: str | None = None
+) -> RunningDaemon:
+    """whisperd on a socket under ``tmp``; ``config`` is its config.toml's text."""
+    if config is not None:
+        (tmp / "cfg" / "whisperd").mkdir(parents=True, exist_ok=True)
+        (tmp / "cfg" / "whisperd" / "config.toml").write_text(config)
     runtime = tmp / "run"
     runtime.mkdir(mode=0o700, exist_ok=True)
     sock = runtime / "whisperd.sock"

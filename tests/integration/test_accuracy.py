@@ -32,10 +32,12 @@ def wavs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="module")
 def exact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
     """A whisperd with the short-audio fast path turned off: faster-whisper's own path."""
-    tmp = tmp_path_factory.mktemp("exact")
-    (tmp / "cfg" / "whisperd").mkdir(parents=True)
-    (tmp / "cfg" / "whisperd" / "config.toml").write_text("[daemon]\nfast_short_audio = false\n")
-    running = start_daemon(tmp, "--idle-timeout", "600")
+    running = start_daemon(
+        tmp_path_factory.mktemp("exact"),
+        "--idle-timeout",
+        "600",
+        config="[daemon]\nfast_short_audio = false\n",
+    )
     yield running
     stop_daemon(running)
     assert running.process.returncode == 0, running.log()

@@ -35,8 +35,8 @@ def quiet(seconds: float) -> np.ndarray:
     return rng.normal(0, 30, int(seconds * RATE)).astype(np.int16)  # room noise, -60 dBFS
 
 
-def dictate(daemon: RunningDaemon, audio: np.ndarray) -> tuple[dict, float]:
-    """Stream at real-time pace; returns the result and seconds from the end to it."""
+def dictate(daemon: RunningDaemon, audio: np.ndarray) -> dict:
+    """Stream at real-time pace, as whisperd-keys does; the result."""
     pcm = audio.astype(np.int16).tobytes()
     block = int(RATE * BLOCK) * 2
     with Client.connect(str(daemon.socket_path), timeout=120, autostart=False) as client:
@@ -48,9 +48,7 @@ def dictate(daemon: RunningDaemon, audio: np.ndarray) -> tuple[dict, float]:
             if delay > 0:
                 time.sleep(delay)
             stream.send(pcm[offset : offset + block])
-        released = time.monotonic()
-        result = stream.finish()
-        return result, time.monotonic() - released
+        return stream.finish()
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +61,12 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.nda
 
 @pytest.fixture(scope="module")
 def no_drafts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    tmp = tmp_path_factory.mktemp("nodrafts")
-    config = tmp / "cfg" / "whisperd"
-    config.mkdir(parents=True)
-    (config / "config.toml").write_text("[daemon]\ndraft_pause = 0\n")
-    running = start_daemon(tmp, "--idle-timeout", "600")
+    running = start_daemon(
+        tmp_path_factory.mktemp("nodrafts"),
+        "--idle-timeout",
+        "600",
+        config="[daemon]\ndraft_pause = 0\n",
+    )
     yield running
     stop_daemon(running)
 
@@ -76,7 +75,7 @@ def test_a_release_after_a_pause_answers_with_the_draft(
     daemon: RunningDaemon, speech: tuple[np.ndarray, np.ndarray]
 ) -> None:
     first, _ = speech
-    result, _ = dictate(daemon, np.concatenate([quiet(0.2), first, quiet(1.0)]))
+    result = dictate(daemon, np.concatenate([quiet(0.2), first, quiet(1.0)]))
     assert result["draft"] is True
     assert result["timings"]["draft_decode"] > 0
     assert words(result["text"]) == words(FIRST)
@@ -87,7 +86,7 @@ def test_speech_after_the_pause_is_not_lost(
 ) -> None:
     first, second = speech
     audio = np.concatenate([quiet(0.2), first, quiet(1.0), second, quiet(0.05)])
-    result, _ = dictate(daemon, audio)
+    result = dictate(daemon, audio)
     assert result["draft"] is False  # a draft of the first sentence was made, not used
     assert result["timings"]["draft_decode"] > 0
     assert words(result["text"]) == words(FIRST + " " + SECOND)
@@ -99,7 +98,7 @@ def test_a_soft_last_word_after_the_pause_is_not_lost(
     first, second = speech
     softer = (second * 0.25).astype(np.int16)  # 12 dB quieter: a turned-away head
     audio = np.concatenate([quiet(0.2), first, quiet(1.0), softer, quiet(0.6)])
-    result, _ = dictate(daemon, audio)
+    result = dictate(daemon, audio)
     assert {"meeting", "thursday", "afternoon"} <= set(words(result["text"])), result["text"]
 
 
@@ -107,7 +106,7 @@ def test_drafts_can_be_turned_off(
     no_drafts: RunningDaemon, speech: tuple[np.ndarray, np.ndarray]
 ) -> None:
     first, _ = speech
-    result, _ = dictate(no_drafts, np.concatenate([quiet(0.2), first, quiet(1.0)]))
+    result = dictate(no_drafts, np.concatenate([quiet(0.2), first, quiet(1.0)]))
     assert result["draft"] is False
     assert result["timings"]["draft_decode"] == 0
     assert words(result["text"]) == words(FIRST)

@@ -40,11 +40,12 @@ def long_speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def windowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
-    tmp = tmp_path_factory.mktemp("windowed")
-    config = tmp / "cfg" / "whisperd"
-    config.mkdir(parents=True)
-    (config / "config.toml").write_text("[daemon]\nstream_window = 5\n")
-    running = start_daemon(tmp, "--idle-timeout", "600")
+    running = start_daemon(
+        tmp_path_factory.mktemp("windowed"),
+        "--idle-timeout",
+        "600",
+        config="[daemon]\nstream_window = 5\n",
+    )
     yield running
     stop_daemon(running)
 
