@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import SCRIPTS, UNITS, UserManager, test_audio_dir
+from .conftest import REPO, SCRIPTS, UNITS, UserManager, test_audio_dir
 
 JFK_WORDS = ["ask", "not", "what", "your", "country", "can", "do", "for", "you"]
 
@@ -43,7 +44,8 @@ def set_idle(um: UserManager, seconds: float) -> None:
             [Service]
             ExecStart=
             ExecStart={SCRIPTS}/whisperd --idle-timeout {seconds}
-            """),
+            """)
+        + temporary_checkout_binds(),
     )
     if (UNITS / "whisperd-keys.service").exists():
         um.write_user_file(
@@ -53,6 +55,17 @@ def set_idle(um: UserManager, seconds: float) -> None:
     um.systemctl("daemon-reload", check=True)
     um.systemctl("reset-failed")
     um.systemctl("enable", "--now", "whisperd.socket", check=True)
+
+
+def temporary_checkout_binds() -> str:
+    """A checkout under /tmp (e.g. a fresh clone there) is hidden by the unit's
+    PrivateTmp=yes: bind its venv and source back in, read-only, so the sandbox stays as
+    the unit has it. An installed whisperd lives under /usr and needs none of this."""
+    paths = {Path(sys.prefix).resolve(), REPO.resolve()}
+    hidden = sorted(
+        str(p) for p in paths if p.parts[1:2] == ("tmp",) or str(p).startswith("/var/tmp/")
+    )
+    return "".join(f"BindReadOnlyPaths={p}\n" for p in hidden)
 
 
 def whisperctl(um: UserManager, *args: str, timeout: float = 300):  # type: ignore[no-untyped-def]
