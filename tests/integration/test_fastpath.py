@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from whisperd.fastpath import SAMPLE_RATE, transcribe_unpadded
+from whisperd.engine import SAMPLE_RATE
+from whisperd.engine.fastpath import transcribe_unpadded
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIO_DIR = Path(os.environ.get("WHISPERD_TEST_AUDIO", ROOT.parent / "shared" / "audio"))

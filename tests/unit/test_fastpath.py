@@ -1,6 +1,6 @@
-"""Unit tests for whisperd.fastpath: eligibility and parity of the re-implemented helpers
-with faster-whisper's own (no model inference; the tokenizer file of the bundled model is
-read when it is installed)."""
+"""Unit tests for the fast path (whisperd.engine.fastpath, .decoding and .guard):
+eligibility, parity of the re-implemented helpers with faster-whisper's own (no model
+inference; the tokenizer file of the bundled model is read when it is installed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from whisperd import fastpath
-from whisperd.fastpath import SAMPLE_RATE, is_eligible, repeated_span, transcribe_unpadded
+from whisperd.engine import SAMPLE_RATE, decoding
+from whisperd.engine.fastpath import is_eligible, transcribe_unpadded
+from whisperd.engine.guard import repeated_span
 
 
 class _NoModel:
@@ -71,7 +72,7 @@ def test_suppressed_tokens_match_faster_whisper(suppress: list[int] | None) -> N
     from faster_whisper.transcribe import get_suppressed_tokens
 
     tok = _tokenizer()
-    mine = fastpath._suppressed_tokens(tok, suppress)
+    mine = decoding.suppressed_tokens(tok, suppress)
     if not suppress:
         # faster-whisper passes a falsy suppress_tokens through unchanged (no suppression)
         assert mine == []
@@ -96,7 +97,7 @@ def test_prompt_matches_faster_whisper(
         without_timestamps=without_timestamps,
         hotwords=hotwords,
     )
-    got = fastpath._build_prompt(
+    got = decoding.build_prompt(
         tok, previous, without_timestamps=without_timestamps, hotwords=hotwords
     )
     assert got == expected
@@ -128,7 +129,7 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
                 seek=seek,
                 **kwargs,
             )
-            got, got_seek = fastpath._split_by_timestamps(tok, list(tokens), seek=seek, **kwargs)
+            got, got_seek = decoding.split_by_timestamps(tok, list(tokens), seek=seek, **kwargs)
             assert got_seek == ref_seek
             assert [(s["start"], s["end"], s["tokens"]) for s in ref_segments] == got
 

@@ -1,41 +1,41 @@
 """Unpadded-window fast path for short utterances.
 
 Whisper pads every input to a 30 s window (3000 log-mel frames) and the encoder pays for
-all of it: a 3 s dictation costs as much encoder time as a 30 s one.  CTranslate2's
-Whisper encoder accepts shorter feature arrays, so for a short utterance we can encode
-only the speech plus a little zero padding and decode from that.
-
-This module re-implements the small part of faster-whisper 1.2.1's
-``WhisperModel.generate_segments`` that a dictation daemon needs (one or more windows
-over at most 30 s of audio, prompt / hotwords, temperature fallback, the no-speech guard,
-splitting on timestamp tokens) with exactly the same decoding options, but hands the
-encoder an unpadded window.  It uses faster-whisper's own ``FeatureExtractor`` (the
-model's ``feature_extractor``) and ``Tokenizer``.
+all of it: a 3 s dictation costs as much encoder time as a 30 s one. CTranslate2's
+Whisper encoder accepts shorter feature arrays, so for a short utterance we encode only
+the speech plus a little zero padding and decode from that, with faster-whisper's own
+decoding loop re-implemented in ``decoding.py`` and the same options.
 
 Quality was validated on real recordings and a large espeak-ng set (``docs/fastpath.md``,
-``bench/fastpath_validate.py``).  :func:`transcribe_unpadded` returns ``None`` for audio
-outside the validated range; the caller then uses faster-whisper's regular
-``model.transcribe``.
+``bench/fastpath_validate.py``). :func:`transcribe_unpadded` returns ``None`` for audio
+outside the validated range or output the quality guard (``guard.py``) doubts; the
+caller then uses faster-whisper's regular ``model.transcribe``.
 
 Thread-safety: no state is kept between calls (a Tokenizer is built per call); the daemon
-calls it from its single worker thread, and CTranslate2 serialises calls on a model that
-has one worker anyway.
+calls it from its single worker thread.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    import faster_whisper
+from whisperd.engine import guard
+from whisperd.engine.decoding import (
+    build_prompt,
+    generate_with_fallback,
+    split_by_timestamps,
+    suppressed_tokens,
+)
+from whisperd.engine.samples import SAMPLE_RATE, duration_of
+
+if TYPE_CHECKING:
+    from whisperd.engine.model import FastPathModel
+    from whisperd.engine.samples import Samples
 
 __all__ = [
     "DEFAULT_MAX_SECONDS",
@@ -50,7 +50,6 @@ __all__ = [
     "transcribe_unpadded",
 ]
 
-SAMPLE_RATE = 16000
 # Whisper's full window: 30 s = 3000 mel frames (hop 160 samples at 16 kHz).
 FULL_WINDOW_FRAMES = 3000
 
@@ -66,15 +65,8 @@ DEFAULT_MAX_SECONDS = 30.0
 DEFAULT_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 DEFAULT_MAX_TOKENS_PER_SECOND = 10.0
 """Token budget of a fast-path window (plus 20); reaching it means a runaway decode."""
-MAX_WORDS_PER_SECOND = 6.0
-"""More words than ``2 + 6/s`` of audio cannot be real speech: a hallucination."""
 
 _log = logging.getLogger(__name__)
-
-# Same constants as faster_whisper.transcribe.WhisperModel (1.2.1).
-_MAX_LENGTH = 448
-_TIME_PRECISION = 0.02
-_INPUT_STRIDE = 2
 
 
 @dataclass(frozen=True)
@@ -108,15 +100,6 @@ class FastResult:
     window_frames: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    tokens: list[int]
-    avg_logprob: float
-    no_speech_prob: float
-    temperature: float
-    compression_ratio: float
-
-
 def is_eligible(
     num_samples: int,
     *,
@@ -129,255 +112,9 @@ def is_eligible(
     return min_seconds <= seconds <= min(max_seconds, DEFAULT_MAX_SECONDS)
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
-
-
-def _loop_tokens(text: str) -> list[str]:
-    """Whitespace-separated tokens, lower-cased, edge punctuation stripped; tokens made of
-    punctuation only ("//", "...") are kept, since decoding loops produce them too."""
-    out = []
-    for tok in text.lower().split():
-        core = tok.strip(".,!?;:\"'()[]")
-        out.append(core or tok)
-    return out
-
-
-def repeated_span(text: str) -> str | None:
-    """The first immediately repeated block of tokens ("a b a b", or one token three times
-    in a row, punctuation-only tokens included: "// // //"), which is how Whisper's
-    decoding loops look; ``None`` when there is none."""
-    words = _loop_tokens(text)
-    count = len(words)
-    for i in range(count):
-        for n in range(1, (count - i) // 2 + 1):
-            if words[i : i + n] != words[i + n : i + 2 * n]:
-                continue
-            if n >= 2 or words[i : i + 1] == words[i + 2 : i + 3]:
-                return " ".join(words[i : i + 2 * n])
-    return None
-
-
-def _hallucination(
-    segments: Sequence[FastSegment], seconds: float, max_words_per_second: float
-) -> str | None:
-    """Why the fast-path output looks like a short-window failure, or ``None``."""
-    text = "".join(s.text for s in segments)
-    count = len(_words(text))
-    if count > 2 + max_words_per_second * seconds:
-        return f"{count} words in {seconds:.2f} s"
-    span = repeated_span(text)
-    if span is not None:
-        return f"repetition {span!r}"
-    return None
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data))
-
-
-def _suppressed_tokens(tokenizer: Any, suppress_tokens: Sequence[int] | None) -> list[int]:
-    """Same expansion as faster_whisper.transcribe.get_suppressed_tokens."""
-    if not suppress_tokens:
-        # faster-whisper passes an empty/None list through untouched.
-        return []
-    tokens: list[int]
-    if -1 in suppress_tokens:
-        tokens = [t for t in suppress_tokens if t >= 0]
-        tokens.extend(int(t) for t in tokenizer.non_speech_tokens)
-    else:
-        tokens = list(suppress_tokens)
-    tokens.extend(
-        [
-            int(tokenizer.transcribe),
-            int(tokenizer.translate),
-            int(tokenizer.sot),
-            int(tokenizer.sot_prev),
-            int(tokenizer.sot_lm),
-            int(tokenizer.no_speech),
-        ]
-    )
-    return sorted(set(tokens))
-
-
-def _build_prompt(
-    tokenizer: Any,
-    previous_tokens: list[int],
-    *,
-    without_timestamps: bool,
-    hotwords: str | None,
-) -> list[int]:
-    """Same as WhisperModel.get_prompt (no ``prefix`` support)."""
-    prompt: list[int] = []
-    if previous_tokens or hotwords:
-        prompt.append(int(tokenizer.sot_prev))
-        if hotwords:
-            hotword_tokens: list[int] = list(tokenizer.encode(" " + hotwords.strip()))
-            if len(hotword_tokens) >= _MAX_LENGTH // 2:
-                hotword_tokens = hotword_tokens[: _MAX_LENGTH // 2 - 1]
-            prompt.extend(hotword_tokens)
-        if previous_tokens:
-            prompt.extend(previous_tokens[-(_MAX_LENGTH // 2 - 1) :])
-    prompt.extend(int(t) for t in tokenizer.sot_sequence)
-    if without_timestamps:
-        prompt.append(int(tokenizer.no_timestamps))
-    return prompt
-
-
-def _split_by_timestamps(
-    tokenizer: Any,
-    tokens: list[int],
-    *,
-    time_offset: float,
-    segment_size: int,
-    segment_duration: float,
-    seek: int,
-) -> tuple[list[tuple[float, float, list[int]]], int]:
-    """Same as WhisperModel._split_segments_by_timestamps; returns (segments, new seek)."""
-    ts_begin = int(tokenizer.timestamp_begin)
-    segments: list[tuple[float, float, list[int]]] = []
-    single_timestamp_ending = len(tokens) >= 2 and tokens[-2] < ts_begin <= tokens[-1]
-    consecutive = [
-        i
-        for i in range(len(tokens))
-        if i > 0 and tokens[i] >= ts_begin and tokens[i - 1] >= ts_begin
-    ]
-    if consecutive:
-        slices = list(consecutive)
-        if single_timestamp_ending:
-            slices.append(len(tokens))
-        last_slice = 0
-        for current in slices:
-            sliced = tokens[last_slice:current]
-            start = time_offset + (sliced[0] - ts_begin) * _TIME_PRECISION
-            end = time_offset + (sliced[-1] - ts_begin) * _TIME_PRECISION
-            segments.append((start, end, sliced))
-            last_slice = current
-        if single_timestamp_ending:
-            seek += segment_size
-        else:
-            seek += (tokens[last_slice - 1] - ts_begin) * _INPUT_STRIDE
-    else:
-        duration = segment_duration
-        stamps = [t for t in tokens if t >= ts_begin]
-        if stamps and stamps[-1] != ts_begin:
-            duration = (stamps[-1] - ts_begin) * _TIME_PRECISION
-        segments.append((time_offset, time_offset + duration, tokens))
-        seek += segment_size
-    return segments, seek
-
-
-def _generate_with_fallback(
-    ct2_model: Any,
-    tokenizer: Any,
-    encoder_output: Any,
-    prompt: list[int],
-    *,
-    temperatures: Sequence[float],
-    beam_size: int,
-    best_of: int,
-    patience: float,
-    length_penalty: float,
-    repetition_penalty: float,
-    no_repeat_ngram_size: int,
-    suppress_blank: bool,
-    suppress_tokens: list[int],
-    max_initial_timestamp: float,
-    max_new_tokens: int | None,
-    compression_ratio_threshold: float | None,
-    log_prob_threshold: float | None,
-    no_speech_threshold: float | None,
-    quality_guard: bool,
-    token_budget: int | None,
-) -> _Decoded | None:
-    """Same as WhisperModel.generate_with_fallback, plus the fast path's quality guard.
-
-    With ``quality_guard`` the first (temperature 0) decode must pass faster-whisper's own
-    fallback tests (compression ratio, average log-probability, unless it is silence) and
-    stay within ``token_budget`` new tokens; otherwise ``None`` is returned so that the
-    caller re-runs the utterance on the regular padded 30 s window instead of sampling
-    at higher temperatures on the short window.
-    """
-    max_initial_timestamp_index = int(round(max_initial_timestamp / _TIME_PRECISION))
-    max_length = _MAX_LENGTH if max_new_tokens is None else len(prompt) + max_new_tokens
-    if max_length > _MAX_LENGTH:
-        raise ValueError(
-            f"prompt ({len(prompt)} tokens) + max_new_tokens exceeds {_MAX_LENGTH} tokens"
-        )
-    budget_hit_length: int | None = None
-    if quality_guard and token_budget is not None and len(prompt) + token_budget < max_length:
-        max_length = len(prompt) + token_budget
-        budget_hit_length = token_budget
-    all_results: list[_Decoded] = []
-    below_cr: list[_Decoded] = []
-    temperature = 0.0
-    for temperature in temperatures:
-        kwargs: dict[str, Any]
-        if temperature > 0:
-            kwargs = {
-                "beam_size": 1,
-                "num_hypotheses": best_of,
-                "sampling_topk": 0,
-                "sampling_temperature": temperature,
-            }
-        else:
-            kwargs = {"beam_size": beam_size, "patience": patience}
-        result = ct2_model.generate(
-            encoder_output,
-            [prompt],
-            length_penalty=length_penalty,
-            repetition_penalty=repetition_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            max_length=max_length,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=suppress_blank,
-            suppress_tokens=suppress_tokens,
-            max_initial_timestamp_index=max_initial_timestamp_index,
-            **kwargs,
-        )[0]
-        tokens = [int(t) for t in result.sequences_ids[0]]
-        seq_len = len(tokens)
-        cum_logprob = float(result.scores[0]) * (seq_len**length_penalty)
-        avg_logprob = cum_logprob / (seq_len + 1)
-        text = str(tokenizer.decode(tokens)).strip()
-        cr = _compression_ratio(text)
-        no_speech_prob = float(result.no_speech_prob)
-        decoded = _Decoded(tokens, avg_logprob, no_speech_prob, temperature, cr)
-        all_results.append(decoded)
-
-        needs_fallback = False
-        if compression_ratio_threshold is not None:
-            if cr > compression_ratio_threshold:
-                needs_fallback = True  # too repetitive
-            else:
-                below_cr.append(decoded)
-        if log_prob_threshold is not None and avg_logprob < log_prob_threshold:
-            needs_fallback = True  # average log probability too low
-        if (
-            no_speech_threshold is not None
-            and no_speech_prob > no_speech_threshold
-            and log_prob_threshold is not None
-            and avg_logprob < log_prob_threshold
-        ):
-            needs_fallback = False  # silence
-        if quality_guard and budget_hit_length is not None and seq_len >= budget_hit_length:
-            return None  # runaway decode (repetition loop) on the short window
-        if not needs_fallback:
-            return decoded
-        if quality_guard:
-            return None
-    best = max(below_cr or all_results, key=lambda d: d.avg_logprob)
-    # faster-whisper reports the last temperature tried (for prompt_reset_on_temperature)
-    return _Decoded(
-        best.tokens, best.avg_logprob, best.no_speech_prob, temperature, best.compression_ratio
-    )
-
-
 def transcribe_unpadded(
-    model: faster_whisper.WhisperModel,
-    audio: npt.NDArray[np.float32],
+    model: FastPathModel,
+    audio: Samples,
     *,
     beam_size: int = 5,
     language: str | None = None,
@@ -471,7 +208,7 @@ def transcribe_unpadded(
     full_window = int(extractor.nb_max_frames)
 
     tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
-    suppress = _suppressed_tokens(tokenizer, suppress_tokens)
+    suppress = suppressed_tokens(tokenizer, suppress_tokens)
     temperatures = (
         tuple(temperature) if isinstance(temperature, Sequence) else (float(temperature),)
     )
@@ -483,7 +220,7 @@ def transcribe_unpadded(
 
     import ctranslate2  # deferred: heavy import
 
-    audio_seconds = audio.shape[0] / SAMPLE_RATE
+    audio_seconds = duration_of(audio.shape[0])
     segments: list[FastSegment] = []
     windows: list[int] = []
     seek = 0
@@ -505,13 +242,13 @@ def transcribe_unpadded(
             if max_tokens_per_second is None
             else 20 + int(max_tokens_per_second * window * time_per_frame)
         )
-        prompt = _build_prompt(
+        prompt = build_prompt(
             tokenizer,
             all_tokens[prompt_reset_since:],
             without_timestamps=without_timestamps,
             hotwords=hotwords,
         )
-        decoded = _generate_with_fallback(
+        decoded = generate_with_fallback(
             ct2_model,
             tokenizer,
             encoder_output,
@@ -553,7 +290,7 @@ def transcribe_unpadded(
             continue
 
         previous_seek = seek
-        pieces, seek = _split_by_timestamps(
+        pieces, seek = split_by_timestamps(
             tokenizer,
             decoded.tokens,
             time_offset=time_offset,
@@ -599,7 +336,7 @@ def transcribe_unpadded(
 
     duration = audio_seconds
     if quality_guard:
-        reason = _hallucination(segments, duration, MAX_WORDS_PER_SECOND)
+        reason = guard.doubt("".join(s.text for s in segments), duration)
         if reason is not None:
             _log.debug("fast path declined: %s", reason)
             return None
