@@ -12,7 +12,7 @@ import pytest
 
 from whisperd.engine import SAMPLE_RATE, decoding
 from whisperd.engine.fastpath import is_eligible, transcribe_unpadded
-from whisperd.engine.guard import repeated_span
+from whisperd.engine.guard import repetition
 
 
 class _NoModel:
@@ -138,7 +138,9 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
     ("text", "looping"),
     [
         ("Delete that. Delete that.", True),
-        ("stop stop stop", True),
+        # A word three times is speech ("no no no", issue 10); four times is a loop.
+        ("stop stop stop stop", True),
+        ("stop stop stop", False),
         ("new line, new line, new line.", True),
         (" The server crashed. The server crashed.", True),
         ("very very good", False),
@@ -153,5 +155,5 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
         ("Wait... what?", False),
     ],
 )
-def test_repeated_span(text: str, looping: bool) -> None:
-    assert (repeated_span(text) is not None) is looping
+def test_repetition(text: str, looping: bool) -> None:
+    assert (repetition(text) is not None) is looping

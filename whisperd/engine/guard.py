@@ -29,19 +29,79 @@ def loop_tokens(text: str) -> list[str]:
     return out
 
 
-def repeated_span(text: str) -> str | None:
-    """The first immediately repeated block of tokens ("a b a b", or one token three times
-    in a row, punctuation-only tokens included: "// // //"), which is how Whisper's
-    decoding loops look; ``None`` when there is none."""
-    tokens = loop_tokens(text)
+SAME_WORD_LIMIT = 3
+"""A word said this many times in a row is speech ("no no no"); once more is a loop."""
+SAME_SYMBOL_LIMIT = 2
+"""Punctuation-only tokens ("//", "...") three times in a row are a loop."""
+REPEATED_PHRASE_TOKENS = 5
+"""The same run of this many tokens twice in one utterance (at most 30 s on the fast
+path) is taken for a loop, wherever the two copies are."""
+TRUNCATED_COPY_TOKENS = 3
+"""A text ending in at least this many tokens (and half a block) that repeat the block
+before them is a loop the end of the decode cut off."""
+
+
+def _same_token_run(tokens: list[str]) -> str | None:
+    """One token repeated past its limit: words four times, symbols three."""
+    run = 1
+    for i in range(1, len(tokens) + 1):
+        if i < len(tokens) and tokens[i] == tokens[i - 1]:
+            run += 1
+            continue
+        token = tokens[i - 1] if tokens else ""
+        limit = SAME_WORD_LIMIT if any(c.isalnum() for c in token) else SAME_SYMBOL_LIMIT
+        if run > limit:
+            return " ".join(tokens[i - run : i])
+        run = 1
+    return None
+
+
+def _adjacent_copies(tokens: list[str]) -> str | None:
+    """A block of two or more tokens followed at once by a copy of itself ("a b a b")."""
     count = len(tokens)
     for i in range(count):
-        for n in range(1, (count - i) // 2 + 1):
-            if tokens[i : i + n] != tokens[i + n : i + 2 * n]:
-                continue
-            if n >= 2 or tokens[i : i + 1] == tokens[i + 2 : i + 3]:
+        for n in range(2, (count - i) // 2 + 1):
+            if tokens[i : i + n] == tokens[i + n : i + 2 * n]:
                 return " ".join(tokens[i : i + 2 * n])
     return None
+
+
+def _truncated_copy(tokens: list[str]) -> str | None:
+    """The text ends in a cut-off copy of the block before it: "a b c d a b c" or, the
+    last token cut too, "... comfy eye. then you ... the com"."""
+    count = len(tokens)
+    for rest in range(TRUNCATED_COPY_TOKENS, count // 2 + 1):
+        tail = tokens[count - rest :]
+        for n in range(rest, min(2 * rest, count - rest) + 1):
+            block = tokens[count - rest - n : count - rest]
+            if tail[:-1] == block[: rest - 1] and block[rest - 1].startswith(tail[-1]):
+                return " ".join(block)
+    return None
+
+
+def _repeated_phrase(tokens: list[str]) -> str | None:
+    """A run of ``REPEATED_PHRASE_TOKENS`` tokens seen twice, the copies not overlapping."""
+    first_seen: dict[tuple[str, ...], int] = {}
+    for i in range(len(tokens) - REPEATED_PHRASE_TOKENS + 1):
+        phrase = tuple(tokens[i : i + REPEATED_PHRASE_TOKENS])
+        seen = first_seen.setdefault(phrase, i)
+        if i - seen >= REPEATED_PHRASE_TOKENS:
+            return " ".join(phrase)
+    return None
+
+
+def repetition(text: str) -> str | None:
+    """The repetition that makes ``text`` look like one of Whisper's decoding loops, or
+    ``None``: a token past its limit in a row, a block repeated at once, a copy cut off
+    at the end, or a long phrase twice. Speech repeats too ("no no no", "very very
+    good"), but not like these."""
+    tokens = loop_tokens(text)
+    return (
+        _same_token_run(tokens)
+        or _adjacent_copies(tokens)
+        or _truncated_copy(tokens)
+        or _repeated_phrase(tokens)
+    )
 
 
 def doubt(
@@ -52,7 +112,7 @@ def doubt(
     count = len(words(text))
     if count > 2 + max_words_per_second * seconds:
         return f"{count} words in {seconds:.2f} s"
-    span = repeated_span(text)
+    span = repetition(text)
     if span is not None:
         return f"repetition {span!r}"
     return None
