@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisperd.engine.guard import doubt
+from whisperd.engine.guard import doubt, starts_in_padding
 
 # Seen on an Intel Xeon (AVX-512): 25 words in 4 s, the second copy cut off by the end
 # of the decode, so no block is repeated whole.
@@ -81,3 +81,19 @@ def test_plausible_speech_passes(text: str, seconds: float) -> None:
 def test_the_reason_names_the_repetition() -> None:
     reason = doubt(COMFY_LOOP, 4.0)
     assert reason is not None and "then you go into your" in reason
+
+
+@pytest.mark.parametrize(
+    ("starts", "speech_end", "late"),
+    [
+        ([0.0, 2.4], 4.0, False),
+        ([0.0, 3.89], 4.0, False),
+        ([0.0, 3.9], 4.0, True),  # within 0.1 s of the end: the decoder ran on
+        ([4.5], 4.0, True),
+        ([], 4.0, False),
+    ],
+)
+def test_a_segment_in_the_padding_is_doubted(
+    starts: list[float], speech_end: float, late: bool
+) -> None:
+    assert (starts_in_padding(starts, speech_end) is not None) is late

@@ -26,6 +26,7 @@ import numpy as np
 
 from whisperd.engine import guard
 from whisperd.engine.decoding import (
+    Decoded,
     build_prompt,
     generate_with_fallback,
     split_by_timestamps,
@@ -218,8 +219,6 @@ def transcribe_unpadded(
     if initial_prompt is not None:
         all_tokens.extend(tokenizer.encode(" " + initial_prompt.strip()))
 
-    import ctranslate2  # deferred: heavy import
-
     audio_seconds = duration_of(audio.shape[0])
     segments: list[FastSegment] = []
     windows: list[int] = []
@@ -229,14 +228,8 @@ def transcribe_unpadded(
         segment_size = min(full_window, content_frames - seek)
         segment_duration = segment_size * time_per_frame
         window = min(full_window, max(segment_size + pad_frames, min_window))
-        chunk = np.zeros((features.shape[0], window), dtype=np.float32)
-        chunk[:, :segment_size] = features[:, seek : seek + segment_size]
         windows.append(window)
-
-        encoder_output = ct2_model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(chunk[np.newaxis])),
-            to_cpu=False,
-        )
+        encoder_output = _encode(ct2_model, features[:, seek : seek + segment_size], window)
         budget = (
             None
             if max_tokens_per_second is None
@@ -274,18 +267,7 @@ def transcribe_unpadded(
             _log.debug("fast path declined: temperature-0 decode failed the fallback tests")
             return None
 
-        if no_speech_threshold is not None:
-            # Same no-voice guard as faster-whisper: skip the window when the model says
-            # "no speech" and the decode is not confident enough to override it.
-            should_skip = decoded.no_speech_prob > no_speech_threshold
-            if log_prob_threshold is not None and decoded.avg_logprob > log_prob_threshold:
-                should_skip = False
-            if should_skip:
-                seek += segment_size
-                continue
-        if silence_no_speech_prob is not None and decoded.no_speech_prob > silence_no_speech_prob:
-            # Stricter, opt-in: faster-whisper keeps e.g. " You" on digital silence
-            # (no_speech_prob 0.95 but avg_logprob -0.96 > -1); this drops it.
+        if _is_silence(decoded, no_speech_threshold, log_prob_threshold, silence_no_speech_prob):
             seek += segment_size
             continue
 
@@ -301,18 +283,10 @@ def transcribe_unpadded(
         if seek <= previous_seek:  # defensive: never loop on the same window
             seek = previous_seek + segment_size
         content_end = time_offset + segment_duration
-        if quality_guard:
-            for start, end, _tokens in pieces:
-                # A segment that starts after the speech is the decoder running on into
-                # the padding (it then repeats itself).
-                if start >= content_end - 0.1:
-                    _log.debug(
-                        "fast path declined: segment %.2f-%.2f s starts after speech end %.2f s",
-                        start,
-                        end,
-                        content_end,
-                    )
-                    return None
+        late = guard.starts_in_padding([start for start, _, _ in pieces], content_end)
+        if quality_guard and late is not None:
+            _log.debug("fast path declined: %s", late)
+            return None
         for start, end, tokens in pieces:
             text = str(tokenizer.decode(tokens))
             if start == end or not text.strip():
@@ -347,3 +321,36 @@ def transcribe_unpadded(
         duration=duration,
         window_frames=tuple(windows),
     )
+
+
+def _encode(ct2_model: Any, features: Any, window: int) -> Any:
+    """Encode ``features`` (mel bins x frames) padded with zero frames to ``window``
+    frames: the value faster-whisper pads its 30 s window with."""
+    import ctranslate2  # deferred: heavy import
+
+    chunk = np.zeros((features.shape[0], window), dtype=np.float32)
+    chunk[:, : features.shape[1]] = features
+    return ct2_model.encode(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(chunk[np.newaxis])),
+        to_cpu=False,
+    )
+
+
+def _is_silence(
+    decoded: Decoded,
+    no_speech_threshold: float | None,
+    log_prob_threshold: float | None,
+    silence_no_speech_prob: float | None,
+) -> bool:
+    """Whether to drop the window's decode as silence."""
+    if no_speech_threshold is not None:
+        # Same no-voice guard as faster-whisper: skip the window when the model says
+        # "no speech" and the decode is not confident enough to override it.
+        should_skip = decoded.no_speech_prob > no_speech_threshold
+        if log_prob_threshold is not None and decoded.avg_logprob > log_prob_threshold:
+            should_skip = False
+        if should_skip:
+            return True
+    # Stricter, opt-in: faster-whisper keeps e.g. " You" on digital silence
+    # (no_speech_prob 0.95 but avg_logprob -0.96 > -1); this drops it.
+    return silence_no_speech_prob is not None and decoded.no_speech_prob > silence_no_speech_prob

@@ -14,6 +14,19 @@ MAX_WORDS_PER_SECOND = 6.0
 """More words than ``2 + 6/s`` of audio cannot be real speech: a hallucination."""
 
 
+PADDING_MARGIN_SECONDS = 0.1
+"""A segment starting this close to the end of the speech, or later, is in the padding."""
+
+
+def starts_in_padding(starts: list[float], speech_end: float) -> str | None:
+    """A segment that starts after the speech is the decoder running on into the
+    padding of a short window (it then repeats itself); why, or ``None``."""
+    for start in starts:
+        if start >= speech_end - PADDING_MARGIN_SECONDS:
+            return f"a segment starts at {start:.2f} s, after the speech ends at {speech_end:.2f} s"
+    return None
+
+
 def words(text: str) -> list[str]:
     """Lower-case words without punctuation ("don't" is one word)."""
     return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
