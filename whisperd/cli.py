@@ -162,10 +162,6 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
-    if args.command == "doctor":
-        from whisperd.doctor import run_doctor
-
-        return int(run_doctor(args.config))
     with Client.connect(
         socket,
         timeout=args.timeout or config.timeout,
@@ -193,6 +189,11 @@ def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        # Before reading the configuration: a broken one is one of doctor's findings.
+        from whisperd.doctor import run_doctor
+
+        return int(run_doctor(args.config))
     try:
         raw = read_toml(args.config)
         config = load_section(raw, "client", ClientConfig)

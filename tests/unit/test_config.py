@@ -457,3 +457,21 @@ def test_whisperctl_uses_daemon_socket_path(tmp_path: Path) -> None:
     )
     assert done.returncode == 3, done.stderr  # nothing listens there: unavailable
     assert str(configured) in done.stderr
+
+
+def test_whisperctl_doctor_reports_a_bad_config_instead_of_refusing_to_run(
+    tmp_path: Path,
+) -> None:
+    path = bad_config(tmp_path, "section")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--config", str(path), "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr
+    assert "[FAIL] configuration" in done.stderr and "[deamon]" in done.stderr
+    assert "whisperd socket" in done.stdout  # the other checks still ran

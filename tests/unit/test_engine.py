@@ -118,3 +118,22 @@ def test_prefilter_never_needs_the_model() -> None:
     assert eng.transcribe(np.zeros(1000, dtype=np.float32), {}).skipped == "too_short"
     assert eng.transcribe(np.zeros(32000, dtype=np.float32), {}).skipped == "silent"
     assert not eng.loaded
+
+
+def test_importing_the_engine_loads_neither_numpy_nor_faster_whisper() -> None:
+    """doctor and the daemon's entry point import it before numpy may load (test_threads);
+    SAMPLE_RATE needs no numpy, Samples loads it on first use."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from whisperd.engine import SAMPLE_RATE, Engine, Transcription, resolve_model\n"
+        "assert SAMPLE_RATE == 16000\n"
+        "heavy = [m for m in ('numpy', 'faster_whisper', 'ctranslate2') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from whisperd.engine import Samples\n"
+        "assert 'numpy' in sys.modules and Samples is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
