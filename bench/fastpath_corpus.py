@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-SAMPLE_RATE = 16000
+from whisperd.engine.samples import SAMPLE_RATE
 
 # Plain sentences without digits (so WER needs no number normalisation), dictation-like.
 SENTENCES: tuple[str, ...] = (

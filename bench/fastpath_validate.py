@@ -1,4 +1,4 @@
-"""Validate the unpadded fast path (whisperd.fastpath) against faster-whisper's regular path.
+"""Validate the unpadded fast path (whisperd.engine.fastpath) against faster-whisper's regular path.
 
     .venv/bin/python -m bench.fastpath_validate --out bench/out/fastpath.json
 
@@ -80,7 +80,7 @@ def run_regular(model: Any, clip: Clip, beam: int, wt: bool) -> tuple[str, float
 def run_fast(
     model: Any, clip: Clip, beam: int, wt: bool, **kwargs: Any
 ) -> tuple[str | None, float, list[int]]:
-    from whisperd.fastpath import transcribe_unpadded
+    from whisperd.engine.fastpath import transcribe_unpadded
 
     t0 = time.perf_counter()
     res = transcribe_unpadded(

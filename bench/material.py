@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from bench.fastpath_corpus import (
     SENTENCES,
@@ -32,9 +31,9 @@ from bench.fastpath_corpus import (
     synthesize,
     word_errors,
 )
+from whisperd.engine.samples import SAMPLE_RATE, Samples
 
-SAMPLE_RATE = 16000
-Audio = npt.NDArray[np.float32]
+Audio = Samples
 
 
 @dataclass

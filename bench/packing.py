@@ -6,8 +6,36 @@
 The material is what ``bench/suite.py`` sends to ``whisperctl transcribe`` (20 espeak
 files of 2-6 s, ``sentence_set(20, offset=30, name="file")``) plus a few real recordings
 from the shared audio folder (``--no-recordings`` leaves them out). Both sides use the
-daemon's settings (beam 5, VAD on) and the bundled tiny.en, int8, on the CPU. Figures:
-``whisperd/packing.py``'s docstring.
+daemon's settings (beam 5, VAD on) and the bundled tiny.en, int8, on the CPU.
+
+``transcribe_single`` (one plain ``transcribe`` call per clip) is the per-file baseline
+and ``transcribe_clips`` the packing with its fallbacks done; the daemon itself packs
+through ``Engine.transcribe_many`` (``whisperd/engine/packing.py``).
+
+Measured with ``python -m bench.packing --more --reps 3`` (bundled tiny.en, int8, 2-core
+CPU, OPENBLAS_NUM_THREADS=1 at the time, beam 5, VAD on; best of 3; gap 1.5 s, window 28 s)::
+
+    material (files, audio)          per file: wall  audio s/s  WER    calls
+                                     packed:   wall  audio s/s  WER    calls  fallbacks
+    espeak 2-6 s (20, 68.3 s)         10.15 s   6.7  11.5 %  20
+                                       3.52 s  19.4   5.0 %   4      0    2.9x
+    + jfk, stereo L/R, mit_a (24, 98.3 s)
+                                      12.23 s   8.0   8.5 %  24
+                                       4.82 s  20.4   3.7 %   5      0    2.5x
+    espeak, 60 files (60, 211.7 s)    30.40 s   7.0  13.3 %  60
+                                      10.94 s  19.4   8.6 %  12      0    2.8x
+
+Packed WER was below per-file WER in every run and setting (the neighbouring clips give
+the tiny model context); the bench's espeak audio is dithered by sox, so single figures
+move by a few words between runs. One 30 s encoder pass costs 0.34 s here, a per-file
+call about 0.5 s; a packed window of five or six clips about 0.9 s.
+
+Tuning (``--gap 1.0 1.25 1.5 2.0 --window 28 30``, two runs, 60 files): a 1.0 s gap is
+as fast per window, but whole-second timestamps then reach the next clip (2-7 fallbacks
+per run, 1.8x); 1.25-2.0 s gave no fallbacks, 2.0 s one window more (13) and 10 % slower:
+1.5 s it is. A 30 s window put the last clip at the window's end, where segments
+straddled (up to 4 fallbacks) and decoding slowed (1.4-1.8x on the 20 files); 28 s
+leaves Whisper 2 s of padding.
 """
 
 from __future__ import annotations
@@ -18,7 +46,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,9 +55,79 @@ import numpy as np
 
 from bench import material
 from bench.material import Item, WerTally
-from whisperd import packing
+from whisperd.engine import packing
+from whisperd.engine.result import Transcription, segment
+from whisperd.engine.samples import duration_of
 
 BEAM_SIZE = 5
+
+
+def transcribe_single(
+    model: Any,
+    audio: material.Audio,
+    *,
+    beam_size: int = 5,
+    language: str | None = None,
+    initial_prompt: str | None = None,
+    use_vad: bool = True,
+) -> Transcription:
+    """One clip, one regular ``transcribe`` call (the per-file baseline and the fallback)."""
+    segments, info = model.transcribe(
+        audio,
+        beam_size=beam_size,
+        language=language,
+        vad_filter=use_vad,
+        initial_prompt=initial_prompt,
+    )
+    items = [segment(s.start, s.end, s.text) for s in segments]
+    return Transcription.of_segments(items, info.language, duration_of(audio.size), "single")
+
+
+def transcribe_clips(
+    model: Any,
+    audios: Sequence[material.Audio],
+    *,
+    beam_size: int = 5,
+    language: str | None = None,
+    initial_prompt: str | None = None,
+    use_vad: bool = True,
+    window_seconds: float = packing.DEFAULT_WINDOW_SECONDS,
+    gap_seconds: float = packing.DEFAULT_GAP_SECONDS,
+    single: Callable[[int], Transcription] | None = None,
+) -> tuple[list[Transcription], packing.PackOutcome]:
+    """Packed transcription with the fallbacks done: every clip gets a result.
+
+    ``single(i)`` transcribes clip ``i`` alone; by default one ``transcribe`` call with
+    the VAD, like a per-file request. ``PackOutcome.model_calls`` counts the fallbacks too.
+    """
+
+    def alone(index: int) -> Transcription:
+        return transcribe_single(
+            model,
+            audios[index],
+            beam_size=beam_size,
+            language=language,
+            initial_prompt=initial_prompt,
+            use_vad=use_vad,
+        )
+
+    outcome = packing.transcribe_packed(
+        model,
+        audios,
+        beam_size=beam_size,
+        language=language,
+        initial_prompt=initial_prompt,
+        use_vad=use_vad,
+        window_seconds=window_seconds,
+        gap_seconds=gap_seconds,
+    )
+    results: list[Transcription] = []
+    for index, result in enumerate(outcome.results):
+        if result is None:
+            result = (single or alone)(index)
+            outcome.model_calls += 1
+        results.append(result)
+    return results, outcome
 
 
 @contextmanager
@@ -54,8 +152,8 @@ def daemon_samples(item: Item) -> material.Audio:
     return np.frombuffer(item.pcm16(), dtype="<i2").astype(np.float32) / 32768.0
 
 
-def per_file(model: Any, audios: list[material.Audio]) -> list[packing.ClipResult]:
-    return [packing.transcribe_single(model, a, beam_size=BEAM_SIZE) for a in audios]
+def per_file(model: Any, audios: list[material.Audio]) -> list[Transcription]:
+    return [transcribe_single(model, a, beam_size=BEAM_SIZE) for a in audios]
 
 
 def measure(
@@ -76,7 +174,7 @@ def measure(
         "window_seconds": window_seconds,
     }
 
-    def summary(results: list[packing.ClipResult], wall: float, calls: int, passes: int) -> Any:
+    def summary(results: list[Transcription], wall: float, calls: int, passes: int) -> Any:
         tally = WerTally()
         for item, result in zip(items, results, strict=True):
             tally.add(item.reference, result.text)
@@ -99,7 +197,7 @@ def measure(
         report["per_file_texts"] = [r.text for r in single]
     with counting_encoder(model) as passes:
         started = time.perf_counter()
-        packed, outcome = packing.transcribe_clips(
+        packed, outcome = transcribe_clips(
             model,
             audios,
             beam_size=BEAM_SIZE,
@@ -181,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             sets["espeak60"] = sets["espeak"] + extra[0] + extra[1]
         # Warm the model and the VAD so the first measurement does not pay for them.
-        packing.transcribe_single(model, sets["espeak"][0].audio, beam_size=BEAM_SIZE)
+        transcribe_single(model, sets["espeak"][0].audio, beam_size=BEAM_SIZE)
         reports = []
         for name, items in sets.items():
             base: dict[str, Any] | None = None

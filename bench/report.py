@@ -411,7 +411,8 @@ def render(r: dict[str, Any]) -> str:
             out.append(
                 "\nDecode part only, in-process, whisperd-keys' options "
                 "(without_timestamps), regular call vs the unpadded fast path "
-                "(`whisperd.fastpath`, used by whisperd for streamed dictation), without VAD:\n\n"
+                "(`whisperd.engine.fastpath`, used by whisperd for streamed dictation), "
+                "without VAD:\n\n"
             )
             rows = [
                 [

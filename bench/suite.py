@@ -281,9 +281,9 @@ def section_warm(ctx: Context) -> None:
         return run
 
     def inproc_fast(item: Item) -> tuple[float, str, dict[str, Any]]:
-        # whisperd.fastpath (the unpadded window) called in-process, no VAD: what the daemon
+        # whisperd.engine.fastpath (the unpadded window) called in-process, no VAD: what the daemon
         # could reach once the engine uses it; None (regular path) above 30 s
-        from whisperd.fastpath import transcribe_unpadded
+        from whisperd.engine.fastpath import transcribe_unpadded
 
         assert item.path is not None
         started = time.perf_counter()
@@ -364,7 +364,7 @@ def section_warm(ctx: Context) -> None:
 BLAS_PROBE = r"""
 import json, sys, time
 from faster_whisper import WhisperModel, decode_audio
-from whisperd.fastpath import transcribe_unpadded
+from whisperd.engine.fastpath import transcribe_unpadded
 model = WhisperModel(sys.argv[1], device="cpu", compute_type="int8")
 reps = int(sys.argv[2])
 out = {}
@@ -613,10 +613,10 @@ def released_at_speech_end(item: Item) -> Item:
 
 def projection(ctx: Context) -> dict[str, Any]:
     """In-process, whisperd-keys' options (without_timestamps): the regular call vs the
-    unpadded fast path (whisperd.fastpath), on the dictation utterances that fit a window.
+    unpadded fast path (whisperd.engine.fastpath), on the dictation utterances that fit a window.
     What the decode part of the dictation latency becomes once the engine uses the fast path
     (for the whole utterance, or for the tail left after the stream windows)."""
-    from whisperd.fastpath import transcribe_unpadded
+    from whisperd.engine.fastpath import transcribe_unpadded
 
     out: dict[str, Any] = {}
     for seconds in (2, 5, 10):

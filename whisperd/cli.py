@@ -17,7 +17,7 @@ from whisperd.client import (
     Client,
     ClientError,
 )
-from whisperd.config import ClientConfig, ConfigError, load_section, read_toml
+from whisperd.config import ClientConfig, ConfigError, load_section, read_toml, socket_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         "3 daemon unavailable, 4 timed out, 5 protocol mismatch.",
     )
     parser.add_argument("--version", action="version", version=f"whisperctl {__version__}")
-    parser.add_argument("--socket", help="daemon socket (default: $XDG_RUNTIME_DIR/whisperd.sock)")
+    parser.add_argument(
+        "--socket",
+        help="daemon socket (default: $WHISPERD_SOCKET, daemon.socket_path, "
+        "$XDG_RUNTIME_DIR/whisperd.sock)",
+    )
     parser.add_argument("--timeout", type=float, help="seconds to wait for an answer")
     parser.add_argument("--config", help="configuration file")
     parser.add_argument(
@@ -157,13 +161,9 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, config: ClientConfig) -> int:
-    if args.command == "doctor":
-        from whisperd.doctor import run_doctor
-
-        return int(run_doctor())
+def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
     with Client.connect(
-        args.socket,
+        socket,
         timeout=args.timeout or config.timeout,
         autostart=config.autostart and not args.no_autostart,
         connect_timeout=config.connect_timeout,
@@ -189,13 +189,19 @@ def run(args: argparse.Namespace, config: ClientConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        # Before reading the configuration: a broken one is one of doctor's findings.
+        from whisperd.doctor import run_doctor
+
+        return int(run_doctor(args.config))
     try:
-        config = load_section(read_toml(args.config), "client", ClientConfig)
+        raw = read_toml(args.config)
+        config = load_section(raw, "client", ClientConfig)
     except ConfigError as exc:
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run(args, config)
+        return run(args, config, str(socket_path(args.socket, raw)))
     except ClientError as exc:
         print(f"whisperctl: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -1,18 +1,34 @@
 """Configuration: $XDG_CONFIG_HOME/whisperd/config.toml, overridden by command-line options.
 
-Every key is documented with its default in docs/configuration.md. A bad value is refused
-at start with a message that names the key, e.g. ``daemon.idle_timeout``.
+One path for every program and section: ``read_toml`` reads and checks the file (an
+unknown section, a missing ``--config`` file, invalid UTF-8 or TOML are refused),
+``load_section`` builds a section's dataclass from it (unknown keys, wrong types and
+non-finite numbers refused, then the section's own ``validate``), ``apply_overrides``
+lays command-line values over it and checks again, and ``socket_path`` finds the
+daemon's socket by one rule. Every key is documented with its default in
+docs/configuration.md. A bad value is refused at start with a ``ConfigError`` that names
+the key (``daemon.idle_timeout``) or the file; programs print it on one line, exit 2.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from whisperd.protocol import DEFAULT_MAX_AUDIO_BYTES, MAX_AUDIO_FRAME
+
+SECTIONS = ("client", "daemon", "keys")
+"""The sections config.toml may have (keys: docs/keys.md; the others: docs/configuration.md)."""
+
+MIN_ACTIVATED_IDLE_TIMEOUT = 5.0
+"""The shortest idle timeout of a socket-activated daemon (docs/configuration.md): each
+start then lasts at least 5 s, so idle exits alone can never make the five starts in
+10 s that trip systemd's default start limit and switch the socket off."""
 
 
 class ConfigError(Exception):
@@ -30,15 +46,38 @@ def config_path() -> Path:
 
 
 def read_toml(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The whole configuration file as a dict; {} when there is no file."""
+    """The whole configuration file as a dict, its sections checked.
+
+    Without ``path`` the user's file is read and may be absent ({}); a ``path`` given
+    (``--config``) must be a readable file.
+    """
     target = Path(path) if path is not None else config_path()
     try:
-        with open(target, "rb") as handle:
-            return tomllib.load(handle)
+        data = target.read_bytes()
     except FileNotFoundError:
-        return {}
+        if path is None:
+            return {}
+        raise ConfigError(str(target), "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(str(target), "is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(str(target), f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(target), f"not valid UTF-8 (byte {exc.start}): TOML files are UTF-8"
+        ) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(target), f"not valid TOML: {exc}") from None
+    for section in raw:
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{target} [{section}]", f"unknown section (known: {', '.join(SECTIONS)})"
+            )
+    return raw
 
 
 def runtime_dir() -> Path:
@@ -52,7 +91,21 @@ def runtime_dir() -> Path:
 
 
 def default_socket_path() -> Path:
+    """Where systemd's whisperd.socket listens: ``$XDG_RUNTIME_DIR/whisperd.sock``."""
     return runtime_dir() / "whisperd.sock"
+
+
+def socket_path(override: str | None = None, raw: Mapping[str, Any] | None = None) -> Path:
+    """The daemon's socket, by one rule for whisperctl, doctor, whisperd-keys and whisperd:
+    ``override`` (a ``--socket`` option or a program's own setting such as
+    ``keys.socket_path``), else ``$WHISPERD_SOCKET``, else ``daemon.socket_path`` of the
+    configuration ``raw`` (``read_toml()``), else ``default_socket_path()``."""
+    daemon = raw.get("daemon") if raw is not None else None
+    configured = daemon.get("socket_path") if isinstance(daemon, Mapping) else None
+    for candidate in (override, os.environ.get("WHISPERD_SOCKET"), configured):
+        if isinstance(candidate, str) and candidate:
+            return Path(candidate).expanduser()
+    return default_socket_path()
 
 
 @dataclass
@@ -94,6 +147,10 @@ class DaemonConfig:
         need(0 <= self.cpu_threads <= 256, "cpu_threads", "must be 0 (automatic) to 256")
         need(1 <= self.beam_size <= 20, "beam_size", "must be within 1..20")
         need(self.idle_timeout > 0, "idle_timeout", "must be a positive number of seconds")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                need(math.isfinite(value), f.name, f"must be a finite number, got {value!r}")
         need(0 <= self.min_duration <= 10, "min_duration", "must be within 0..10 seconds")
         need(0 <= self.min_rms < 1, "min_rms", "must be within 0..1")
         need(
@@ -113,6 +170,22 @@ class DaemonConfig:
             "must be 0 (off) or within 0.1..5 seconds",
         )
 
+    def idle_timeout_when_activated(self) -> str | None:
+        """Raise ``idle_timeout`` to ``MIN_ACTIVATED_IDLE_TIMEOUT`` for a daemon that
+        systemd started by socket activation; returns the warning to log, or None.
+
+        Only there can short runs switch the service off (systemd's start limit); run by
+        hand or by whisperctl the daemon keeps any positive timeout (tests use 0.3 s).
+        """
+        if self.idle_timeout >= MIN_ACTIVATED_IDLE_TIMEOUT:
+            return None
+        configured, self.idle_timeout = self.idle_timeout, MIN_ACTIVATED_IDLE_TIMEOUT
+        return (
+            f"daemon.idle_timeout = {configured:g} s is raised to "
+            f"{MIN_ACTIVATED_IDLE_TIMEOUT:g} s under socket activation, so that idle exits "
+            "cannot hit systemd's start limit (docs/configuration.md)"
+        )
+
 
 @dataclass
 class ClientConfig:
@@ -121,38 +194,78 @@ class ClientConfig:
     autostart: bool = True
 
     def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"client.{f.name}", f"must be a finite number, got {value!r}")
         if self.timeout <= 0:
             raise ConfigError("client.timeout", "must be a positive number of seconds")
         if self.connect_timeout <= 0:
             raise ConfigError("client.connect_timeout", "must be a positive number of seconds")
 
 
-_Section = TypeVar("_Section", DaemonConfig, ClientConfig)
+class Section(Protocol):
+    """A section's dataclass: typed fields with defaults and a ``validate`` method."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    def validate(self) -> None: ...
 
 
-def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
-    """Check a TOML value against the type of the field's default."""
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool):
-        return value
-    raise ConfigError(
-        f"{section}.{key}", f"must be {expected.__name__}, got {type(value).__name__} {value!r}"
-    )
+_Section = TypeVar("_Section", bound=Section)
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
-def load_section(raw: dict[str, Any], section: str, cls: type[_Section]) -> _Section:
-    values = raw.get(section, {})
-    if not isinstance(values, dict):
-        raise ConfigError(section, "must be a table")
-    instance = cls()
-    known = {f.name for f in fields(cls)}
+def _accepted_types(field: Field[Any]) -> tuple[type, ...]:
+    """The Python types a field takes, from its annotation ("float", "str | int",
+    "list[str]")."""
+    annotation = field.type if isinstance(field.type, str) else field.type.__name__
+    names = [part.strip() for part in annotation.split("|")]
+    return tuple(list if name.startswith("list") else _TYPES[name] for name in names)
+
+
+def _coerce(key: str, value: Any, field: Field[Any]) -> Any:
+    """Check one value against its field's type; ints are taken for floats."""
+    accepted = _accepted_types(field)
+    if isinstance(value, bool):
+        ok = bool in accepted
+    elif isinstance(value, int) and float in accepted and int not in accepted:
+        value, ok = float(value), True
+    else:
+        ok = isinstance(value, accepted)
+    if not ok:
+        expected = " or ".join(t.__name__ for t in accepted)
+        raise ConfigError(key, f"must be {expected}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
+    return value
+
+
+def _set(instance: Section, section: str, values: Mapping[str, Any]) -> None:
+    known = instance.__dataclass_fields__
     for key, value in values.items():
         if key not in known:
             raise ConfigError(
                 f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})"
             )
-        setattr(instance, key, _coerce(section, key, value, getattr(instance, key)))
+        setattr(instance, key, _coerce(f"{section}.{key}", value, known[key]))
+
+
+def load_section(raw: Mapping[str, Any], section: str, cls: type[_Section]) -> _Section:
+    """The section ``section`` of the parsed file ``raw`` as a checked ``cls``."""
+    values = raw.get(section, {})
+    if not isinstance(values, dict):
+        raise ConfigError(section, "must be a table")
+    instance = cls()
+    _set(instance, section, values)
     instance.validate()
     return instance
+
+
+def apply_overrides(config: _Section, section: str, overrides: Mapping[str, Any]) -> _Section:
+    """Lay command-line values over a loaded section (None = not given), checked by the
+    same rules as the file's."""
+    _set(config, section, {k: v for k, v in overrides.items() if v is not None})
+    config.validate()
+    return config

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.packing import transcribe_clips, transcribe_single
 from tests.integration.support import SENTENCES, espeak_wav, wer, words
-from whisperd import packing
 from whisperd.audio import decode_file
 from whisperd.config import DaemonConfig
-from whisperd.engine import Engine, resolve_model
+from whisperd.engine import Engine, Transcription, packing, resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def per_file(model: Any, clips: list[np.ndarray]) -> list[packing.ClipResult]:
-    return [packing.transcribe_single(model, audio, beam_size=5) for audio in clips]
+def per_file(model: Any, clips: list[np.ndarray]) -> list[Transcription]:
+    return [transcribe_single(model, audio, beam_size=5) for audio in clips]
 
 
 def foreign_words(index: int, text: str) -> set[str]:
@@ -57,9 +57,9 @@ def nearest_sentence(text: str) -> int:
 
 
 def test_packed_matches_per_file_with_fewer_calls(
-    model: Any, clips: list[np.ndarray], per_file: list[packing.ClipResult]
+    model: Any, clips: list[np.ndarray], per_file: list[Transcription]
 ) -> None:
-    packed, outcome = packing.transcribe_clips(model, clips, beam_size=5)
+    packed, outcome = transcribe_clips(model, clips, beam_size=5)
     assert len(packed) == COUNT
     assert outcome.model_calls < COUNT // 2, outcome
     packed_wer = sum(wer(SENTENCES[i][0], r.text) for i, r in enumerate(packed))
@@ -78,7 +78,7 @@ def test_packed_matches_per_file_with_fewer_calls(
 
 
 def test_segment_times_are_in_each_clips_own_timeline(
-    model: Any, clips: list[np.ndarray], per_file: list[packing.ClipResult]
+    model: Any, clips: list[np.ndarray], per_file: list[Transcription]
 ) -> None:
     outcome = packing.transcribe_packed(model, clips, beam_size=5)
     for i, result in enumerate(outcome.results):
@@ -102,7 +102,7 @@ def engine() -> Iterator[Engine]:
 
 
 def test_engine_transcribe_many_keeps_order_and_prefilters(
-    engine: Engine, clips: list[np.ndarray], per_file: list[packing.ClipResult]
+    engine: Engine, clips: list[np.ndarray], per_file: list[Transcription]
 ) -> None:
     silent = np.zeros(16000, np.float32)
     too_short = clips[0][:800]  # 50 ms
@@ -121,7 +121,7 @@ def test_engine_transcribe_many_keeps_order_and_prefilters(
 
 
 def test_engine_transcribe_many_with_one_clip_is_the_regular_path(
-    engine: Engine, clips: list[np.ndarray], per_file: list[packing.ClipResult]
+    engine: Engine, clips: list[np.ndarray], per_file: list[Transcription]
 ) -> None:
     (result,) = engine.transcribe_many([clips[0]], {})
     assert result.path == "standard"

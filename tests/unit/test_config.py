@@ -12,12 +12,16 @@ from typing import Any
 import pytest
 
 from whisperd.config import (
+    MIN_ACTIVATED_IDLE_TIMEOUT,
     ClientConfig,
     ConfigError,
     DaemonConfig,
+    apply_overrides,
     config_path,
+    default_socket_path,
     load_section,
     read_toml,
+    socket_path,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,8 +184,128 @@ def test_read_toml(tmp_path: Path) -> None:
     assert read_toml(path) == {"daemon": {"idle_timeout": 30, "model": "tiny.en"}}
 
 
-def test_missing_file_is_empty(tmp_path: Path) -> None:
-    assert read_toml(tmp_path / "absent.toml") == {}
+def test_missing_default_file_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert read_toml() == {}
+
+
+def test_missing_explicit_file_is_refused(tmp_path: Path) -> None:
+    # --config names a file: a typo in its name must not silently mean "all defaults".
+    with pytest.raises(ConfigError) as info:
+        read_toml(tmp_path / "absent.toml")
+    assert info.value.key == str(tmp_path / "absent.toml")
+    assert "no such file" in str(info.value)
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_toml(tmp_path)
+    assert info.value.key == str(tmp_path) and "directory" in str(info.value)
+
+
+def test_invalid_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[daemon]\nmodel = "tiny\xff"\n')
+    with pytest.raises(ConfigError) as info:
+        read_toml(path)
+    assert info.value.key == str(path) and "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("section", ["deamon", "Daemon", "clients", "doctor"])
+def test_unknown_section_is_refused_and_named(tmp_path: Path, section: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[{section}]\nidle_timeout = 30\n")
+    with pytest.raises(ConfigError) as info:
+        read_toml(path)
+    assert f"[{section}]" in str(info.value) and str(path) in str(info.value)
+    assert "unknown section" in str(info.value) and "daemon" in str(info.value)
+
+
+def test_known_sections_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[daemon]\nidle_timeout = 30\n[client]\ntimeout = 5\n[keys]\nmode = "auto"\n')
+    assert set(read_toml(path)) == {"daemon", "client", "keys"}
+
+
+def float_keys() -> list[tuple[str, str]]:
+    return [
+        (section, f.name)
+        for section, cls in (("daemon", DaemonConfig), ("client", ClientConfig))
+        for f in dataclasses.fields(cls)
+        if isinstance(getattr(cls(), f.name), float)
+    ]
+
+
+@pytest.mark.parametrize(("section", "key"), float_keys())
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "+inf"])
+def test_non_finite_numbers_are_refused(tmp_path: Path, section: str, key: str, value: str) -> None:
+    # `idle_timeout = inf` made `status` send Infinity, which is not JSON (issue 11).
+    path = tmp_path / "config.toml"
+    path.write_text(f"[{section}]\n{key} = {value}\n")
+    cls = DaemonConfig if section == "daemon" else ClientConfig
+    with pytest.raises(ConfigError) as info:
+        load_section(read_toml(path), section, cls)  # type: ignore[type-var]
+    assert info.value.key == f"{section}.{key}" and "finite" in str(info.value)
+
+
+def test_non_finite_override_is_refused() -> None:
+    config = load_section({}, "daemon", DaemonConfig)
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(config, "daemon", {"idle_timeout": float("inf")})
+    assert info.value.key == "daemon.idle_timeout"
+    config.idle_timeout = float("nan")  # set directly: validate() still refuses it
+    with pytest.raises(ConfigError, match="daemon.idle_timeout"):
+        config.validate()
+
+
+def test_overrides_are_checked_like_the_file() -> None:
+    config = load_section({"daemon": {"idle_timeout": 30}}, "daemon", DaemonConfig)
+    apply_overrides(config, "daemon", {"idle_timeout": 60, "model": None, "beam_size": 2})
+    assert (config.idle_timeout, config.model, config.beam_size) == (60.0, "default", 2)
+    with pytest.raises(ConfigError, match="daemon.beam_size"):
+        apply_overrides(config, "daemon", {"beam_size": "5"})
+    with pytest.raises(ConfigError, match="daemon.modle"):
+        apply_overrides(config, "daemon", {"modle": "x"})
+
+
+# --- the socket path: one rule for every program ------------------------------------------
+
+
+@pytest.fixture
+def no_socket_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("WHISPERD_SOCKET", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_socket_path_default(no_socket_env: Path) -> None:
+    assert socket_path() == default_socket_path() == no_socket_env / "whisperd.sock"
+    assert socket_path(None, {"daemon": {"socket_path": ""}}) == default_socket_path()
+
+
+def test_socket_path_precedence(no_socket_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = {"daemon": {"socket_path": "/run/configured.sock"}}
+    assert socket_path(None, raw) == Path("/run/configured.sock")
+    monkeypatch.setenv("WHISPERD_SOCKET", "/run/env.sock")
+    assert socket_path(None, raw) == Path("/run/env.sock")
+    assert socket_path("/run/option.sock", raw) == Path("/run/option.sock")
+    assert socket_path("~/x.sock") == Path.home() / "x.sock"
+
+
+def test_idle_timeout_floor_under_socket_activation() -> None:
+    config = DaemonConfig(idle_timeout=1.0)
+    warning = config.idle_timeout_when_activated()
+    assert config.idle_timeout == MIN_ACTIVATED_IDLE_TIMEOUT
+    assert warning is not None and "daemon.idle_timeout" in warning
+    long = DaemonConfig(idle_timeout=600.0)
+    assert long.idle_timeout_when_activated() is None and long.idle_timeout == 600.0
+
+
+def test_idle_floor_keeps_systemd_start_limit_out_of_reach() -> None:
+    # systemd's defaults: StartLimitBurst=5 within StartLimitIntervalSec=10 s. A daemon
+    # lives at least its idle timeout after each start, so 5 starts span 4 of them.
+    burst, interval = 5, 10.0
+    assert (burst - 1) * MIN_ACTIVATED_IDLE_TIMEOUT > interval
 
 
 @pytest.mark.parametrize(
@@ -260,3 +384,94 @@ def test_command_line_overrides_a_bad_file_value_is_still_checked(tmp_path: Path
     done = run_whisperd(tmp_path, "--idle-timeout", "-3")
     assert done.returncode == 2
     assert "daemon.idle_timeout" in done.stderr
+
+
+def test_non_finite_command_line_value_exits_2(tmp_path: Path) -> None:
+    done = run_whisperd(tmp_path, "--idle-timeout", "inf")
+    assert done.returncode == 2, done.stderr
+    assert "daemon.idle_timeout" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("problem", ["missing", "directory", "utf8", "section"])
+def test_bad_config_argument_exits_2_with_one_line(tmp_path: Path, problem: str) -> None:
+    path = bad_config(tmp_path, problem)
+    done = run_whisperd(tmp_path, "--config", str(path))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and str(path) in done.stderr
+
+
+def bad_config(tmp_path: Path, problem: str) -> Path:
+    """A --config argument with one problem of issue 11 item 11."""
+    path = tmp_path / "config.toml"
+    if problem == "missing":
+        return tmp_path / "no-such.toml"
+    if problem == "directory":
+        return tmp_path
+    if problem == "utf8":
+        path.write_bytes(b'[daemon]\nmodel = "\xc3\x28"\n')
+    else:
+        path.write_text("[deamon]\nidle_timeout = 30\n")
+    return path
+
+
+@pytest.mark.parametrize("problem", ["missing", "directory", "utf8", "section"])
+def test_whisperctl_refuses_a_bad_config_in_one_line(tmp_path: Path, problem: str) -> None:
+    path = bad_config(tmp_path, problem)
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--config", str(path), "--no-autostart", "ping"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("whisperctl: ") and str(path) in lines[0]
+
+
+@pytest.mark.parametrize("problem", ["missing", "directory", "utf8", "section"])
+def test_whisperd_keys_refuses_a_bad_config_in_one_line(
+    tmp_path: Path, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys_main = pytest.importorskip("whisperd.keys.main")
+    path = bad_config(tmp_path, problem)
+    assert keys_main.main(["--config", str(path), "--show-keys", "a"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("whisperd-keys: ") and str(path) in err[0]
+
+
+def test_whisperctl_uses_daemon_socket_path(tmp_path: Path) -> None:
+    """daemon.socket_path moves the daemon; whisperctl must look there too (issue 9)."""
+    configured = tmp_path / "elsewhere.sock"
+    path = tmp_path / "config.toml"
+    path.write_text(f'[daemon]\nsocket_path = "{configured}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "WHISPERD_SOCKET"}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--config", str(path), "--no-autostart", "ping"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr  # nothing listens there: unavailable
+    assert str(configured) in done.stderr
+
+
+def test_whisperctl_doctor_reports_a_bad_config_instead_of_refusing_to_run(
+    tmp_path: Path,
+) -> None:
+    path = bad_config(tmp_path, "section")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--config", str(path), "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr
+    assert "[FAIL] configuration" in done.stderr and "[deamon]" in done.stderr
+    assert "whisperd socket" in done.stdout  # the other checks still ran

@@ -9,6 +9,7 @@ import pytest
 
 from whisperd import engine
 from whisperd.config import DaemonConfig
+from whisperd.engine import model as resolution
 
 
 def fake_model_dir(path: Path) -> Path:
@@ -18,7 +19,7 @@ def fake_model_dir(path: Path) -> Path:
 
 
 def test_explicit_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "_cached_model", lambda name: pytest.fail("cache consulted"))
+    monkeypatch.setattr(resolution, "_cached_model", lambda name: pytest.fail("cache consulted"))
     model = fake_model_dir(tmp_path / "my-model")
     resolved = engine.resolve_model(str(model))
     assert (resolved.source, resolved.path) == ("path", str(model))
@@ -30,20 +31,20 @@ def test_a_path_that_is_not_a_model_is_refused_clearly(tmp_path: Path) -> None:
 
 
 def test_cache_comes_before_the_bundled_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "_cached_model", lambda name: f"/cache/{name}")
+    monkeypatch.setattr(resolution, "_cached_model", lambda name: f"/cache/{name}")
     resolved = engine.resolve_model("default")
     assert (resolved.source, resolved.name, resolved.path) == ("cache", "tiny.en", "/cache/tiny.en")
 
 
 def test_default_offline_is_the_bundled_tiny_en(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "_cached_model", lambda name: None)
+    monkeypatch.setattr(resolution, "_cached_model", lambda name: None)
     resolved = engine.resolve_model(None)
     assert resolved.source == "bundled" and resolved.name == "tiny.en"
     assert (Path(resolved.path) / "model.bin").is_file()
 
 
 def test_unknown_name_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "_cached_model", lambda name: None)
+    monkeypatch.setattr(resolution, "_cached_model", lambda name: None)
     with pytest.raises(engine.ModelNotFound) as caught:
         engine.resolve_model("large-v3")
     message = str(caught.value)
@@ -55,7 +56,7 @@ def test_download_only_when_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     import faster_whisper.utils
 
     calls: list[str] = []
-    monkeypatch.setattr(engine, "_cached_model", lambda name: None)
+    monkeypatch.setattr(resolution, "_cached_model", lambda name: None)
 
     def fake_download(name: str, **kwargs: Any) -> str:
         calls.append(name)
@@ -81,7 +82,9 @@ def test_auto_device_falls_back_when_cuda_libraries_are_missing(
     import ctranslate2
 
     monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
-    monkeypatch.setattr(engine, "_load_cuda_libraries", lambda: "libcudnn.so.9 cannot be loaded")
+    monkeypatch.setattr(
+        resolution, "_load_cuda_libraries", lambda: "libcudnn.so.9 cannot be loaded"
+    )
     choice = engine.choose_device("auto", "auto")
     assert choice.device == "cpu" and "libcudnn" in choice.reason
     with pytest.raises(engine.ModelNotFound, match="device 'cuda' was configured"):
@@ -92,7 +95,7 @@ def test_auto_device_takes_the_gpu_when_usable(monkeypatch: pytest.MonkeyPatch) 
     import ctranslate2
 
     monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 2)
-    monkeypatch.setattr(engine, "_load_cuda_libraries", lambda: None)
+    monkeypatch.setattr(resolution, "_load_cuda_libraries", lambda: None)
     choice = engine.choose_device("auto", "auto")
     assert (choice.device, choice.compute_type) == ("cuda", "float16")
 
@@ -104,7 +107,7 @@ def test_nvidia_wheel_library_folders_are_found(
         (tmp_path / "nvidia" / part / "lib").mkdir(parents=True)
     (tmp_path / "nvidia" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    dirs = engine._nvidia_wheel_lib_dirs()
+    dirs = resolution._nvidia_wheel_lib_dirs()
     assert [Path(d).parent.name for d in dirs] == ["cublas", "cudnn"]
 
 
@@ -115,3 +118,22 @@ def test_prefilter_never_needs_the_model() -> None:
     assert eng.transcribe(np.zeros(1000, dtype=np.float32), {}).skipped == "too_short"
     assert eng.transcribe(np.zeros(32000, dtype=np.float32), {}).skipped == "silent"
     assert not eng.loaded
+
+
+def test_importing_the_engine_loads_neither_numpy_nor_faster_whisper() -> None:
+    """doctor and the daemon's entry point import it before numpy may load (test_threads);
+    SAMPLE_RATE needs no numpy, Samples loads it on first use."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from whisperd.engine import SAMPLE_RATE, Engine, Transcription, resolve_model\n"
+        "assert SAMPLE_RATE == 16000\n"
+        "heavy = [m for m in ('numpy', 'faster_whisper', 'ctranslate2') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from whisperd.engine import Samples\n"
+        "assert 'numpy' in sys.modules and Samples is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

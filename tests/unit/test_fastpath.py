@@ -1,6 +1,6 @@
-"""Unit tests for whisperd.fastpath: eligibility and parity of the re-implemented helpers
-with faster-whisper's own (no model inference; the tokenizer file of the bundled model is
-read when it is installed)."""
+"""Unit tests for the fast path (whisperd.engine.fastpath, .decoding and .guard):
+eligibility, parity of the re-implemented helpers with faster-whisper's own (no model
+inference; the tokenizer file of the bundled model is read when it is installed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from whisperd import fastpath
-from whisperd.fastpath import SAMPLE_RATE, is_eligible, repeated_span, transcribe_unpadded
+from whisperd.engine import SAMPLE_RATE, decoding
+from whisperd.engine.fastpath import is_eligible, transcribe_unpadded
+from whisperd.engine.guard import repetition
 
 
 class _NoModel:
@@ -71,7 +72,7 @@ def test_suppressed_tokens_match_faster_whisper(suppress: list[int] | None) -> N
     from faster_whisper.transcribe import get_suppressed_tokens
 
     tok = _tokenizer()
-    mine = fastpath._suppressed_tokens(tok, suppress)
+    mine = decoding.suppressed_tokens(tok, suppress)
     if not suppress:
         # faster-whisper passes a falsy suppress_tokens through unchanged (no suppression)
         assert mine == []
@@ -96,7 +97,7 @@ def test_prompt_matches_faster_whisper(
         without_timestamps=without_timestamps,
         hotwords=hotwords,
     )
-    got = fastpath._build_prompt(
+    got = decoding.build_prompt(
         tok, previous, without_timestamps=without_timestamps, hotwords=hotwords
     )
     assert got == expected
@@ -128,7 +129,7 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
                 seek=seek,
                 **kwargs,
             )
-            got, got_seek = fastpath._split_by_timestamps(tok, list(tokens), seek=seek, **kwargs)
+            got, got_seek = decoding.split_by_timestamps(tok, list(tokens), seek=seek, **kwargs)
             assert got_seek == ref_seek
             assert [(s["start"], s["end"], s["tokens"]) for s in ref_segments] == got
 
@@ -137,7 +138,9 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
     ("text", "looping"),
     [
         ("Delete that. Delete that.", True),
-        ("stop stop stop", True),
+        # A word three times is speech ("no no no", issue 10); four times is a loop.
+        ("stop stop stop stop", True),
+        ("stop stop stop", False),
         ("new line, new line, new line.", True),
         (" The server crashed. The server crashed.", True),
         ("very very good", False),
@@ -152,5 +155,5 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
         ("Wait... what?", False),
     ],
 )
-def test_repeated_span(text: str, looping: bool) -> None:
-    assert (repeated_span(text) is not None) is looping
+def test_repetition(text: str, looping: bool) -> None:
+    assert (repetition(text) is not None) is looping

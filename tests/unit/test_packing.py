@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from whisperd import packing
-from whisperd.packing import (
-    SAMPLE_RATE,
-    ClipResult,
-    ClipSpeech,
+from bench.packing import transcribe_clips
+from whisperd.engine import SAMPLE_RATE, Transcription, packing, speech
+from whisperd.engine.packing import (
     Placement,
     Span,
     Window,
@@ -162,15 +160,15 @@ def test_empty_segments_are_ignored() -> None:
 def test_speech_times_map_back_through_the_vad_chunks() -> None:
     # Speech kept at 1-2 s and 3-4 s of the clip: speech 0.5 s is clip 1.5 s, 1.5 s is 3.5 s.
     chunks = ((SR, 2 * SR), (3 * SR, 4 * SR))
-    assert packing.speech_to_clip_time(chunks, 0.5, False) == 1.5
-    assert packing.speech_to_clip_time(chunks, 1.5, False) == 3.5
-    assert packing.speech_to_clip_time(chunks, 1.0, True) == 2.0  # the end of the first chunk
-    assert packing.speech_to_clip_time(chunks, 1.0, False) == 4.0 - 1.0  # start of the second
-    assert packing.speech_to_clip_time((), 1.25, False) == 1.25
+    assert speech.speech_to_clip_time(chunks, 0.5, False) == 1.5
+    assert speech.speech_to_clip_time(chunks, 1.5, False) == 3.5
+    assert speech.speech_to_clip_time(chunks, 1.0, True) == 2.0  # the end of the first chunk
+    assert speech.speech_to_clip_time(chunks, 1.0, False) == 4.0 - 1.0  # start of the second
+    assert speech.speech_to_clip_time((), 1.25, False) == 1.25
 
 
 def test_window_times_become_clip_times() -> None:
-    clip = ClipSpeech(np.zeros(2 * SR, np.float32), ((SR, 2 * SR), (3 * SR, 4 * SR)), 5.0)
+    clip = speech.ClipSpeech(np.zeros(2 * SR, np.float32), ((SR, 2 * SR), (3 * SR, 4 * SR)), 5.0)
     placement = Placement(clip=1, start=int(10 * SR), end=int(12 * SR))
     spans = [Span(9.8, 10.9, " Hello"), Span(11.0, 12.6, " world.")]
     result = packing._clip_result(clip, placement, spans, "en", without_timestamps=False)
@@ -230,7 +228,7 @@ def clip_audio(k: int, speech_s: float, lead_s: float = 0.5) -> np.ndarray:
 def test_packed_results_come_back_in_order_in_few_calls() -> None:
     model = FakeModel()
     audios = [clip_audio(k, 3.0) for k in range(8)]
-    results, outcome = packing.transcribe_clips(model, audios, use_vad=False)  # type: ignore[arg-type]
+    results, outcome = transcribe_clips(model, audios, use_vad=False)
     assert [r.text for r in results] == [f"clip{k}." for k in range(8)]
     assert all(r.path == "packed" for r in results)
     assert outcome.windows == outcome.model_calls == 2  # 4 s clips, 1.5 s gaps, 28 s windows
@@ -245,11 +243,11 @@ def test_a_straddling_segment_sends_both_clips_to_the_fallback() -> None:
     audios = [clip_audio(k, 3.0) for k in range(3)]
     fallbacks: list[int] = []
 
-    def single(index: int) -> ClipResult:
+    def single(index: int) -> Transcription:
         fallbacks.append(index)
-        return ClipResult(f"alone{index}", [], "en", 4.0, "single")
+        return Transcription(f"alone{index}", [], "en", 4.0, path="single")
 
-    results, outcome = packing.transcribe_clips(model, audios, use_vad=False, single=single)  # type: ignore[arg-type]
+    results, outcome = transcribe_clips(model, audios, use_vad=False, single=single)
     assert fallbacks == [0, 1]
     assert [r.text for r in results] == ["alone0", "alone1", "clip2."]
     assert set(outcome.doubtful) == {0, 1}
@@ -261,7 +259,7 @@ def test_a_straddling_segment_sends_both_clips_to_the_fallback() -> None:
 def test_too_long_clips_are_left_to_the_caller() -> None:
     model = FakeModel()
     audios = [clip_audio(0, 2.0), clip_audio(1, 40.0), clip_audio(2, 2)]
-    outcome = packing.transcribe_packed(model, audios, use_vad=False)  # type: ignore[arg-type]
+    outcome = packing.transcribe_packed(model, audios, use_vad=False)
     assert outcome.alone == (1,)
     assert outcome.results[1] is None
     assert [r.text if r else None for r in outcome.results] == ["clip0.", None, "clip2."]
@@ -273,7 +271,7 @@ def test_without_the_vad_a_silent_clip_is_packed_and_doubted() -> None:
     # left to the caller (their words could have gone into its time span, or the reverse).
     model = FakeModel()
     audios = [clip_audio(0, 2.0), np.zeros(SR, np.float32), clip_audio(2, 2)]
-    outcome = packing.transcribe_packed(model, audios, use_vad=False)  # type: ignore[arg-type]
+    outcome = packing.transcribe_packed(model, audios, use_vad=False)
     assert outcome.results == [None, None, None]
     assert "no words" in outcome.doubtful[1]
 
@@ -284,13 +282,13 @@ def test_a_clip_without_vad_speech_is_empty_without_the_model(
     model = FakeModel()
     audios = [clip_audio(0, 2.0), np.zeros(SR, np.float32), clip_audio(2, 2.0)]
 
-    def fake_vad(audio: np.ndarray, use_vad: bool = True) -> ClipSpeech:
+    def fake_vad(audio: np.ndarray, use_vad: bool = True) -> speech.ClipSpeech:
         voiced = audio[audio != 0]
-        return ClipSpeech(voiced.astype(np.float32), (), audio.size / SR)
+        return speech.ClipSpeech(voiced.astype(np.float32), (), audio.size / SR)
 
     monkeypatch.setattr(packing, "find_speech", fake_vad)
-    outcome = packing.transcribe_packed(model, audios)  # type: ignore[arg-type]
-    assert outcome.results[1] == ClipResult("", [], "en", 1.0, "no_speech")
+    outcome = packing.transcribe_packed(model, audios)
+    assert outcome.results[1] == Transcription("", [], "en", 1.0, path="no_speech")
     assert outcome.model_calls == 1
     assert [r.text if r else None for r in outcome.results] == ["clip0.", "", "clip2."]
 
@@ -298,7 +296,7 @@ def test_a_clip_without_vad_speech_is_empty_without_the_model(
 def test_can_pack() -> None:
     english = SimpleNamespace(model=SimpleNamespace(is_multilingual=False))
     multi = SimpleNamespace(model=SimpleNamespace(is_multilingual=True))
-    assert packing.can_pack(english, None)  # type: ignore[arg-type]
-    assert not packing.can_pack(english, None, word_timestamps=True)  # type: ignore[arg-type]
-    assert not packing.can_pack(multi, None)  # type: ignore[arg-type]
-    assert packing.can_pack(multi, "de")  # type: ignore[arg-type]
+    assert packing.can_pack(english, None)
+    assert not packing.can_pack(english, None, word_timestamps=True)
+    assert not packing.can_pack(multi, None)
+    assert packing.can_pack(multi, "de")

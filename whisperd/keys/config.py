@@ -1,14 +1,16 @@
 """The ``[keys]`` section of config.toml (documented key by key in docs/keys.md).
 
-A bad value is refused at start with a message naming the key, e.g. ``keys.trigger``.
-Command-line options are applied on top with ``apply_overrides``.
+Read, type-checked and overridden by the shared loader of whisperd/config.py, like every
+section; a bad value is refused at start with a message naming the key, e.g.
+``keys.trigger``. Command-line options are applied on top with ``apply_overrides``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from whisperd import config as shared
 from whisperd.config import ConfigError
 from whisperd.keys.keynames import KeyNameError, parse_combo
 from whisperd.keys.trigger import Mode
@@ -94,40 +96,11 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     _need(value in allowed, key, f"must be one of {', '.join(allowed)} (got {value!r})")
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if key == "audio_device" and isinstance(value, str | int) and not isinstance(value, bool):
-        return value
-    if isinstance(default, bool) or isinstance(value, bool):
-        if isinstance(value, bool) and isinstance(default, bool):
-            return value
-    elif isinstance(default, float) and isinstance(value, int | float):
-        return float(value)
-    elif isinstance(value, type(default)):
-        return value
-    raise ConfigError(
-        f"keys.{key}", f"must be {type(default).__name__}, got {type(value).__name__} {value!r}"
-    )
-
-
 def load_keys_config(raw: dict[str, Any]) -> KeysConfig:
     """Build and check the ``[keys]`` section from the whole parsed config file."""
-    section = raw.get("keys", {})
-    if not isinstance(section, dict):
-        raise ConfigError("keys", "must be a table")
-    config = KeysConfig()
-    known = {f.name for f in fields(KeysConfig)}
-    for key, value in section.items():
-        if key not in known:
-            raise ConfigError(f"keys.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        setattr(config, key, _coerce(key, value, getattr(config, key)))
-    config.validate()
-    return config
+    return shared.load_section(raw, "keys", KeysConfig)
 
 
 def apply_overrides(config: KeysConfig, overrides: dict[str, Any]) -> KeysConfig:
     """Command-line values (None = not given) win over the file."""
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, _coerce(key, value, getattr(config, key)))
-    config.validate()
-    return config
+    return shared.apply_overrides(config, "keys", overrides)

@@ -19,51 +19,31 @@ Packing is not used for multilingual models without a fixed language (faster-whi
 detects one language per call, which would be wrong for a mix) nor for word timestamps;
 :func:`can_pack` says so.
 
-Measured with ``python -m bench.packing --more --reps 3`` (bundled tiny.en, int8, 2-core
-CPU, OPENBLAS_NUM_THREADS=1 at the time, beam 5, VAD on; best of 3; gap 1.5 s, window 28 s)::
-
-    material (files, audio)          per file: wall  audio s/s  WER    calls
-                                     packed:   wall  audio s/s  WER    calls  fallbacks
-    espeak 2-6 s (20, 68.3 s)         10.15 s   6.7  11.5 %  20
-                                       3.52 s  19.4   5.0 %   4      0    2.9x
-    + jfk, stereo L/R, mit_a (24, 98.3 s)
-                                      12.23 s   8.0   8.5 %  24
-                                       4.82 s  20.4   3.7 %   5      0    2.5x
-    espeak, 60 files (60, 211.7 s)    30.40 s   7.0  13.3 %  60
-                                      10.94 s  19.4   8.6 %  12      0    2.8x
-
-Packed WER was below per-file WER in every run and setting (the neighbouring clips give
-the tiny model context); the bench's espeak audio is dithered by sox, so single figures
-move by a few words between runs. One 30 s encoder pass costs 0.34 s here, a per-file
-call about 0.5 s; a packed window of five or six clips about 0.9 s.
-
-Tuning (``--gap 1.0 1.25 1.5 2.0 --window 28 30``, two runs, 60 files): a 1.0 s gap is
-as fast per window, but whole-second timestamps then reach the next clip (2-7 fallbacks
-per run, 1.8x); 1.25-2.0 s gave no fallbacks, 2.0 s one window more (13) and 10 % slower:
-1.5 s it is. A 30 s window put the last clip at the window's end, where segments
-straddled (up to 4 fallbacks) and decoding slowed (1.4-1.8x on the 20 files); 28 s
-leaves Whisper 2 s of padding.
+The gap and window lengths were chosen by measurement; the figures, and the per-file
+baseline the packing is compared with, are in ``bench/packing.py``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from faster_whisper import WhisperModel
+from whisperd.engine import guard
+from whisperd.engine.result import Segment, Transcription, joined_text, segment
+from whisperd.engine.samples import SAMPLE_RATE, duration_of
+from whisperd.engine.speech import ClipSpeech, find_speech
+
+if TYPE_CHECKING:
+    from whisperd.engine.model import Model
+    from whisperd.engine.samples import Samples
 
 __all__ = [
     "DEFAULT_GAP_SECONDS",
     "DEFAULT_WINDOW_SECONDS",
     "Assignment",
-    "ClipResult",
-    "ClipSpeech",
     "PackOutcome",
     "Placement",
     "Plan",
@@ -71,17 +51,10 @@ __all__ = [
     "Window",
     "assign_segments",
     "can_pack",
-    "find_speech",
     "plan_windows",
-    "speech_to_clip_time",
-    "transcribe_clips",
     "transcribe_packed",
-    "transcribe_single",
     "window_audio",
 ]
-
-SAMPLE_RATE = 16000
-Samples = npt.NDArray[np.float32]
 
 DEFAULT_GAP_SECONDS = 1.5
 """Digital silence between two clips' speech in a window (chosen by measurement)."""
@@ -93,52 +66,6 @@ TIMESTAMP_ERROR_SECONDS = 1.0
 end rounded up (a clip ending at 18.08 s gives a segment ending at 19.00 s). A clip's
 region is its speech widened by half of what the gap leaves beyond this error, so such a
 segment never reaches the next clip's region when the gap is at least this long."""
-MAX_WORDS_PER_SECOND = 6.0
-"""More than ``2 + 6/s`` words for a clip's speech cannot be its own (as in fastpath)."""
-
-
-@dataclass(frozen=True)
-class ClipSpeech:
-    """One clip's speech: the VAD-kept samples and the VAD chunks (clip samples)."""
-
-    samples: Samples
-    chunks: tuple[tuple[int, int], ...]
-    duration: float
-
-    @property
-    def has_speech(self) -> bool:
-        return self.samples.size > 0
-
-    def to_clip_time(self, seconds: float, is_end: bool) -> float:
-        """Speech time (seconds into ``samples``) to clip time, as faster-whisper restores
-        VAD-cut timestamps."""
-        return speech_to_clip_time(self.chunks, seconds, is_end)
-
-
-def speech_to_clip_time(chunks: Sequence[tuple[int, int]], seconds: float, is_end: bool) -> float:
-    """Map a time in the concatenated speech back into the clip (``SpeechTimestampsMap``)."""
-    if not chunks:
-        return seconds
-    from faster_whisper.vad import SpeechTimestampsMap
-
-    mapping = SpeechTimestampsMap([{"start": s, "end": e} for s, e in chunks], SAMPLE_RATE)
-    return float(mapping.get_original_time(seconds, is_end=is_end))
-
-
-def find_speech(audio: Samples, use_vad: bool = True) -> ClipSpeech:
-    """The clip's speech as faster-whisper's ``vad_filter`` keeps it (default VAD options);
-    without the VAD, the whole clip."""
-    duration = audio.size / SAMPLE_RATE
-    if not use_vad:
-        return ClipSpeech(np.asarray(audio, dtype=np.float32), (), duration)
-    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
-
-    found = get_speech_timestamps(audio, VadOptions())
-    if not found:
-        return ClipSpeech(np.zeros(0, dtype=np.float32), (), duration)
-    pieces, _ = collect_chunks(audio, found)
-    chunks = tuple((int(c["start"]), int(c["end"])) for c in found)
-    return ClipSpeech(np.concatenate(pieces).astype(np.float32, copy=False), chunks, duration)
 
 
 # --- planning (pure) ----------------------------------------------------------------------
@@ -154,11 +81,11 @@ class Placement:
 
     @property
     def start_s(self) -> float:
-        return self.start / SAMPLE_RATE
+        return duration_of(self.start)
 
     @property
     def end_s(self) -> float:
-        return self.end / SAMPLE_RATE
+        return duration_of(self.end)
 
 
 @dataclass(frozen=True)
@@ -243,15 +170,11 @@ class Assignment:
     doubtful: dict[int, str] = field(default_factory=dict)
 
 
-def _word_count(text: str) -> int:
-    return len(re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split())
-
-
 def assign_segments(
     window: Window,
     spans: Sequence[Span],
     gap_seconds: float = DEFAULT_GAP_SECONDS,
-    max_words_per_second: float = MAX_WORDS_PER_SECOND,
+    max_words_per_second: float = guard.MAX_WORDS_PER_SECOND,
 ) -> Assignment:
     """Give each segment to the one clip whose region it lies in, or mark the clips doubtful.
 
@@ -293,8 +216,8 @@ def assign_segments(
             doubt(i, f"segment {span.start:.2f}-{span.end:.2f} s lies outside any clip")
 
     for i, p in enumerate(placements):
-        words = sum(_word_count(s.text) for s in result.segments[p.clip])
-        seconds = (p.end - p.start) / SAMPLE_RATE
+        words = sum(len(guard.words(s.text)) for s in result.segments[p.clip])
+        seconds = duration_of(p.end - p.start)
         if words == 0 and p.clip not in result.doubtful:
             # (A clip already doubtful has its words in a straddling or stray segment,
             # whose clips are all doubtful: no need to suspect the neighbours.)
@@ -309,28 +232,17 @@ def assign_segments(
 
 
 @dataclass
-class ClipResult:
-    """One clip's transcription; segment times are in the clip's own timeline."""
-
-    text: str
-    segments: list[dict[str, Any]]
-    language: str
-    duration: float
-    path: str  # "packed", "no_speech" or "single"
-
-
-@dataclass
 class PackOutcome:
     """Per clip, its result, or ``None`` when the caller must transcribe it alone."""
 
-    results: list[ClipResult | None]
+    results: list[Transcription | None]
     windows: int = 0
     model_calls: int = 0
     doubtful: dict[int, str] = field(default_factory=dict)
     alone: tuple[int, ...] = ()
 
 
-def can_pack(model: WhisperModel, language: str | None, word_timestamps: bool = False) -> bool:
+def can_pack(model: Model, language: str | None, word_timestamps: bool = False) -> bool:
     """Whether packing keeps the per-file semantics for this model and these options."""
     if word_timestamps:
         return False  # word times would need their own mapping; not worth it for files
@@ -338,7 +250,7 @@ def can_pack(model: WhisperModel, language: str | None, word_timestamps: bool = 
 
 
 def transcribe_packed(
-    model: WhisperModel,
+    model: Model,
     audios: Sequence[Samples],
     *,
     beam_size: int = 5,
@@ -361,7 +273,9 @@ def transcribe_packed(
     outcome = PackOutcome([None] * len(audios), alone=plan.alone)
     for clip in plan.empty:
         # What faster-whisper's vad_filter returns for a clip without speech.
-        outcome.results[clip] = ClipResult("", [], lang_default, speech[clip].duration, "no_speech")
+        outcome.results[clip] = Transcription.of_segments(
+            [], lang_default, speech[clip].duration, "no_speech"
+        )
     for window in plan.windows:
         segments, info = model.transcribe(
             window_audio(window, [s.samples for s in speech]),
@@ -394,94 +308,24 @@ def _clip_result(
     spans: Sequence[Span],
     language: str,
     without_timestamps: bool,
-) -> ClipResult:
+) -> Transcription:
     """Window times to the clip's speech times (clamped to its speech), then to clip times."""
-    speech_end = clip.samples.size / SAMPLE_RATE
+    speech_end = duration_of(clip.samples.size)
 
     def local(seconds: float) -> float:
         return min(max(seconds - placement.start_s, 0.0), speech_end)
 
-    segments: list[dict[str, Any]] = []
-    for span in spans:
-        start = clip.to_clip_time(local(span.start), False)
-        end = clip.to_clip_time(local(span.end), True)
-        segments.append({"start": round(start, 3), "end": round(end, 3), "text": span.text.strip()})
-    text = " ".join(s["text"] for s in segments if s["text"])
+    segments: list[Segment] = [
+        segment(
+            clip.to_clip_time(local(span.start), False),
+            clip.to_clip_time(local(span.end), True),
+            span.text,
+        )
+        for span in spans
+    ]
     if without_timestamps and segments:
         # faster-whisper's without_timestamps gives one segment over the whole speech.
-        start = clip.to_clip_time(0.0, False)
-        end = clip.to_clip_time(speech_end, True)
-        segments = [{"start": round(start, 3), "end": round(end, 3), "text": text}]
-    return ClipResult(text, segments, language, clip.duration, "packed")
-
-
-def transcribe_single(
-    model: WhisperModel,
-    audio: Samples,
-    *,
-    beam_size: int = 5,
-    language: str | None = None,
-    initial_prompt: str | None = None,
-    use_vad: bool = True,
-) -> ClipResult:
-    """One clip, one regular ``transcribe`` call (the per-file baseline and the fallback)."""
-    segments, info = model.transcribe(
-        audio,
-        beam_size=beam_size,
-        language=language,
-        vad_filter=use_vad,
-        initial_prompt=initial_prompt,
-    )
-    items = [
-        {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text.strip()}
-        for s in segments
-    ]
-    text = " ".join(s["text"] for s in items if s["text"])
-    return ClipResult(text, items, info.language, audio.size / SAMPLE_RATE, "single")
-
-
-def transcribe_clips(
-    model: WhisperModel,
-    audios: Sequence[Samples],
-    *,
-    beam_size: int = 5,
-    language: str | None = None,
-    initial_prompt: str | None = None,
-    use_vad: bool = True,
-    window_seconds: float = DEFAULT_WINDOW_SECONDS,
-    gap_seconds: float = DEFAULT_GAP_SECONDS,
-    single: Callable[[int], ClipResult] | None = None,
-) -> tuple[list[ClipResult], PackOutcome]:
-    """Packed transcription with the fallbacks done: every clip gets a result.
-
-    ``single(i)`` transcribes clip ``i`` alone; by default one ``transcribe`` call with
-    the VAD, like a per-file request. ``PackOutcome.model_calls`` counts the fallbacks too.
-    """
-
-    def alone(index: int) -> ClipResult:
-        return transcribe_single(
-            model,
-            audios[index],
-            beam_size=beam_size,
-            language=language,
-            initial_prompt=initial_prompt,
-            use_vad=use_vad,
-        )
-
-    outcome = transcribe_packed(
-        model,
-        audios,
-        beam_size=beam_size,
-        language=language,
-        initial_prompt=initial_prompt,
-        use_vad=use_vad,
-        window_seconds=window_seconds,
-        gap_seconds=gap_seconds,
-    )
-    results: list[ClipResult] = []
-    for index, result in enumerate(outcome.results):
-        if result is None:
-            result = (single or alone)(index)
-            outcome.model_calls += 1
-        results.append(result)
-    return results, outcome
+        whole = joined_text(segments)
+        start, end = clip.to_clip_time(0.0, False), clip.to_clip_time(speech_end, True)
+        segments = [segment(start, end, whole)]
+    return Transcription.of_segments(segments, language, clip.duration, "packed")
