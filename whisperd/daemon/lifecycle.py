@@ -1,0 +1,229 @@
+"""The daemon's life: accept connections, the idle timer and its deadline race, signals,
+shutdown and status notifications. Shaped like uvicorn's Server: ``run()`` starts up,
+waits for a reason to stop, and shuts down; ``DaemonState`` is what the parts share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+from whisperd import __version__
+from whisperd.config import DaemonConfig
+from whisperd.daemon.connection import Connection
+from whisperd.daemon.listener import Listener, notify, peer_uid
+from whisperd.daemon.scheduler import Scheduler
+from whisperd.daemon.state import DaemonState
+from whisperd.protocol import ErrorCode, ErrorReply, encode_reply
+
+log = logging.getLogger("whisperd")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class EarlySignals:
+    """Stop signals caught before the event loop runs (while binding, loading modules).
+
+    Installed first thing, so that a SIGTERM right after start never kills the process
+    by the signal's default action and leaves a stale socket: the daemon starts, sees the
+    signal and stops cleanly.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> EarlySignals:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._record)
+        return self
+
+    def _record(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signum
+
+
+class Daemon:
+    def __init__(
+        self, config: DaemonConfig, listener: Listener, early: EarlySignals | None = None
+    ) -> None:
+        self.config = config
+        self.listener = listener
+        self.early = early
+        self.state = DaemonState(socket_activated=listener.activated)
+        self.scheduler = Scheduler(
+            config, self.state, on_busy=self.cancel_idle_timer, on_settled=self.maybe_arm_idle_timer
+        )
+        self.idle_since = time.monotonic()
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[int] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- connections
+
+    def on_readable(self) -> None:
+        """Accept every pending connection, synchronously, so none is half-taken at exit."""
+        while True:
+            try:
+                conn, _ = self.listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error("accept failed: %s", exc)
+                return
+            self.start_connection(conn)
+
+    def start_connection(self, conn: socket.socket) -> None:
+        uid = peer_uid(conn)
+        if uid != os.getuid():
+            log.warning("refused a connection from uid %d: whisperd serves only its user", uid)
+            reply = ErrorReply(None, ErrorCode.FORBIDDEN, "this whisperd serves another user")
+            try:
+                conn.setblocking(True)
+                conn.settimeout(1.0)
+                conn.sendall(encode_reply(reply))
+            except OSError:
+                pass
+            conn.close()
+            return
+        self.cancel_idle_timer()
+        # Counted before the handler runs, so the idle check can never miss it.
+        placeholder = object()
+        self.state.pending.add(placeholder)
+        asyncio.ensure_future(self._serve(conn, placeholder))
+
+    async def _serve(self, conn: socket.socket, placeholder: object) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=conn)
+        connection = Connection(self.scheduler, reader, writer)
+        self.state.connections.add(connection)
+        self.state.pending.discard(placeholder)
+        try:
+            await connection.serve()
+        finally:
+            self.state.connections.discard(connection)
+            self.maybe_arm_idle_timer()
+
+    # -- the idle exit
+
+    def cancel_idle_timer(self) -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+
+    def maybe_arm_idle_timer(self) -> None:
+        """Armed only when the last connection closes and no work is left."""
+        if self.state.open_connections or self.scheduler.busy:
+            return
+        if self.state.stopping:
+            # Past the deadline already (clients that arrived at it are now served).
+            if self.done is not None and not self.done.done():
+                self.exit_idle()
+            return
+        assert self.loop is not None
+        self.idle_since = time.monotonic()
+        self.cancel_idle_timer()
+        self.idle_handle = self.loop.call_later(self.config.idle_timeout, self.on_idle_timer)
+
+    def on_idle_timer(self) -> None:
+        self.idle_handle = None
+        # Re-checked when it fires: something may have started since it was armed.
+        if self.state.open_connections or self.scheduler.busy or self.state.stopping:
+            return
+        remaining = self.idle_since + self.config.idle_timeout - time.monotonic()
+        if remaining > 0.001:
+            assert self.loop is not None
+            self.idle_handle = self.loop.call_later(remaining, self.on_idle_timer)
+            return
+        self.stop_accepting()
+        if self.listener.path is not None:
+            # Our own socket: take the name away first, so a new client starts a new daemon
+            # instead of queueing on a socket that is about to close.
+            self.listener.release_own_socket()
+        # A client that connected in the last instant is served, not dropped.
+        self.on_readable()
+        if self.state.open_connections:
+            if self.listener.activated:
+                log.info("a client arrived at the idle deadline; staying up")
+                self.resume_accepting()
+            else:
+                log.info("a client arrived at the idle deadline; serving it, then exiting")
+            return
+        self.exit_idle()
+
+    def exit_idle(self) -> None:
+        log.info(
+            "idle for %.0f s with no connection; exiting, which releases the model's memory",
+            self.config.idle_timeout,
+        )
+        self.finish(0)
+
+    # -- starting and stopping
+
+    def stop_accepting(self) -> None:
+        assert self.loop is not None
+        self.state.stopping = True
+        self.loop.remove_reader(self.listener.sock.fileno())
+
+    def resume_accepting(self) -> None:
+        assert self.loop is not None
+        self.state.stopping = False
+        self.loop.add_reader(self.listener.sock.fileno(), self.on_readable)
+
+    def finish(self, code: int) -> None:
+        notify("STOPPING=1")
+        notify("STATUS=exiting")
+        if self.done is not None and not self.done.done():
+            self.done.set_result(code)
+
+    def on_signal(self, signum: int) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        self.stop_accepting()
+        self.finish(0)
+
+    def install_signal_handlers(self) -> None:
+        """The loop's handlers replace the early ones; a signal they caught is acted on."""
+        assert self.loop is not None
+        for signum in STOP_SIGNALS:
+            self.loop.add_signal_handler(signum, self.on_signal, signum)
+        if self.early is not None and self.early.received is not None:
+            self.on_signal(self.early.received)
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
+        self.listener.sock.setblocking(False)
+        self.loop.add_reader(self.listener.sock.fileno(), self.on_readable)
+        self.install_signal_handlers()
+        if self.done.done():
+            await self.shutdown()
+            return self.done.result()
+        self.maybe_arm_idle_timer()
+        where = "socket activation" if self.listener.activated else str(self.listener.path)
+        log.info(
+            "whisperd %s listening (%s); idle timeout %.0f s; model %s loads on first need",
+            __version__,
+            where,
+            self.config.idle_timeout,
+            self.config.model,
+        )
+        notify("READY=1")
+        self.scheduler.set_status(self.scheduler.idle_status())
+        code = await self.done
+        await self.shutdown()
+        return code
+
+    async def shutdown(self) -> None:
+        for connection in list(self.state.connections):
+            assert isinstance(connection, Connection)
+            connection.abandon()
+            await connection.close()
+        self.scheduler.shutdown()
+        self.listener.release_own_socket()
+        self.listener.sock.close()
+
+
+def run_daemon(config: DaemonConfig, listener: Listener, early: EarlySignals | None) -> int:
+    return asyncio.run(Daemon(config, listener, early).run())
