@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
@@ -45,15 +45,35 @@ from whisperd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from whisperd.engine import Engine, Transcription
+    from whisperd.engine import Transcription
 
 log = logging.getLogger("whisperd")
 T = TypeVar("T")
 
 
+class ModelHost(pipeline.Transcriber, Protocol):
+    """The engine as the scheduler uses it (whisperd.engine.Engine; a fake in tests)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def load_seconds(self) -> float | None: ...
+
+    def unload(self) -> bool: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 def _consume_error(future: asyncio.Future[float]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("model load failed: %s", future.exception())
+
+
+def _real_engine(config: DaemonConfig) -> ModelHost:
+    from whisperd.engine import Engine
+
+    return Engine(config)
 
 
 class Scheduler:
@@ -63,12 +83,11 @@ class Scheduler:
         state: DaemonState,
         on_busy: Callable[[], None],
         on_settled: Callable[[], None],
+        engine: ModelHost | None = None,
     ) -> None:
-        from whisperd.engine import Engine
-
         self.config = config
         self.state = state
-        self.engine: Engine = Engine(config)
+        self.engine = engine if engine is not None else _real_engine(config)
         # One worker thread: one model, requests in arrival order, the event loop stays free.
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisperd-engine")
         self.queued: list[Job] = []
