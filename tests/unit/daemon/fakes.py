@@ -56,14 +56,15 @@ class FakeEngine:
         self.calls.append(("transcribe", audio.size, dict(options)))
         if self.gate is not None:
             self.gate.wait(10)
-        segment = {
+        text = f"{audio.size} samples"
+        segment: dict[str, Any] = {
             "start": round(offset, 3),
             "end": round(offset + audio.size / SAMPLE_RATE, 3),
-            "text": f"{audio.size} samples",
+            "text": text,
         }
         if on_segment is not None:
             on_segment(segment)
-        return Transcription(segment["text"], [segment], "en", audio.size / SAMPLE_RATE)
+        return Transcription(text, [segment], "en", audio.size / SAMPLE_RATE)
 
     def transcribe_many(
         self, audios: list[Samples], options: dict[str, Any]
