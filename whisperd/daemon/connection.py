@@ -65,6 +65,8 @@ class Scheduler(Protocol):
 
     def abandon(self, client: object) -> None: ...
 
+    def jobs_of(self, client: object) -> list[Job]: ...
+
 
 class Connection:
     def __init__(
@@ -76,6 +78,7 @@ class Connection:
         self.greeted = False
         self.receiving: Job | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loads: dict[asyncio.Task[None], RequestId] = {}  # load/unload being answered
 
     def send(self, reply: Reply) -> None:
         if not self.writer.is_closing():
@@ -119,6 +122,24 @@ class Connection:
             await self.writer.wait_closed()
         except (ConnectionError, BrokenPipeError):
             pass
+
+    def in_flight(self) -> list[RequestId]:
+        """Ids of the requests this client still waits for an answer to."""
+        ids = [] if self.receiving is None else [self.receiving.request.id]
+        ids += [job.request.id for job in self.scheduler.jobs_of(self) if not job.cancelled]
+        return ids + [rid for task, rid in self.loads.items() if not task.done()]
+
+    def shut_down(self) -> None:
+        """The daemon is stopping: tell the client about each request in flight, drop them."""
+        for request_id in self.in_flight():
+            self.send(
+                ErrorReply(
+                    request_id,
+                    ErrorCode.SHUTTING_DOWN,
+                    "whisperd is stopping; send the request again (a new whisperd starts)",
+                )
+            )
+        self.abandon()
 
     def abandon(self) -> None:
         """The client is gone: drop what it was sending and what it queued."""
@@ -170,7 +191,7 @@ class Connection:
         elif isinstance(request, Simple):
             self.simple(request)
         elif isinstance(request, Load):
-            self.spawn(self.reply_when_done(self.scheduler.load(request.id)))
+            self.answer_later(request.id, self.scheduler.load(request.id))
         elif isinstance(request, Transcribe):
             self.transcribe(request)
         elif isinstance(request, End):
@@ -178,8 +199,11 @@ class Connection:
         elif isinstance(request, Cancel):
             self.cancel(request)
 
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        self.track(asyncio.ensure_future(coroutine))
+    def answer_later(self, request_id: RequestId, reply: Coroutine[Any, Any, Reply]) -> None:
+        task = asyncio.ensure_future(self.reply_when_done(reply))
+        self.loads[task] = request_id
+        task.add_done_callback(lambda done: self.loads.pop(done, None))
+        self.track(task)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self.tasks.add(task)
@@ -206,7 +230,7 @@ class Connection:
         elif request.type == "status":
             self.send(StatusReply(request.id, self.scheduler.status()))
         else:
-            self.spawn(self.reply_when_done(self.scheduler.unload(request.id)))
+            self.answer_later(request.id, self.scheduler.unload(request.id))
 
     def transcribe(self, request: Transcribe) -> None:
         if self.receiving is not None:

@@ -16,8 +16,9 @@ from types import FrameType
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.daemon.connection import Connection
+from whisperd.daemon.limits import Limits
 from whisperd.daemon.listener import Listener, notify, peer_uid
-from whisperd.daemon.scheduler import Scheduler
+from whisperd.daemon.scheduler import ModelHost, Scheduler
 from whisperd.daemon.state import DaemonState
 from whisperd.protocol import ErrorCode, ErrorReply, encode_reply
 
@@ -48,14 +49,20 @@ class EarlySignals:
 
 class Daemon:
     def __init__(
-        self, config: DaemonConfig, listener: Listener, early: EarlySignals | None = None
+        self,
+        config: DaemonConfig,
+        listener: Listener,
+        early: EarlySignals | None = None,
+        limits: Limits | None = None,
+        engine: ModelHost | None = None,
     ) -> None:
         self.config = config
         self.listener = listener
         self.early = early
+        self.limits = limits or Limits()
         self.state = DaemonState(socket_activated=listener.activated)
         self.scheduler = Scheduler(
-            config, self.state, on_busy=self.cancel_idle_timer, on_settled=self.maybe_arm_idle_timer
+            config, self.state, self.cancel_idle_timer, self.maybe_arm_idle_timer, engine
         )
         self.idle_since = time.monotonic()
         self.idle_handle: asyncio.TimerHandle | None = None
@@ -216,14 +223,24 @@ class Daemon:
         return code
 
     async def shutdown(self) -> None:
-        for connection in list(self.state.connections):
-            assert isinstance(connection, Connection)
-            connection.abandon()
-            await connection.close()
+        connections = [c for c in self.state.connections if isinstance(c, Connection)]
+        for connection in connections:
+            connection.shut_down()  # `shutting_down` for each request in flight
+        for connection in connections:
+            await connection.close()  # flushes what was written
         self.scheduler.shutdown()
         self.listener.release_own_socket()
         self.listener.sock.close()
 
 
 def run_daemon(config: DaemonConfig, listener: Listener, early: EarlySignals | None) -> int:
-    return asyncio.run(Daemon(config, listener, early).run())
+    daemon = Daemon(config, listener, early)
+    code = asyncio.run(daemon.run())
+    # A decode still running was cancelled (its client told `shutting_down`); it stops at
+    # its next segment. Do not wait longer than the grace for it: the worker thread
+    # would otherwise hold the exit until the decode ends.
+    if not daemon.scheduler.worker_idle.wait(daemon.limits.stop_grace):
+        log.warning("exiting without waiting for the running decode to stop")
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -86,6 +86,8 @@ def run_job(
             ErrorCode.AUDIO_TOO_LARGE,
             f"audio of {audio.size / rate:.0f} s exceeds daemon.max_audio_seconds",
         )
+    if job.cancelled:  # the client left while its audio was decoded
+        raise ProtocolError(ErrorCode.CANCELLED, "request cancelled")
     decoded = time.monotonic()
     load = engine.load()  # a no-op unless unloaded meanwhile
     result = transcribe_audio(job, audio, engine, config, policy, queued, send_segment)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,9 @@ class Scheduler:
         self.busy = 0  # jobs and loads submitted to the worker and not finished
         self.loading: asyncio.Future[float] | None = None
         self.requests_served = 0
+        # Clear while the worker thread runs something (read at exit, after the loop).
+        self.worker_idle = threading.Event()
+        self.worker_idle.set()
         self._on_busy = on_busy  # the lifecycle stops its idle timer
         self._on_settled = on_settled  # ... and may arm it again
         self._policy: StreamPolicy | None = None
@@ -157,8 +161,16 @@ class Scheduler:
     async def on_worker(self, function: Callable[..., T], *args: Any) -> T:
         self.busy += 1
         self._on_busy()
+
+        def on_thread() -> T:
+            self.worker_idle.clear()
+            try:
+                return function(*args)
+            finally:
+                self.worker_idle.set()
+
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.worker, function, *args)
+            return await asyncio.get_running_loop().run_in_executor(self.worker, on_thread)
         finally:
             self.busy -= 1
             self._on_settled()
@@ -307,6 +319,10 @@ class Scheduler:
             result, timings = await self.on_worker(pipeline.run_job, job, *work)
         finally:
             self.set_status(self.idle_status())
+        if job.cancelled:
+            # Cancelled or abandoned while decoding: the engine stopped at the next
+            # segment, so this is a fragment, not a result.
+            raise ProtocolError(ErrorCode.CANCELLED, "request cancelled while decoding")
         timings["load"] += load_wait
         timings["queue"] -= load_wait
         timings["total"] = time.monotonic() - job.received_at

@@ -1,0 +1,93 @@
+"""The lifecycle (whisperd/daemon/lifecycle.py) in-process, on a real socket in a temp
+directory, with a fake engine: stopping, limits on connections, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.unit.daemon.fakes import FakeEngine, tone, wav_bytes
+from tests.unit.daemon.test_connection import PCM, Client
+from whisperd.config import DaemonConfig
+from whisperd.daemon.lifecycle import Daemon
+from whisperd.daemon.limits import Limits
+from whisperd.daemon.listener import bind_socket
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    engine: FakeEngine
+    task: asyncio.Task[int]
+    path: Path
+
+    async def connect(self, greet: bool = True) -> Client:
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        client = Client(reader, writer)
+        if greet:
+            await client.hello()
+        return client
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, limits: Limits | None = None, config: DaemonConfig | None = None
+) -> AsyncIterator[Running]:
+    path = tmp_path / "whisperd.sock"
+    engine = FakeEngine()
+    config = config or DaemonConfig(pack_files=False)
+    daemon = Daemon(config, bind_socket(path), None, limits, engine)
+    task = asyncio.ensure_future(daemon.run())
+    try:
+        yield Running(daemon, engine, task, path)
+    finally:
+        if engine.gate is not None:
+            engine.gate.set()
+        if not task.done():
+            daemon.on_signal(signal.SIGTERM)
+        await asyncio.wait_for(task, 10)
+
+
+def run(test: Any) -> None:
+    asyncio.run(asyncio.wait_for(test(), 30))
+
+
+async def start_file(client: Client, rid: Any) -> None:
+    data = wav_bytes(tone(0.5))
+    await client.ask({"type": "transcribe", "id": rid, "format": "file"})
+    await client.send({"type": "audio", "id": rid, "size": len(data)}, data)
+    await client.send({"type": "end", "id": rid})
+
+
+def test_sigterm_tells_every_client_with_a_request_in_flight(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with running(tmp_path) as r:
+            r.engine.gate = threading.Event()  # the worker holds the first request
+            decoding, queued, streaming, idle = [await r.connect() for _ in range(4)]
+            await start_file(decoding, "running")
+            while not r.engine.calls:
+                await asyncio.sleep(0.01)
+            await start_file(queued, "queued")
+            request = {"type": "transcribe", "id": "stream", "format": "pcm", **PCM}
+            await streaming.ask(request)
+            await streaming.send({"type": "audio", "id": "stream", "size": 3200}, bytes(3200))
+            await idle.ask({"type": "ping", "id": 1})
+            r.daemon.on_signal(signal.SIGTERM)
+            for client, rid in ((decoding, "running"), (queued, "queued"), (streaming, "stream")):
+                reply = await client.recv()
+                assert reply is not None and reply["code"] == "shutting_down", reply
+                assert reply["id"] == rid
+                assert await client.recv() is None
+            assert await idle.recv() is None  # nothing in flight: just closed
+            assert await asyncio.wait_for(r.task, 10) == 0
+            assert not r.path.exists()
+            jobs = [job for job in r.daemon.scheduler.queued]
+            assert all(job.cancelled for job in jobs)  # the running decode stops early
+
+    run(test)
