@@ -58,6 +58,7 @@ class ErrorCode:
     MODEL_UNAVAILABLE = "model_unavailable"
     CANCELLED = "cancelled"
     SHUTTING_DOWN = "shutting_down"
+    TIMEOUT = "timeout"
     INTERNAL = "internal"
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from whisperd import __version__
 from whisperd.daemon.jobs import Job, ReplySink
+from whisperd.daemon.limits import Limits
 from whisperd.protocol import (
     MAX_AUDIO_FRAME,
     MAX_JSON_FRAME,
@@ -70,9 +71,17 @@ class Scheduler(Protocol):
 
 class Connection:
     def __init__(
-        self, scheduler: Scheduler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        scheduler: Scheduler,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.limits = limits or Limits()
+        self.loop = asyncio.get_running_loop()
+        self.last_heard = self.loop.time()  # the last frame, or the end of work for us
+        self.watchdog: asyncio.TimerHandle | None = None
         self.reader = reader
         self.writer = writer
         self.greeted = False
@@ -85,11 +94,13 @@ class Connection:
             self.writer.write(encode_reply(reply))
 
     async def serve(self) -> None:
+        self.watch()
         try:
             while True:
                 payload = await read_frame(self.reader, MAX_JSON_FRAME, "message")
                 if payload is None:
                     break
+                self.last_heard = self.loop.time()
                 try:
                     message = decode_message(payload)
                     # Audio is read before anything else is checked, so that whatever the
@@ -108,9 +119,47 @@ class Connection:
         except (ConnectionError, BrokenPipeError):
             log.info("client went away")
         finally:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
             self.abandon()
             await self.wait_tasks()
             await self.close()
+
+    # -- timeouts: a silent client must not hold the daemon (and the model's memory)
+
+    def read_timeout(self) -> float | None:
+        """How long this client may stay silent now; None while we work for it."""
+        if self.tasks:
+            return None  # its requests are queued or running: the silence is ours
+        if self.receiving is not None:
+            return self.limits.stalled_stream
+        return self.limits.idle_connection
+
+    def watch(self) -> None:
+        timeout = self.read_timeout()
+        if timeout is None:  # asked again when the work ends (see track)
+            self.watchdog = None
+            return
+        remaining = self.last_heard + timeout - self.loop.time()
+        if remaining > 0:
+            self.watchdog = self.loop.call_later(remaining, self.watch)
+            return
+        self.watchdog = None
+        self.time_out(timeout)
+
+    def time_out(self, timeout: float) -> None:
+        if self.receiving is not None:
+            log.info("dropping a stream that sent nothing for %.0f s", timeout)
+            message = f"no audio for {timeout:.0f} s; the request is dropped"
+            self.send(ErrorReply(self.receiving.request.id, ErrorCode.TIMEOUT, message))
+        else:
+            log.info("closing a connection idle for %.0f s", timeout)
+        self.abandon()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # a client that reads nothing: do not wait to flush
+        else:
+            transport.close()
 
     async def wait_tasks(self) -> None:
         if self.tasks:
@@ -207,7 +256,16 @@ class Connection:
 
     def track(self, task: asyncio.Task[None]) -> None:
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        task.add_done_callback(self.work_done)
+
+    def work_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not self.tasks and not self.writer.is_closing():
+            self.last_heard = self.loop.time()  # the idle time starts after our answer
+            self.watch()
 
     async def reply_when_done(self, reply: Coroutine[Any, Any, Reply]) -> None:
         self.send(await reply)
@@ -242,6 +300,12 @@ class Connection:
             )
         self.receiving = self.scheduler.new_job(request, self.send, self)
         self.send(Accepted(request.id))
+        self.rewatch()  # a stream's stall timeout may be shorter than the idle one
+
+    def rewatch(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self.watch()
 
     def audio(self, request: Audio, payload: bytes) -> None:
         job = self.receiving_job(request.id)

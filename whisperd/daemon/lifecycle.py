@@ -104,7 +104,7 @@ class Daemon:
 
     async def _serve(self, conn: socket.socket, placeholder: object) -> None:
         reader, writer = await asyncio.open_unix_connection(sock=conn)
-        connection = Connection(self.scheduler, reader, writer)
+        connection = Connection(self.scheduler, reader, writer, self.limits)
         self.state.connections.add(connection)
         self.state.pending.discard(placeholder)
         try:

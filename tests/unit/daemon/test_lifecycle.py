@@ -91,3 +91,58 @@ def test_sigterm_tells_every_client_with_a_request_in_flight(tmp_path: Path) -> 
             assert all(job.cancelled for job in jobs)  # the running decode stops early
 
     run(test)
+
+
+SHORT = Limits(idle_connection=0.3, stalled_stream=0.3)
+
+
+def test_an_idle_connection_is_closed_and_the_idle_exit_follows(tmp_path: Path) -> None:
+    async def test() -> None:
+        config = DaemonConfig(idle_timeout=0.2)
+        async with running(tmp_path, SHORT, config) as r:
+            client = await r.connect()
+            assert await client.ask({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
+            assert await client.recv() is None  # closed by the daemon after 0.3 s
+            assert await asyncio.wait_for(r.task, 10) == 0  # then the idle exit
+            assert not r.path.exists()
+
+    run(test)
+
+
+def test_a_stalled_stream_is_dropped_with_timeout(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with running(tmp_path, SHORT) as r:
+            client = await r.connect()
+            await client.ask({"type": "transcribe", "id": "s", "format": "pcm", **PCM})
+            await client.send({"type": "audio", "id": "s", "size": 3200}, bytes(3200))
+            reply = await client.recv()
+            assert reply is not None and reply["code"] == "timeout" and reply["id"] == "s"
+            assert await client.recv() is None
+
+    run(test)
+
+
+def test_timeouts_never_cut_an_active_stream_or_a_long_decode(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with running(tmp_path, SHORT) as r:
+            client = await r.connect()
+            await client.ask({"type": "transcribe", "id": "s", "format": "pcm", **PCM})
+            for _ in range(12):  # 1.2 s of audio, a frame every 0.1 s: longer than 0.3 s
+                await client.send({"type": "audio", "id": "s", "size": 3200}, tone_pcm())
+                await asyncio.sleep(0.1)
+            r.engine.gate = threading.Event()  # the decode takes longer than the timeout
+            await client.send({"type": "end", "id": "s"})
+            await asyncio.sleep(0.8)
+            r.engine.gate.set()
+            replies = await client.until_result("s")
+            assert replies[-1]["type"] == "result", replies
+            # The idle time starts after the answer: the client can still ask.
+            assert await client.ask({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}
+
+    run(test)
+
+
+def tone_pcm() -> bytes:
+    from tests.unit.daemon.fakes import s16le
+
+    return s16le(tone(0.1))
