@@ -45,6 +45,8 @@ class ErrorCode:
     FRAME_TOO_LARGE = "frame_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     FORBIDDEN = "forbidden"
+    # Sent instead of serving a connection at all (never raised as a ProtocolError).
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     # The connection stays usable after these.
     BAD_JSON = "bad_json"
     NOT_OBJECT = "not_object"

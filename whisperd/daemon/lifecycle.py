@@ -68,6 +68,11 @@ class Daemon:
         self.idle_handle: asyncio.TimerHandle | None = None
         self.done: asyncio.Future[int] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Accept errors: a rest before the next accept, and when to report them next.
+        self.backoff: asyncio.TimerHandle | None = None
+        self.accept_errors = 0
+        self.accept_log_at = 0.0
+        self.refuse_log_at = 0.0
 
     # -- connections
 
@@ -79,22 +84,50 @@ class Daemon:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.error("accept failed: %s", exc)
+                self.accept_failed(exc)
                 return
             self.start_connection(conn)
+
+    def accept_failed(self, exc: OSError) -> None:
+        """Out of file descriptors (EMFILE, ENFILE) or memory: the listening socket stays
+        readable, so accepting again at once would spin. Rest, and log once per interval."""
+        assert self.loop is not None
+        now = time.monotonic()
+        self.accept_errors += 1
+        if now >= self.accept_log_at:
+            more = f" ({self.accept_errors - 1} more since the last report)"
+            log.error(
+                "accept failed: %s%s; retrying every %.1f s",
+                exc,
+                more if self.accept_errors > 1 else "",
+                self.limits.accept_backoff,
+            )
+            self.accept_errors = 0
+            self.accept_log_at = now + self.limits.accept_log_interval
+        if self.backoff is None and not self.state.stopping:
+            self.loop.remove_reader(self.listener.sock.fileno())
+            self.backoff = self.loop.call_later(self.limits.accept_backoff, self.end_backoff)
+
+    def end_backoff(self) -> None:
+        self.backoff = None
+        if not self.state.stopping:
+            self.resume_accepting()
 
     def start_connection(self, conn: socket.socket) -> None:
         uid = peer_uid(conn)
         if uid != os.getuid():
             log.warning("refused a connection from uid %d: whisperd serves only its user", uid)
-            reply = ErrorReply(None, ErrorCode.FORBIDDEN, "this whisperd serves another user")
-            try:
-                conn.setblocking(True)
-                conn.settimeout(1.0)
-                conn.sendall(encode_reply(reply))
-            except OSError:
-                pass
-            conn.close()
+            refuse(conn, ErrorCode.FORBIDDEN, "this whisperd serves another user")
+            return
+        if len(self.state.connections) + len(self.state.pending) >= self.limits.max_connections:
+            if time.monotonic() >= self.refuse_log_at:  # once per interval, not per client
+                log.warning("refusing connections: %d are open", self.limits.max_connections)
+                self.refuse_log_at = time.monotonic() + self.limits.accept_log_interval
+            refuse(
+                conn,
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"whisperd serves at most {self.limits.max_connections} connections at once",
+            )
             return
         self.cancel_idle_timer()
         # Counted before the handler runs, so the idle check can never miss it.
@@ -173,6 +206,9 @@ class Daemon:
         assert self.loop is not None
         self.state.stopping = True
         self.loop.remove_reader(self.listener.sock.fileno())
+        if self.backoff is not None:
+            self.backoff.cancel()
+            self.backoff = None
 
     def resume_accepting(self) -> None:
         assert self.loop is not None
@@ -231,6 +267,17 @@ class Daemon:
         self.scheduler.shutdown()
         self.listener.release_own_socket()
         self.listener.sock.close()
+
+
+def refuse(conn: socket.socket, code: str, message: str) -> None:
+    """Tell a connection we do not serve it why, without waiting on it, and close it."""
+    try:
+        conn.setblocking(True)
+        conn.settimeout(1.0)
+        conn.sendall(encode_reply(ErrorReply(None, code, message)))
+    except OSError:
+        pass
+    conn.close()
 
 
 def run_daemon(config: DaemonConfig, listener: Listener, early: EarlySignals | None) -> int:

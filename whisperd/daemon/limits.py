@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    # Open connections at once; one more is told `overloaded` and closed. whisperd-keys
+    # Open connections at once; one more is told `too_many_connections` and closed. whisperd-keys
     # holds one, whisperctl one per command: 64 is far more than a desktop uses.
     max_connections: int = 64
     # After an accept error (EMFILE, ENFILE: no file descriptor left) the listener rests
     # this long instead of spinning on a socket that stays readable; logged once per rest.
     accept_backoff: float = 1.0
+    accept_log_interval: float = 60.0
     # A connection with no request in flight that sends nothing for this long is closed,
     # so a forgotten client cannot keep the daemon (and the model's memory) alive.
     idle_connection: float = 120.0

@@ -4,7 +4,10 @@ directory, with a fake engine: stopping, limits on connections, timeouts."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.unit.daemon.fakes import FakeEngine, tone, wav_bytes
 from tests.unit.daemon.test_connection import PCM, Client
 from whisperd.config import DaemonConfig
 from whisperd.daemon.lifecycle import Daemon
 from whisperd.daemon.limits import Limits
-from whisperd.daemon.listener import bind_socket
+from whisperd.daemon.listener import Listener, bind_socket
 
 
 @dataclass
@@ -146,3 +151,61 @@ def tone_pcm() -> bytes:
     from tests.unit.daemon.fakes import s16le
 
     return s16le(tone(0.1))
+
+
+def test_connections_over_the_cap_are_refused(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with running(tmp_path, Limits(max_connections=2)) as r:
+            first, second = await r.connect(), await r.connect()
+            third = await r.connect(greet=False)
+            refused = await third.recv()
+            assert refused is not None and refused["code"] == "too_many_connections"
+            assert await third.recv() is None
+            first.writer.close()
+            while len(r.daemon.state.connections) > 1:
+                await asyncio.sleep(0.01)
+            fourth = await r.connect()  # a place is free again
+            assert await fourth.ask({"type": "ping", "id": 4}) == {"type": "pong", "id": 4}
+            assert await second.ask({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}
+
+    run(test)
+
+
+class FailingListener(socket.socket):
+    """A listening socket whose accept fails like a process out of file descriptors."""
+
+    failing = True
+    accepts = 0
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        FailingListener.accepts += 1
+        if FailingListener.failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_accept_errors_back_off_instead_of_spinning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test() -> None:
+        path = tmp_path / "whisperd.sock"
+        sock = FailingListener(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        sock.listen(8)
+        daemon = Daemon(
+            DaemonConfig(), Listener(sock, path, activated=False), None, Limits(accept_backoff=0.5)
+        )
+        task = asyncio.ensure_future(daemon.run())
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        await asyncio.sleep(0.3)  # within the first rest
+        assert FailingListener.accepts == 1  # not thousands: no spin
+        FailingListener.failing = False  # descriptors free again
+        client = Client(reader, writer)
+        await client.hello()  # served after the rest
+        assert await client.ask({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
+        daemon.on_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(task, 10) == 0
+
+    with caplog.at_level(logging.ERROR, logger="whisperd"):
+        run(test)
+    assert len([r for r in caplog.records if "accept failed" in r.message]) == 1
