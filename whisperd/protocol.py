@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,6 +45,8 @@ class ErrorCode:
     FRAME_TOO_LARGE = "frame_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     FORBIDDEN = "forbidden"
+    # Sent instead of serving a connection at all (never raised as a ProtocolError).
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     # The connection stays usable after these.
     BAD_JSON = "bad_json"
     NOT_OBJECT = "not_object"
@@ -58,6 +60,7 @@ class ErrorCode:
     MODEL_UNAVAILABLE = "model_unavailable"
     CANCELLED = "cancelled"
     SHUTTING_DOWN = "shutting_down"
+    TIMEOUT = "timeout"
     INTERNAL = "internal"
 
 
@@ -87,12 +90,15 @@ class ProtocolError(Exception):
     def to_message(self) -> dict[str, Any]:
         return error_message(self.code, self.message, self.request_id)
 
+    def to_reply(self) -> ErrorReply:
+        return ErrorReply(self.request_id, self.code, self.message)
+
 
 RequestId = str | int | None
 
 
 def error_message(code: str, message: str, request_id: RequestId = None) -> dict[str, Any]:
-    return {"type": "error", "id": request_id, "code": code, "message": message}
+    return reply_message(ErrorReply(request_id, code, message))
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -319,6 +325,22 @@ def _transcribe_options(msg: dict[str, Any], rid: RequestId) -> dict[str, Any]:
     return options
 
 
+def audio_size(msg: dict[str, Any], rid: RequestId) -> int:
+    """The size of the binary frame an ``audio`` message announces: the one place it is
+    checked. Over-size frames are fatal: the bytes cannot be skipped without reading them."""
+    size = _field(msg, "size", (int,), rid)
+    if size < 0:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "field 'size' must not be negative", rid)
+    check_length(size, MAX_AUDIO_FRAME, "audio")
+    return int(size)
+
+
+def loose_request_id(msg: dict[str, Any]) -> RequestId:
+    """The message's id when it is a valid one, else None (for errors about the frame)."""
+    rid = msg.get("id")
+    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+
+
 def parse_request(msg: dict[str, Any]) -> Request:
     """Turn a decoded message into a typed request, or raise a recoverable ProtocolError."""
     rid = _request_id(msg)
@@ -340,14 +362,115 @@ def parse_request(msg: dict[str, Any]) -> Request:
         pcm = _pcm_format(msg, rid) if fmt == "pcm" else None
         return Transcribe(rid, fmt, pcm, _transcribe_options(msg, rid))
     if kind == "audio":
-        size = _field(msg, "size", (int,), rid)
-        if size < 0:
-            raise ProtocolError(ErrorCode.BAD_FIELD, "field 'size' must not be negative", rid)
-        # Over-size audio frames are fatal: we cannot skip the bytes without reading them.
-        check_length(size, MAX_AUDIO_FRAME, "audio")
-        return Audio(rid, size)
+        return Audio(rid, audio_size(msg, rid))
     if kind == "end":
         return End(rid)
     if kind == "cancel":
         return Cancel(rid)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r:.40}", rid)
+
+
+# --- typed replies ------------------------------------------------------------------------
+# Each reply is a dataclass; ``reply_message`` turns it into the JSON object of
+# docs/protocol.md: ``type`` first, then the fields in order. A field marked FLATTEN is a
+# group of keys written inline (a result's text and segments, the engine's description).
+
+FLATTEN: Final = {"flatten": True}
+
+
+@dataclass(frozen=True)
+class HelloReply:
+    TYPE: ClassVar[str] = "hello"
+    id: RequestId
+    version: int
+    server: str
+    limits: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Pong:
+    TYPE: ClassVar[str] = "pong"
+    id: RequestId
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    TYPE: ClassVar[str] = "status"
+    id: RequestId
+    status: dict[str, Any] = field(metadata=FLATTEN)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    TYPE: ClassVar[str] = "accepted"
+    id: RequestId
+
+
+@dataclass(frozen=True)
+class Loaded:
+    TYPE: ClassVar[str] = "loaded"
+    id: RequestId
+    load_seconds: float
+    waited: float
+    engine: dict[str, Any] = field(metadata=FLATTEN)
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    TYPE: ClassVar[str] = "unloaded"
+    id: RequestId
+    was_loaded: bool
+
+
+@dataclass(frozen=True)
+class SegmentReply:
+    TYPE: ClassVar[str] = "segment"
+    id: RequestId
+    segment: dict[str, Any] = field(metadata=FLATTEN)  # start, end, text
+
+
+@dataclass(frozen=True)
+class ResultReply:
+    TYPE: ClassVar[str] = "result"
+    id: RequestId
+    result: dict[str, Any] = field(metadata=FLATTEN)  # text, segments, language, ...
+    draft: bool
+    packed: int
+    timings: dict[str, float]
+    engine: dict[str, Any] = field(metadata=FLATTEN)
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    TYPE: ClassVar[str] = "error"
+    id: RequestId
+    code: str
+    message: str
+
+
+Reply = (
+    HelloReply
+    | Pong
+    | StatusReply
+    | Accepted
+    | Loaded
+    | Unloaded
+    | SegmentReply
+    | ResultReply
+    | ErrorReply
+)
+
+
+def reply_message(reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": reply.TYPE}
+    for item in fields(reply):
+        value = getattr(reply, item.name)
+        if item.metadata.get("flatten"):
+            message.update(value)
+        else:
+            message[item.name] = value
+    return message
+
+
+def encode_reply(reply: Reply) -> bytes:
+    return encode_message(reply_message(reply))

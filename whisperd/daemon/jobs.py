@@ -1,0 +1,59 @@
+"""One transcription request as the daemon holds it, from `transcribe` to its reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from whisperd.protocol import Reply, Transcribe
+
+if TYPE_CHECKING:
+    from whisperd.audio import PcmStreamDecoder
+    from whisperd.engine import Transcription
+
+# Where a job's replies go (its connection's send), and whose job it is.
+ReplySink = Callable[[Reply], None]
+
+
+@dataclass
+class Draft:
+    start: int  # samples, the job's `committed` when the draft was made
+    end: int
+    result: Transcription
+
+
+@dataclass
+class Job:
+    """One transcription: audio collected from the client, then run on the worker."""
+
+    request: Transcribe
+    send: ReplySink
+    client: object  # the connection it came on: packing and cancel stay within one client
+    chunks: list[bytes] = field(default_factory=list)  # file bytes, decoded at the end
+    stream: PcmStreamDecoder | None = None  # PCM, decoded as it arrives
+    size: int = 0
+    cancelled: bool = False
+    received_at: float = 0.0  # when `end` arrived; 0 while audio is still coming
+    # Streamed dictation: audio before `committed` (samples) is already transcribed into
+    # `segments` by windows run while the user was still speaking.
+    committed: int = 0
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    window: asyncio.Future[None] | None = None
+    window_seconds: float = 0.0
+    # A draft: the audio from `committed` to a pause, transcribed while the user was silent.
+    # If nothing is said after it before the stream ends, it is the result.
+    draft: Draft | None = None
+    drafting: asyncio.Future[None] | None = None
+    draft_seconds: float = 0.0
+    draft_used: bool = False
+    # Stream length (samples) below which the streaming policy has nothing new to say.
+    next_check: int | None = None
+    # A file transcribed in shared windows with the file queued before it (packing).
+    packed: Transcription | None = None
+    packed_with: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.received_at)

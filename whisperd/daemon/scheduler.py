@@ -1,0 +1,430 @@
+"""Jobs, the queue, the one worker thread that owns the engine, load and unload.
+
+The event loop never runs the model: the scheduler submits the pipeline's functions to
+the worker and sends what they return to the job's connection. While a dictation
+streams in, the streaming policy says when to cut a window or start a draft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from whisperd import __version__
+from whisperd.config import DaemonConfig
+from whisperd.daemon import pipeline
+from whisperd.daemon.jobs import Draft, Job, ReplySink
+from whisperd.daemon.listener import notify
+from whisperd.daemon.state import DaemonState
+from whisperd.daemon.streaming import (
+    WINDOW_SEARCH,
+    CutWindow,
+    StartDraft,
+    StreamPolicy,
+    StreamState,
+    decide,
+)
+from whisperd.protocol import (
+    MAX_AUDIO_FRAME,
+    MAX_JSON_FRAME,
+    ErrorCode,
+    ErrorReply,
+    Loaded,
+    ProtocolError,
+    Reply,
+    RequestId,
+    ResultReply,
+    SegmentReply,
+    Transcribe,
+    Unloaded,
+)
+
+if TYPE_CHECKING:
+    from whisperd.engine import Transcription
+
+log = logging.getLogger("whisperd")
+T = TypeVar("T")
+
+
+class ModelHost(pipeline.Transcriber, Protocol):
+    """The engine as the scheduler uses it (whisperd.engine.Engine; a fake in tests)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def load_seconds(self) -> float | None: ...
+
+    def unload(self) -> bool: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _consume_error(future: asyncio.Future[float]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("model load failed: %s", future.exception())
+
+
+def _real_engine(config: DaemonConfig) -> ModelHost:
+    from whisperd.engine import Engine
+
+    return Engine(config)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        state: DaemonState,
+        on_busy: Callable[[], None],
+        on_settled: Callable[[], None],
+        engine: ModelHost | None = None,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.engine = engine if engine is not None else _real_engine(config)
+        # One worker thread: one model, requests in arrival order, the event loop stays free.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisperd-engine")
+        self.queued: list[Job] = []
+        self.busy = 0  # jobs and loads submitted to the worker and not finished
+        self.loading: asyncio.Future[float] | None = None
+        self.requests_served = 0
+        # Clear while the worker thread runs something (read at exit, after the loop).
+        self.worker_idle = threading.Event()
+        self.worker_idle.set()
+        self._on_busy = on_busy  # the lifecycle stops its idle timer
+        self._on_settled = on_settled  # ... and may arm it again
+        self._policy: StreamPolicy | None = None
+
+    @property
+    def policy(self) -> StreamPolicy:
+        if self._policy is None:
+            self._policy = StreamPolicy.from_seconds(
+                self.config.stream_window, self.config.draft_pause, pipeline.sample_rate()
+            )
+        return self._policy
+
+    # -- bookkeeping
+
+    def limits(self) -> dict[str, int]:
+        return {
+            "max_message": MAX_JSON_FRAME,
+            "max_audio_frame": MAX_AUDIO_FRAME,
+            "max_audio_bytes": self.config.max_audio_bytes,
+        }
+
+    def jobs_of(self, client: object) -> list[Job]:
+        return [job for job in self.queued if job.client is client]
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - self.state.started, 3),
+            "model_loaded": self.engine.loaded,
+            "loading": self.loading is not None and not self.loading.done(),
+            **self.engine.describe(),
+            "load_seconds": self.engine.load_seconds,
+            "configured_model": self.config.model,
+            "idle_timeout": self.config.idle_timeout,
+            # The idle timer runs only while no connection is open, so from the caller's side
+            # the daemon exits this long after the last client leaves, unless work remains.
+            "idle_exit_in": None if self.busy or self.queued else self.config.idle_timeout,
+            "busy": bool(self.busy),
+            "connections": len(self.state.connections),
+            "queue_length": len(self.queued),
+            "requests_served": self.requests_served,
+            "socket_activated": self.state.socket_activated,
+        }
+
+    def idle_status(self) -> str:
+        model = self.engine.describe()
+        if not self.engine.loaded:
+            return "waiting for requests; model not loaded"
+        return f"model {model['model']} ready on {model['device']}; {self.requests_served} served"
+
+    def set_status(self, text: str) -> None:
+        notify(f"STATUS={text}")
+
+    # -- the worker
+
+    async def on_worker(self, function: Callable[..., T], *args: Any) -> T:
+        self.busy += 1
+        self._on_busy()
+
+        def on_thread() -> T:
+            self.worker_idle.clear()
+            try:
+                return function(*args)
+            finally:
+                self.worker_idle.set()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.worker, on_thread)
+        finally:
+            self.busy -= 1
+            self._on_settled()
+
+    def shutdown(self) -> None:
+        self.worker.shutdown(wait=False, cancel_futures=True)
+
+    # -- the model
+
+    def warm_up(self) -> None:
+        """Load the model in the background if it is not loaded or loading."""
+        if self.engine.loaded or (self.loading is not None and not self.loading.done()):
+            return
+        self.loading = asyncio.ensure_future(self._load())
+        self.loading.add_done_callback(_consume_error)  # errors surface per request
+
+    async def _load(self) -> float:
+        self.set_status("loading the model")
+        try:
+            return await self.on_worker(self.engine.load)
+        finally:
+            self.set_status(self.idle_status())
+
+    async def ensure_loaded(self) -> float:
+        """Wait for the model; requests arriving during a load wait for that same load."""
+        from whisperd.engine import ModelNotFound
+
+        if self.engine.loaded:
+            return 0.0
+        self.warm_up()
+        assert self.loading is not None
+        started = time.monotonic()
+        try:
+            await asyncio.shield(self.loading)
+        except ModelNotFound as exc:
+            self.loading = None
+            raise ProtocolError(ErrorCode.MODEL_UNAVAILABLE, str(exc)) from None
+        return time.monotonic() - started
+
+    async def load(self, request_id: RequestId) -> Reply:
+        try:
+            waited = await self.ensure_loaded()
+        except ProtocolError as exc:
+            exc.request_id = request_id
+            return exc.to_reply()
+        seconds = round(self.engine.load_seconds or 0.0, 3)
+        return Loaded(request_id, seconds, round(waited, 3), self.engine.describe())
+
+    async def unload(self, request_id: RequestId) -> Reply:
+        if self.loading is not None and not self.loading.done():
+            await asyncio.wait([self.loading])
+        was_loaded = await self.on_worker(self.engine.unload)
+        self.loading = None
+        self.set_status(self.idle_status())
+        return Unloaded(request_id, was_loaded)
+
+    # -- jobs
+
+    def new_job(self, request: Transcribe, send: ReplySink, client: object) -> Job:
+        job = Job(request, send, client)
+        if request.pcm is not None:
+            from whisperd.audio import PcmStreamDecoder
+
+            job.stream = PcmStreamDecoder(request.pcm)
+        # Start loading while the audio is still arriving: dictation streams as the user speaks.
+        self.warm_up()
+        return job
+
+    def add_audio(self, job: Job, payload: bytes) -> None:
+        """Take one audio frame of a job; AUDIO_TOO_LARGE (the job is then cancelled)."""
+        limit = self.config.max_audio_bytes
+        if job.size + len(payload) > limit:
+            job.cancelled = True  # stops a window running on what it had sent
+            raise ProtocolError(
+                ErrorCode.AUDIO_TOO_LARGE,
+                f"audio exceeds the limit of {limit} bytes per request (daemon.max_audio_bytes)",
+                job.request.id,
+            )
+        job.size += len(payload)
+        if job.stream is None:
+            job.chunks.append(payload)
+            return
+        job.stream.feed(payload)
+        if job.stream.length > self.config.max_audio_seconds * pipeline.sample_rate():
+            job.cancelled = True
+            raise ProtocolError(
+                ErrorCode.AUDIO_TOO_LARGE,
+                "the stream exceeds daemon.max_audio_seconds",
+                job.request.id,
+            )
+        self.advance_stream(job)
+
+    def submit(self, job: Job) -> asyncio.Task[None]:
+        """The audio is complete: queue the job now (a cancel right behind `end` finds it)."""
+        job.received_at = time.monotonic()
+        self.queued.append(job)
+        return asyncio.ensure_future(self.run_job(job))
+
+    def cancel(self, client: object, request_id: RequestId) -> bool:
+        jobs = [j for j in self.jobs_of(client) if j.request.id == request_id]
+        for job in jobs:
+            job.cancelled = True
+        return bool(jobs)
+
+    def abandon(self, client: object) -> None:
+        for job in self.jobs_of(client):
+            job.cancelled = True
+
+    async def run_job(self, job: Job) -> None:
+        request_id = job.request.id
+        reply: Reply
+        try:
+            reply = await self._run_job(job)
+        except ProtocolError as exc:
+            exc.request_id = request_id
+            log.info("request %r failed (%s): %s", request_id, exc.code, exc.message)
+            reply = exc.to_reply()
+        except Exception as exc:  # noqa: BLE001 - one bad request must not take the daemon down
+            log.exception("request %r failed unexpectedly", request_id)
+            reply = ErrorReply(request_id, ErrorCode.INTERNAL, f"internal error: {exc}")
+        finally:
+            if job in self.queued:
+                self.queued.remove(job)
+        if not job.cancelled:
+            job.send(reply)
+
+    def segment_sender(self, job: Job) -> pipeline.SegmentSender:
+        """Forward segments from the worker thread to the client as they are decoded."""
+        loop = asyncio.get_running_loop()
+
+        def send_segment(segment: dict[str, Any]) -> None:
+            if not job.cancelled:
+                loop.call_soon_threadsafe(job.send, SegmentReply(job.request.id, segment))
+
+        return send_segment
+
+    async def _run_job(self, job: Job) -> Reply:
+        load_wait = await self.ensure_loaded()
+        # A window or draft in flight: its text is part of the result (and the worker is
+        # busy with it anyway).
+        while (running := job.window or job.drafting) is not None:
+            await asyncio.shield(running)
+        work = (self.engine, self.config, self.policy, self.queued, self.segment_sender(job))
+        self.set_status("transcribing")
+        try:
+            result, timings = await self.on_worker(pipeline.run_job, job, *work)
+        finally:
+            self.set_status(self.idle_status())
+        if job.cancelled:
+            # Cancelled or abandoned while decoding: the engine stopped at the next
+            # segment, so this is a fragment, not a result.
+            raise ProtocolError(ErrorCode.CANCELLED, "request cancelled while decoding")
+        timings["load"] += load_wait
+        timings["queue"] -= load_wait
+        timings["total"] = time.monotonic() - job.received_at
+        self.requests_served += 1
+        self.log_result(job, result, timings)
+        return ResultReply(
+            job.request.id,
+            result.to_message(),
+            job.draft_used,
+            job.packed_with,
+            {k: round(max(v, 0.0), 4) for k, v in timings.items()},
+            self.engine.describe(),
+        )
+
+    def log_result(self, job: Job, result: Transcription, timings: dict[str, float]) -> None:
+        log.info(
+            "request %r: audio %.2f s, queue %.3f s, load %.3f s, decode %.3f s, total %.3f s, "
+            "%d segment(s)%s, device %s",
+            job.request.id,
+            result.duration,
+            timings["queue"],
+            timings["load"],
+            timings["decode"],
+            timings["total"],
+            len(result.segments),
+            f", skipped: {result.skipped}" if result.skipped else "",
+            self.engine.describe()["device"],
+        )
+        if self.config.debug_log_text:
+            log.info("request %r text (debug_log_text): %s", job.request.id, result.text)
+
+    # -- streams: windows and drafts while the audio arrives
+
+    def advance_stream(self, job: Job, event: bool = False) -> None:
+        """Ask the streaming policy what to do with a stream; ``event``: something other
+        than new audio changed (a window or draft ended), so ask whatever its length."""
+        stream = job.stream
+        if stream is None or job.window is not None or job.drafting is not None:
+            return  # the running window or draft asks again when it ends
+        if not event and job.next_check is not None and stream.length < job.next_check:
+            return
+        spoken = stream.levels.speech_end(job.committed, self.config.min_rms)
+        draft = job.draft
+        state = StreamState(
+            length=stream.length,
+            committed=job.committed,
+            spoken=spoken,
+            ended=job.ended,
+            cancelled=job.cancelled,
+            window_running=job.window is not None,
+            draft_running=job.drafting is not None,
+            worker_idle=not self.busy and not self.queued and self.engine.loaded,
+            draft=None if draft is None else (draft.start, draft.end),
+        )
+        decision = decide(self.policy, state)
+        job.next_check = None
+        if isinstance(decision, CutWindow):
+            job.window = asyncio.ensure_future(self.run_window(job))
+        elif isinstance(decision, StartDraft):
+            job.drafting = asyncio.ensure_future(self.run_draft(job, decision.start, decision.end))
+        else:
+            job.next_check = decision.next_at
+
+    async def run_window(self, job: Job) -> None:
+        """Transcribe a finished stretch of a long dictation while it streams in: at
+        release only the tail is left, so long dictation answers as fast as short."""
+        piece, cut = pipeline.window_piece(job, WINDOW_SEARCH)
+        offset = job.committed / pipeline.sample_rate()
+        options = pipeline.window_options(job, self.config)
+        sender = self.segment_sender(job)
+        started = time.monotonic()
+        try:
+            result = await self.on_worker(
+                self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
+            )
+        except Exception as exc:  # noqa: BLE001 - the tail path transcribes it all again
+            log.warning("window of a stream failed; it is redone at the end: %s", exc)
+            job.window = None
+            return
+        job.window_seconds += time.monotonic() - started
+        job.segments.extend(result.segments)
+        job.committed = cut
+        job.window = None
+        self.advance_stream(job, event=True)
+
+    async def run_draft(self, job: Job, start: int, end: int) -> None:
+        """Transcribe what was said so far while the user pauses (see streaming.py)."""
+        assert job.stream is not None
+        piece = job.stream.audio()[start:end]
+        options = pipeline.window_options(job, self.config)
+        offset = start / pipeline.sample_rate()
+        started = time.monotonic()
+        try:
+            # No segments are sent: a draft may be thrown away if the user speaks again.
+            result = await self.on_worker(
+                self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
+            )
+        except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
+            log.warning("a draft of a stream failed; the release decodes it: %s", exc)
+        else:
+            job.draft = Draft(start, end, result)
+        finally:
+            job.draft_seconds += time.monotonic() - started
+            job.drafting = None
+        self.advance_stream(job, event=True)
