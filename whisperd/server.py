@@ -47,6 +47,7 @@ from whisperd.protocol import (
     parse_request,
     read_frame,
 )
+from whisperd.runtime import UnsafeRuntime, ensure_private_dir
 
 if TYPE_CHECKING:
     from whisperd.audio import PcmStreamDecoder, Samples
@@ -110,7 +111,7 @@ def _live_daemon_answers(path: Path) -> bool:
 
 def bind_socket(path: Path) -> Listener:
     """Bind our own socket (no socket activation): 0600, never over a live daemon."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)  # ours, 0700, not a symlink (whisperd/runtime.py)
     # The lock serialises two daemons started at once (two whisperctl autostarting).
     lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -1123,7 +1124,7 @@ def main(argv: list[str] | None = None) -> int:
             listener = Listener(sock, None, activated=True)
         else:
             listener = bind_socket(Path(config.socket_path or default_socket_path()))
-    except SocketInUse as exc:
+    except (SocketInUse, UnsafeRuntime) as exc:
         log.error("%s", exc)
         return 1
     return asyncio.run(Daemon(config, listener).run())
