@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whisperd import __version__
+from whisperd import __version__, privacy
 from whisperd.config import ConfigError, DaemonConfig, load_section, read_toml
 from whisperd.protocol import (
     MAX_AUDIO_FRAME,
@@ -1116,6 +1116,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         print(f"whisperd: {exc}", file=sys.stderr)
         return 2
+    for late in privacy.keep_local(config.allow_download):  # before faster_whisper loads
+        log.warning("%s was imported before its telemetry was switched off", late)
     from whisperd.config import default_socket_path
 
     try:
