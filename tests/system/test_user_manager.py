@@ -371,8 +371,11 @@ def test_the_service_has_no_network(user_manager: UserManager) -> None:
         result = probe_results(um, start_with_probe(um, port))
     finally:
         server.close()
-    props = um.show("whisperd.service", "RestrictAddressFamilies", "IPAddressDeny")
+    props = um.show(
+        "whisperd.service", "RestrictAddressFamilies", "IPAddressDeny", "PrivateNetwork"
+    )
     assert props["RestrictAddressFamilies"] == "AF_UNIX", props
+    assert props["PrivateNetwork"] == "yes", props
     assert set(props["IPAddressDeny"].split()) in ({"any"}, {"0.0.0.0/0", "::/0"}), props
     assert result["AF_UNIX"] == "allowed", result
     for family in ("AF_INET", "AF_INET6", "AF_NETLINK"):
