@@ -31,8 +31,12 @@ from pathlib import Path
 SOCKET_NAME = "whisperd.sock"
 
 
-class UnsafeRuntime(Exception):
-    """The runtime directory, the socket or the peer cannot be trusted; one-line message."""
+class UnsafeRuntime(PermissionError):
+    """The runtime directory, the socket or the peer cannot be trusted; one-line message.
+
+    A PermissionError (tmux reports EACCES for the same cases), so code that already
+    handles OSError around the socket path (whisperctl doctor) shows it instead of a
+    traceback."""
 
 
 def _own_uid() -> int:
