@@ -35,17 +35,31 @@ TELEMETRY_OFF = {
 }
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
-# Modules that read the variables above when they are imported.
-READ_AT_IMPORT = ("onnxruntime", "huggingface_hub", "faster_whisper")
+# Modules that read the variables above when they are imported and cannot be told later.
+READ_AT_IMPORT = ("onnxruntime",)
 
 
 def keep_local(allow_download: bool = False) -> list[str]:
     """Switch every known telemetry off (and the Hub off unless downloads are allowed).
 
-    Call it first thing, before anything imports faster_whisper. Returns the modules that
-    were already imported, for which this came too late; the caller logs them.
+    Call it first thing, before anything imports onnxruntime (faster-whisper imports it
+    only when the VAD runs). Returns the modules that were already imported, for which
+    this came too late; the caller logs them.
     """
     os.environ.update(TELEMETRY_OFF)
     if not allow_download:
         os.environ.update(OFFLINE)
+    _tell_the_hub(allow_download)
     return [name for name in READ_AT_IMPORT if name in sys.modules]
+
+
+def _tell_the_hub(allow_download: bool) -> None:
+    """huggingface_hub reads its switches into module constants at import, and importing
+    faster_whisper imports it; its code reads the constants at call time, so they can
+    still be set when it was imported first."""
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is None:
+        return
+    constants.HF_HUB_DISABLE_TELEMETRY = True  # type: ignore[attr-defined]
+    if not allow_download:
+        constants.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]

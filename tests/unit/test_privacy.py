@@ -14,10 +14,12 @@ from whisperd import privacy
 QUIETING = "CI TF_BUILD GITHUB_ACTIONS GITLAB_CI ORT_RUNNING_UNIT_TESTS".split()
 PROBE = """
 import sys
+if sys.argv[2] == "after-the-hub":
+    import faster_whisper, huggingface_hub.constants  # the hub reads its switches now
 from whisperd import privacy
-late = privacy.keep_local(allow_download=sys.argv[1] == "allow") if sys.argv[2] == "on" else []
+late = privacy.keep_local(allow_download=sys.argv[1] == "allow") if sys.argv[2] != "off" else []
 import onnxruntime, huggingface_hub.constants as hub
-print(late, hub.HF_HUB_DISABLE_TELEMETRY, hub.HF_HUB_OFFLINE)
+print(late, hub.HF_HUB_DISABLE_TELEMETRY, hub.is_offline_mode())
 """
 
 
@@ -49,6 +51,14 @@ def test_allow_download_leaves_the_hub_online_but_telemetry_off(tmp_path: Path) 
     out, files = probe(tmp_path, "allow", "on")
     assert files == []
     assert out == "[] True False"
+
+
+def test_it_still_works_after_the_hub_read_its_switches(tmp_path: Path) -> None:
+    """Something may load huggingface_hub's constants before main() runs (importing
+    faster_whisper alone does not, today); onnxruntime is only imported when the VAD runs."""
+    out, files = probe(tmp_path, "deny", "after-the-hub")
+    assert files == []
+    assert out == "[] True True"
 
 
 def test_without_it_onnxruntime_writes_a_device_id(tmp_path: Path) -> None:
