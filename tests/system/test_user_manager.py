@@ -413,12 +413,12 @@ def test_ip_address_deny_alone(user_manager: UserManager) -> None:
     enforced = result["connect"] != "connected"
     SUMMARY_LINES.append(
         f"IPAddressDeny=any under this user manager: {'enforced' if enforced else 'NOT enforced'}"
-        f" ({result['connect']}); RestrictAddressFamilies=AF_UNIX is what holds everywhere"
+        f" ({result['connect']}); RestrictAddressFamilies=AF_UNIX and PrivateNetwork=yes hold"
     )
     if not enforced:
         pytest.skip(
-            "IPAddressDeny= is not enforced here (no BPF cgroup firewall for a user "
-            "manager); RestrictAddressFamilies=AF_UNIX carries the promise"
+            "IPAddressDeny= is not enforced by this user manager (no BPF cgroup firewall "
+            "attached); RestrictAddressFamilies=AF_UNIX and PrivateNetwork=yes carry the promise"
         )
 
 
