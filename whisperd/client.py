@@ -28,6 +28,7 @@ from whisperd.protocol import (
     send_audio,
     send_message,
 )
+from whisperd.runtime import UnsafeRuntime, check_socket_dir, check_socket_file, verify_daemon
 
 SegmentCallback = Callable[[dict[str, Any]], None]
 
@@ -64,16 +65,28 @@ class ProtocolMismatch(ClientError):
     exit_code = EXIT_PROTOCOL
 
 
+class UntrustedDaemon(DaemonUnavailable):
+    """The socket, its directory or the process behind it is not our own (whisperd.runtime)."""
+
+
 def _try_connect(path: str, timeout: float) -> socket.socket | None:
+    """A connection to our own daemon on ``path``; None when nothing listens there.
+
+    Raises UnsafeRuntime, before a byte is sent, when the socket or the process listening
+    on it belongs to someone else.
+    """
+    if not check_socket_file(Path(path)):
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
+        verify_daemon(sock, path)
         return sock
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         return None
-    except OSError:
+    except BaseException:
         sock.close()
         raise
 
@@ -116,6 +129,7 @@ def spawn_daemon(path: str) -> None:
 
 
 def connect_socket(path: str, connect_timeout: float, autostart: bool) -> socket.socket:
+    check_socket_dir(Path(path))
     sock = _try_connect(path, connect_timeout)
     if sock is not None:
         return sock
@@ -157,9 +171,13 @@ class Client:
     ) -> Client:
         from whisperd.config import default_socket_path
 
-        path = str(socket_path or os.environ.get("WHISPERD_SOCKET") or default_socket_path())
         try:
+            path = str(socket_path or os.environ.get("WHISPERD_SOCKET") or "")
+            if not path:
+                path = str(default_socket_path())
             sock = connect_socket(path, connect_timeout, autostart)
+        except UnsafeRuntime as exc:
+            raise UntrustedDaemon("untrusted", str(exc)) from None
         except OSError as exc:
             raise DaemonUnavailable("unavailable", f"cannot connect to {path}: {exc}") from None
         client = cls(sock, timeout)

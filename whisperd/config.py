@@ -81,13 +81,11 @@ def read_toml(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 
 def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR, or a private directory under /tmp where there is none (containers)."""
-    value = os.environ.get("XDG_RUNTIME_DIR")
-    if value:
-        return Path(value)
-    fallback = Path(f"/tmp/whisperd-{os.getuid()}")
-    fallback.mkdir(mode=0o700, exist_ok=True)
-    return fallback
+    """$XDG_RUNTIME_DIR, or $TMPDIR/whisperd-$UID where there is none (containers), checked
+    private (ours, 0700, not a symbolic link) by whisperd.runtime: raises UnsafeRuntime."""
+    from whisperd import runtime
+
+    return runtime.runtime_dir()
 
 
 def default_socket_path() -> Path:

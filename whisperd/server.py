@@ -10,10 +10,18 @@ import os
 import sys
 from pathlib import Path
 
-from whisperd import __version__
-from whisperd.config import ConfigError, DaemonConfig, load_section, read_toml
+from whisperd import __version__, privacy
+from whisperd.config import (
+    ConfigError,
+    DaemonConfig,
+    apply_overrides,
+    load_section,
+    read_toml,
+    socket_path,
+)
 from whisperd.daemon.lifecycle import EarlySignals, run_daemon
 from whisperd.daemon.listener import SocketInUse, open_listener
+from whisperd.runtime import UnsafeRuntime
 
 log = logging.getLogger("whisperd")
 
@@ -62,10 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_config(args: argparse.Namespace) -> DaemonConfig:
-    config = load_section(read_toml(args.config), "daemon", DaemonConfig)
+def build_config(args: argparse.Namespace) -> tuple[DaemonConfig, Path]:
+    """The daemon's section with the command line laid over it, and its socket path (by
+    the one rule every program uses: whisperd.config.socket_path)."""
+    raw = read_toml(args.config)
+    config = load_section(raw, "daemon", DaemonConfig)
     overrides = {
-        "socket_path": args.socket,
         "idle_timeout": args.idle_timeout,
         "model": args.model,
         "device": args.device,
@@ -75,11 +85,8 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
         "allow_download": args.allow_download,
         "debug_log_text": args.debug_log_text,
     }
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
-    config.validate()
-    return config
+    apply_overrides(config, "daemon", overrides)
+    return config, socket_path(args.socket, raw)
 
 
 def stop_blas_spinning() -> None:
@@ -102,18 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = build_config(args)
+        config, path = build_config(args)
     except ConfigError as exc:
-        log.error("%s", exc)
-        print(f"whisperd: {exc}", file=sys.stderr)
+        print(f"whisperd: {exc}", file=sys.stderr)  # stderr is the journal under systemd
         return 2
-    from whisperd.config import default_socket_path
-
+    for late in privacy.keep_local(config.allow_download):  # before faster_whisper loads
+        log.warning("%s was imported before its telemetry was switched off", late)
     try:
-        listener = open_listener(Path(config.socket_path or default_socket_path()))
-    except SocketInUse as exc:
+        listener = open_listener(path)
+    except (SocketInUse, UnsafeRuntime) as exc:
         log.error("%s", exc)
         return 1
+    if listener.activated and (raised := config.idle_timeout_when_activated()):
+        log.warning("%s", raised)
     return run_daemon(config, listener, early)
 
 

@@ -7,8 +7,11 @@ and shortens the idle timeout.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import socket
 import sys
 import textwrap
 import time
@@ -16,36 +19,42 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SCRIPTS, UNITS, UserManager, test_audio_dir
+import whisperd.config
+
+from .conftest import REPO, SCRIPTS, SUMMARY_LINES, UNITS, UserManager, test_audio_dir
 
 JFK_WORDS = ["ask", "not", "what", "your", "country", "can", "do", "for", "you"]
+# The shortest idle timeout a socket-activated daemon runs with (shorter ones are raised to
+# it), so the tests run with what users can really get.
+MIN_IDLE = float(getattr(whisperd.config, "MIN_ACTIVATED_IDLE_TIMEOUT", 5.0))
 
 
 def unit_files() -> list[Path]:
     return sorted(p for p in UNITS.iterdir() if p.suffix in (".service", ".socket", ".timer"))
 
 
-def set_idle(um: UserManager, seconds: float) -> None:
+def set_idle(um: UserManager, seconds: float, extra: str = "") -> None:
     """(Re)install the units with a drop-in: ExecStart=<venv>/whisperd --idle-timeout N.
 
-    The drop-in also lifts the start rate limit (default: 5 starts in 10 s, after which the
-    socket unit fails with service-start-limit-hit): with a test idle timeout of 1 s the
-    daemon legitimately exits and is re-activated more often than that. With the real
-    idle timeout (600 s) only a crash loop can reach the limit, which is what it is for.
+    The start limits stay as the unit has them (tests use MIN_IDLE, the shortest idle
+    timeout users can get under socket activation). ``extra`` goes into the drop-in's
+    [Service] section.
     """
     um.systemctl("stop", "whisperd.service")
     for unit in unit_files():
         um.write_user_file(f".config/systemd/user/{unit.name}", unit.read_text())
+    drop_ins = um.unit_dir / "whisperd.service.d"
+    for old in drop_ins.glob("*.conf") if drop_ins.is_dir() else []:
+        old.unlink()
     um.write_user_file(
         ".config/systemd/user/whisperd.service.d/50-venv.conf",
         textwrap.dedent(f"""\
-            [Unit]
-            StartLimitIntervalSec=0
             [Service]
             ExecStart=
-            ExecStart={SCRIPTS}/whisperd --idle-timeout {seconds}
+            ExecStart={SCRIPTS}/whisperd --idle-timeout {seconds:g}
             """)
-        + temporary_checkout_binds(),
+        + temporary_checkout_binds()
+        + extra,
     )
     if (UNITS / "whisperd-keys.service").exists():
         um.write_user_file(
@@ -140,7 +149,7 @@ def test_socket_activation_ready_and_status(units: UserManager) -> None:
 
 def test_idle_exit_status_0_and_reactivation(user_manager: UserManager) -> None:
     um = user_manager
-    set_idle(um, 2)
+    set_idle(um, MIN_IDLE)
     assert whisperctl(um, "ping").returncode == 0
     first = state(um)
     assert first["ActiveState"] == "active"
@@ -149,7 +158,7 @@ def test_idle_exit_status_0_and_reactivation(user_manager: UserManager) -> None:
     took = time.monotonic() - t0
     assert after["Result"] == "success", after
     assert after["ExecMainStatus"] == "0", after
-    assert 1.0 <= took <= 15, f"idle exit after {took:.1f} s with --idle-timeout 2"
+    assert 1.0 <= took <= MIN_IDLE + 15, f"idle exit after {took:.1f} s, idle {MIN_IDLE:g} s"
     # the socket stays with the manager and activates the next daemon
     assert um.systemctl("is-active", "whisperd.socket").stdout.strip() == "active"
     assert whisperctl(um, "ping").returncode == 0
@@ -197,9 +206,11 @@ def test_no_connection_lost_at_the_idle_deadline(user_manager: UserManager) -> N
     import json
 
     um = user_manager
-    set_idle(um, 1)
+    set_idle(um, MIN_IDLE)
     script = um.write_user_file("hammer.py", HAMMER)
-    done = um.run(str(SCRIPTS / "python"), str(script), "25", "1", timeout=300)
+    # about 11 rounds: enough for at least two idle exits in all but ~1 % of runs
+    seconds = str(12 * MIN_IDLE)
+    done = um.run(str(SCRIPTS / "python"), str(script), seconds, f"{MIN_IDLE:g}", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["errors"] == [], (
@@ -223,7 +234,7 @@ def test_transcription_and_journal(user_manager: UserManager, tmp_path: Path) ->
     copy = um.home / "jfk.flac"
     shutil.copy(audio, copy)
     shutil.chown(copy, um.uid)
-    set_idle(um, 3)
+    set_idle(um, MIN_IDLE)
     done = whisperctl(um, "transcribe", str(copy))
     assert done.returncode == 0, done.stdout + done.stderr
     text = re.sub(r"[^a-z ]", " ", done.stdout.lower())
@@ -235,7 +246,7 @@ def test_transcription_and_journal(user_manager: UserManager, tmp_path: Path) ->
     assert re.search(r"request .*: audio [\d.]+ s, queue [\d.]+ s, .*decode [\d.]+ s", journal), (
         journal
     )
-    assert re.search(r"idle for 3 s with no connection; exiting", journal), journal
+    assert re.search(r"idle for \d+ s with no connection; exiting", journal), journal
     # the daemon logs timings, never the text
     assert "fellow Americans" not in journal
 
@@ -258,3 +269,176 @@ def test_sandbox_in_effect(units: UserManager) -> None:
     m = re.search(r"Overall exposure level for whisperd.service: ([\d.]+)", score.stdout)
     assert m, score.stdout + score.stderr
     assert float(m.group(1)) <= 3.5, f"exposure {m.group(1)} (docs/hardening.md says 3.0)"
+
+
+def test_many_activations_at_the_shortest_idle_timeout_keep_the_socket(
+    user_manager: UserManager,
+) -> None:
+    """Issue 11 item 9: idle exits and re-activations, one after the other as fast as the
+    shortest idle timeout allows, never hit the start limit and never fail the socket."""
+    um = user_manager
+    set_idle(um, MIN_IDLE)
+    limits = um.show("whisperd.service", "StartLimitBurst", "StartLimitIntervalUSec")
+    burst = int(limits["StartLimitBurst"])
+    interval = parse_seconds(limits["StartLimitIntervalUSec"])
+    # each run lasts at least MIN_IDLE: this many idle exits fit into one limit interval
+    assert interval / MIN_IDLE + 1 < burst, (limits, MIN_IDLE)
+    pids = set()
+    for _ in range(8):
+        done = whisperctl(um, "ping")
+        assert done.returncode == 0, (done.stderr, um.journal()[-3000:])
+        pids.add(state(um)["MainPID"])
+        after = wait_inactive(um, MIN_IDLE + 30)
+        assert after["Result"] == "success", after
+        socket_state = um.show("whisperd.socket", "ActiveState", "Result")
+        assert socket_state == {"ActiveState": "active", "Result": "success"}, socket_state
+    assert len(pids) == 8, pids  # eight separate runs, each started by the socket
+    assert "start-limit-hit" not in um.systemctl("status", "whisperd.socket").stdout
+
+
+def parse_seconds(value: str) -> float:
+    """A systemd time span as `systemctl show` prints it (``1min``, ``10s``, ``1min 30s``)."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+    parts = re.findall(r"([\d.]+)\s*(us|ms|min|s|h)", value)
+    assert parts, value
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+# Run inside the service's own sandbox (ExecStartPre= of a test drop-in, so the very same
+# unit settings apply): which socket families can it open, can it reach a local TCP port?
+NET_PROBE = r"""
+import errno, json, socket, sys
+def attempt(family, kind):
+    try:
+        socket.socket(family, kind).close()
+        return "allowed"
+    except OSError as exc:
+        return "refused " + errno.errorcode.get(exc.errno, str(exc.errno))
+result = {
+    "AF_UNIX": attempt(socket.AF_UNIX, socket.SOCK_STREAM),
+    "AF_INET": attempt(socket.AF_INET, socket.SOCK_STREAM),
+    "AF_INET6": attempt(socket.AF_INET6, socket.SOCK_STREAM),
+    "AF_NETLINK": attempt(socket.AF_NETLINK, socket.SOCK_DGRAM),
+}
+if len(sys.argv) > 1:
+    try:
+        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5):
+            result["connect"] = "connected"
+    except OSError as exc:
+        result["connect"] = "refused " + errno.errorcode.get(exc.errno or 0, str(exc))
+tag = sys.argv[2] if len(sys.argv) > 2 else "-"
+print("@@netprobe", tag, json.dumps(result), flush=True)
+"""
+
+
+def probe_results(um: UserManager, tag: str) -> dict[str, str]:
+    journal = um.journal("whisperd.service", "--since", "-10min")
+    prefix = f"@@netprobe {tag} "
+    found = [line[len(prefix) :] for line in journal.splitlines() if line.startswith(prefix)]
+    assert found, journal[-3000:]
+    result: dict[str, str] = json.loads(found[-1])
+    return result
+
+
+def listening_port() -> tuple[socket.socket, int]:
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server, server.getsockname()[1]
+
+
+def start_with_probe(um: UserManager, port: int) -> str:
+    """Install the units with the probe as ExecStartPre= and start them; returns its tag.
+
+    The probe goes into the runtime directory: the service sees it there (read-only),
+    while the test user's home is under /var/tmp, which PrivateTmp= hides.
+    """
+    script = um.runtime_dir / "netprobe.py"
+    script.write_text(NET_PROBE)
+    os.chown(script, um.uid, um.uid)
+    tag = str(time.monotonic_ns())
+    set_idle(um, MIN_IDLE, f"ExecStartPre={SCRIPTS}/python {script} {port} {tag}\n")
+    done = whisperctl(um, "ping")
+    assert done.returncode == 0, (done.stderr, um.journal()[-3000:])
+    return tag
+
+
+def test_the_service_has_no_network(user_manager: UserManager) -> None:
+    """Issue 11 item 10: units/whisperd.service as shipped cannot open a network socket."""
+    um = user_manager
+    server, port = listening_port()
+    try:
+        result = probe_results(um, start_with_probe(um, port))
+    finally:
+        server.close()
+    props = um.show(
+        "whisperd.service", "RestrictAddressFamilies", "IPAddressDeny", "PrivateNetwork"
+    )
+    assert props["RestrictAddressFamilies"] == "AF_UNIX", props
+    assert props["PrivateNetwork"] == "yes", props
+    assert set(props["IPAddressDeny"].split()) in ({"any"}, {"0.0.0.0/0", "::/0"}), props
+    assert result["AF_UNIX"] == "allowed", result
+    for family in ("AF_INET", "AF_INET6", "AF_NETLINK"):
+        assert result[family] == "refused EAFNOSUPPORT", result
+    assert result["connect"].startswith("refused"), result
+    # and the daemon works without them: a real transcription under these settings is
+    # test_transcription_and_journal; here the unit answered the ping above.
+
+
+def test_ip_address_deny_alone(user_manager: UserManager) -> None:
+    """IPAddressDeny= needs BPF cgroup programs; whether this manager can attach them is
+    measured here and reported, not assumed (docs/hardening.md)."""
+    um = user_manager
+    server, port = listening_port()
+    try:
+        done = um.run(
+            "systemd-run",
+            "--user",
+            "--wait",
+            "--pipe",
+            "--quiet",
+            "-p",
+            "IPAddressDeny=any",
+            str(SCRIPTS / "python"),
+            "-c",
+            NET_PROBE,
+            str(port),
+            timeout=60,
+        )
+    finally:
+        server.close()
+    line = [x for x in done.stdout.splitlines() if x.startswith("@@netprobe ")]
+    assert line, done.stdout + done.stderr
+    result = json.loads(line[0].split(" ", 2)[2])
+    enforced = result["connect"] != "connected"
+    SUMMARY_LINES.append(
+        f"IPAddressDeny=any under this user manager: {'enforced' if enforced else 'NOT enforced'}"
+        f" ({result['connect']}); RestrictAddressFamilies=AF_UNIX and PrivateNetwork=yes hold"
+    )
+    if not enforced:
+        pytest.skip(
+            "IPAddressDeny= is not enforced by this user manager (no BPF cgroup firewall "
+            "attached); RestrictAddressFamilies=AF_UNIX and PrivateNetwork=yes carry the promise"
+        )
+
+
+def test_allow_download_drop_in_restores_the_network(user_manager: UserManager) -> None:
+    """units/dropins/allow-download.conf, as docs/hardening.md tells users to install it."""
+    um = user_manager
+    server, port = listening_port()
+    try:
+        tag = start_with_probe(um, port)
+        result = probe_results(um, tag)
+        drop_in = (UNITS / "dropins" / "allow-download.conf").read_text()
+        um.write_user_file(".config/systemd/user/whisperd.service.d/allow-download.conf", drop_in)
+        um.systemctl("stop", "whisperd.service")
+        um.systemctl("daemon-reload", check=True)
+        done = whisperctl(um, "ping")
+        assert done.returncode == 0, (done.stderr, um.journal()[-3000:])
+        opened = probe_results(um, tag)
+    finally:
+        server.close()
+    assert result["AF_INET"] == "refused EAFNOSUPPORT", result
+    for family in ("AF_INET", "AF_INET6", "AF_NETLINK"):
+        assert opened[family] == "allowed", opened
+    assert opened["connect"] == "connected", opened

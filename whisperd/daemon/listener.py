@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperd.runtime import ensure_private_dir
+
 log = logging.getLogger("whisperd")
 
 BACKLOG = 128
@@ -91,7 +93,7 @@ def _live_daemon_answers(path: Path) -> bool:
 
 def bind_socket(path: Path) -> Listener:
     """Bind our own socket (no socket activation): 0600, never over a live daemon."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)  # ours, 0700, not a symlink (whisperd/runtime.py)
     # The lock serialises two daemons started at once (two whisperctl autostarting).
     lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
