@@ -13,11 +13,13 @@ from typing import Any
 from whisperd import __version__
 from whisperd.client import (
     EXIT_OK,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Client,
     ClientError,
 )
 from whisperd.config import ClientConfig, ConfigError, load_section, read_toml, socket_path
+from whisperd.runtime import UnsafeRuntime
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return run(args, config, str(socket_path(args.socket, raw)))
+    except UnsafeRuntime as exc:  # the runtime directory is not ours: never use it
+        print(f"whisperctl: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except ClientError as exc:
         print(f"whisperctl: {exc.message}", file=sys.stderr)
         return exc.exit_code

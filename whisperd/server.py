@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"whisperd: {exc}", file=sys.stderr)  # stderr is the journal under systemd
         return 2
+    except UnsafeRuntime as exc:  # the default socket's directory is not ours
+        log.error("%s", exc)
+        return 1
     for late in privacy.keep_local(config.allow_download):  # before faster_whisper loads
         log.warning("%s was imported before its telemetry was switched off", late)
     try:
