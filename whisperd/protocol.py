@@ -420,6 +420,7 @@ class Unloaded:
     TYPE: ClassVar[str] = "unloaded"
     id: RequestId
     was_loaded: bool
+    pending: bool  # a transcription runs: the model goes when it ends
 
 
 @dataclass(frozen=True)

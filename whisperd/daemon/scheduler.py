@@ -95,6 +95,7 @@ class Scheduler:
         self.busy = 0  # jobs and loads submitted to the worker and not finished
         self.loading: asyncio.Future[float] | None = None
         self.requests_served = 0
+        self.background: set[asyncio.Task[bool]] = set()  # unloads that answered early
         # Clear while the worker thread runs something (read at exit, after the loop).
         self.worker_idle = threading.Event()
         self.worker_idle.set()
@@ -220,12 +221,24 @@ class Scheduler:
         return Loaded(request_id, seconds, round(waited, 3), self.engine.describe())
 
     async def unload(self, request_id: RequestId) -> Reply:
+        """Drop the model. While the worker runs something (a transcription, a load) the
+        answer comes at once with ``pending``: the model goes as soon as the worker is
+        free (a request sent meanwhile may load it again)."""
+        loading = self.loading is not None and not self.loading.done()
+        if self.busy or loading:
+            task = asyncio.ensure_future(self._unload())
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+            return Unloaded(request_id, self.engine.loaded or loading, True)
+        return Unloaded(request_id, await self._unload(), False)
+
+    async def _unload(self) -> bool:
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])
-        was_loaded = await self.on_worker(self.engine.unload)
+        was_loaded = await self.on_worker(pipeline.unload_model, self.engine)
         self.loading = None
         self.set_status(self.idle_status())
-        return Unloaded(request_id, was_loaded)
+        return was_loaded
 
     # -- jobs
 

@@ -252,7 +252,7 @@ def test_load_and_unload_reply() -> None:
             loaded = await s.client.ask({"type": "load", "id": "l"})
             assert loaded["type"] == "loaded" and loaded["model"] == "fake"
             unloaded = await s.client.ask({"type": "unload", "id": "u"})
-            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True}
+            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True, "pending": False}
             assert not s.engine.loaded
 
     run(test)
@@ -275,5 +275,31 @@ def test_a_client_that_leaves_cancels_its_queued_work() -> None:
             await asyncio.sleep(0.05)
             assert jobs and all(job.cancelled for job in jobs)
             gate.set()
+
+    run(test)
+
+
+def test_unload_answers_at_once_while_a_transcription_runs() -> None:
+    async def test() -> None:
+        async with serving() as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            gate = s.engine.gate = threading.Event()  # the worker is busy until released
+            data = wav_bytes(tone(0.5))
+            await s.client.ask({"type": "transcribe", "id": 1, "format": "file"})
+            await s.client.send({"type": "audio", "id": 1, "size": len(data)}, data)
+            await s.client.send({"type": "end", "id": 1})
+            while not s.engine.calls:
+                await asyncio.sleep(0.01)
+            unloaded = await s.client.ask({"type": "unload", "id": "u"})
+            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True, "pending": True}
+            assert s.engine.loaded  # the running decode keeps it until it ends
+            gate.set()
+            replies = await s.client.until_result(1)
+            assert replies[-1]["type"] == "result"
+            while s.engine.loaded:
+                await asyncio.sleep(0.01)
+            status = await s.client.ask({"type": "status", "id": "s"})
+            assert status["model_loaded"] is False
 
     run(test)
