@@ -56,6 +56,7 @@ class ErrorCode:
     UNKNOWN_REQUEST = "unknown_request"
     BUSY = "busy"
     AUDIO_TOO_LARGE = "audio_too_large"
+    OVERLOADED = "overloaded"
     BAD_AUDIO = "bad_audio"
     MODEL_UNAVAILABLE = "model_unavailable"
     CANCELLED = "cancelled"

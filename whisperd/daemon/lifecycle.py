@@ -18,8 +18,9 @@ from whisperd.config import DaemonConfig
 from whisperd.daemon.connection import Connection
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.listener import Listener, notify, peer_uid
-from whisperd.daemon.scheduler import ModelHost, Scheduler
+from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
+from whisperd.daemon.worker import ModelHost
 from whisperd.protocol import ErrorCode, ErrorReply, encode_reply
 
 log = logging.getLogger("whisperd")
@@ -62,7 +63,12 @@ class Daemon:
         self.limits = limits or Limits()
         self.state = DaemonState(socket_activated=listener.activated)
         self.scheduler = Scheduler(
-            config, self.state, self.cancel_idle_timer, self.maybe_arm_idle_timer, engine
+            config,
+            self.state,
+            self.cancel_idle_timer,
+            self.maybe_arm_idle_timer,
+            engine,
+            self.limits,
         )
         self.idle_since = time.monotonic()
         self.idle_handle: asyncio.TimerHandle | None = None

@@ -287,6 +287,8 @@ def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
     from whisperd.audio import quiet_cut
 
     assert job.stream is not None
-    audio = job.stream.audio()
-    cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
-    return audio[job.committed : cut], cut
+    # Only the stretch searched for the cut is converted to find it.
+    end = job.stream.length
+    low = max(job.committed, end - int(search_seconds * sample_rate()))
+    cut = low + quiet_cut(job.stream.slice(low, end), 0, end - low, search_seconds)
+    return job.stream.slice(job.committed, cut), cut

@@ -20,6 +20,7 @@ from tests.unit.daemon.fakes import FakeEngine, s16le, silence, tone, wav_bytes
 from whisperd.audio import SAMPLE_RATE
 from whisperd.config import DaemonConfig
 from whisperd.daemon.connection import Connection
+from whisperd.daemon.limits import Limits
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
 from whisperd.protocol import (
@@ -83,21 +84,38 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(config: DaemonConfig | None = None) -> AsyncIterator[Served]:
+async def serving(
+    config: DaemonConfig | None = None, limits: Limits | None = None
+) -> AsyncIterator[Served]:
     config = config or DaemonConfig()
     engine = FakeEngine()
-    scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine)
+    scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine, limits)
+    try:
+        async with connected(scheduler) as (client, served):
+            yield Served(client, scheduler, engine, served)
+    finally:
+        scheduler.shutdown()
+
+
+@asynccontextmanager
+async def connected(scheduler: Scheduler) -> AsyncIterator[tuple[Client, asyncio.Task[None]]]:
+    """A Connection on one end of a socketpair, a Client on the other."""
     ours, theirs = socket.socketpair()
     reader, writer = await asyncio.open_unix_connection(sock=ours)
-    connection = Connection(scheduler, reader, writer)
-    served = asyncio.ensure_future(connection.serve())
+    served = asyncio.ensure_future(Connection(scheduler, reader, writer).serve())
     c_reader, c_writer = await asyncio.open_unix_connection(sock=theirs)
     try:
-        yield Served(Client(c_reader, c_writer), scheduler, engine, served)
+        yield Client(c_reader, c_writer), served
     finally:
         c_writer.close()
         await asyncio.wait_for(served, 10)
-        scheduler.shutdown()
+
+
+@asynccontextmanager
+async def serving_peer(first: Served) -> AsyncIterator[Client]:
+    """A second client of the same scheduler."""
+    async with connected(first.scheduler) as (client, _):
+        yield client
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
