@@ -286,8 +286,14 @@ def refuse(conn: socket.socket, code: str, message: str) -> None:
     conn.close()
 
 
-def run_daemon(config: DaemonConfig, listener: Listener, early: EarlySignals | None) -> int:
-    daemon = Daemon(config, listener, early)
+def run_daemon(
+    config: DaemonConfig,
+    listener: Listener,
+    early: EarlySignals | None,
+    limits: Limits | None = None,
+    engine: ModelHost | None = None,
+) -> int:
+    daemon = Daemon(config, listener, early, limits, engine)
     code = asyncio.run(daemon.run())
     # A decode still running was cancelled (its client told `shutting_down`); it stops at
     # its next segment. Do not wait longer than the grace for it: the worker thread
