@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from whisperd.protocol import Reply, Transcribe
 
 if TYPE_CHECKING:
-    from whisperd.audio import PcmStreamDecoder
+    from whisperd.daemon.pcmstore import CompactStream
     from whisperd.engine import Transcription
 
 # Where a job's replies go (its connection's send), and whose job it is.
@@ -24,7 +24,7 @@ class Draft:
     result: Transcription
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity; kept in a WeakSet
 class Job:
     """One transcription: audio collected from the client, then run on the worker."""
 
@@ -32,7 +32,7 @@ class Job:
     send: ReplySink
     client: object  # the connection it came on: packing and cancel stay within one client
     chunks: list[bytes] = field(default_factory=list)  # file bytes, decoded at the end
-    stream: PcmStreamDecoder | None = None  # PCM, decoded as it arrives
+    stream: CompactStream | None = None  # PCM, decoded as it arrives
     size: int = 0
     cancelled: bool = False
     received_at: float = 0.0  # when `end` arrived; 0 while audio is still coming
@@ -53,6 +53,13 @@ class Job:
     # A file transcribed in shared windows with the file queued before it (packing).
     packed: Transcription | None = None
     packed_with: int = 0
+
+    released: bool = False  # answered or dropped: its audio no longer counts
+
+    @property
+    def held(self) -> int:
+        """Bytes of client audio this job holds against the daemon-wide cap."""
+        return 0 if self.released or self.cancelled else self.size
 
     @property
     def ended(self) -> bool:

@@ -18,8 +18,9 @@ from whisperd.config import DaemonConfig
 from whisperd.daemon.connection import Connection
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.listener import Listener, notify, peer_uid
-from whisperd.daemon.scheduler import ModelHost, Scheduler
+from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
+from whisperd.daemon.worker import ModelHost
 from whisperd.protocol import ErrorCode, ErrorReply, encode_reply
 
 log = logging.getLogger("whisperd")
@@ -62,7 +63,12 @@ class Daemon:
         self.limits = limits or Limits()
         self.state = DaemonState(socket_activated=listener.activated)
         self.scheduler = Scheduler(
-            config, self.state, self.cancel_idle_timer, self.maybe_arm_idle_timer, engine
+            config,
+            self.state,
+            self.cancel_idle_timer,
+            self.maybe_arm_idle_timer,
+            engine,
+            self.limits,
         )
         self.idle_since = time.monotonic()
         self.idle_handle: asyncio.TimerHandle | None = None
@@ -280,8 +286,14 @@ def refuse(conn: socket.socket, code: str, message: str) -> None:
     conn.close()
 
 
-def run_daemon(config: DaemonConfig, listener: Listener, early: EarlySignals | None) -> int:
-    daemon = Daemon(config, listener, early)
+def run_daemon(
+    config: DaemonConfig,
+    listener: Listener,
+    early: EarlySignals | None,
+    limits: Limits | None = None,
+    engine: ModelHost | None = None,
+) -> int:
+    daemon = Daemon(config, listener, early, limits, engine)
     code = asyncio.run(daemon.run())
     # A decode still running was cancelled (its client told `shutting_down`); it stops at
     # its next segment. Do not wait longer than the grace for it: the worker thread

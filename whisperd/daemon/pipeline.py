@@ -6,6 +6,9 @@ scheduler submits them), and the unit tests call them directly with a fake engin
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,6 +50,32 @@ class Transcriber(Protocol):
     def transcribe_many(
         self, audios: list[Samples], options: dict[str, Any]
     ) -> list[Transcription]: ...
+
+
+class Unloadable(Protocol):
+    def unload(self) -> bool: ...
+
+
+def unload_model(engine: Unloadable) -> bool:
+    """Drop the model and give its memory back to the system, not only to the C heap.
+
+    CTranslate2 frees the weights when the model object goes, but glibc keeps the freed
+    pages (the weights and a transcription's buffers: about 60 MB with tiny.en) for
+    reuse unless asked to trim them. What stays after this is listed in docs/protocol.md.
+    """
+    was_loaded = engine.unload()
+    gc.collect()  # the model object may sit in a reference cycle
+    release_free_heap()
+    return was_loaded
+
+
+def release_free_heap() -> None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to ask
+    trim(0)
 
 
 def sample_rate() -> int:
@@ -258,6 +287,8 @@ def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
     from whisperd.audio import quiet_cut
 
     assert job.stream is not None
-    audio = job.stream.audio()
-    cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
-    return audio[job.committed : cut], cut
+    # Only the stretch searched for the cut is converted to find it.
+    end = job.stream.length
+    low = max(job.committed, end - int(search_seconds * sample_rate()))
+    cut = low + quiet_cut(job.stream.slice(low, end), 0, end - low, search_seconds)
+    return job.stream.slice(job.committed, cut), cut

@@ -1,4 +1,4 @@
-"""Jobs, the queue, the one worker thread that owns the engine, load and unload.
+"""Jobs and the queue, on the one worker thread that owns the engine (worker.py).
 
 The event loop never runs the model: the scheduler submits the pipeline's functions to
 the worker and sends what they return to the job's connection. While a dictation
@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.daemon import pipeline
 from whisperd.daemon.jobs import Draft, Job, ReplySink
-from whisperd.daemon.listener import notify
+from whisperd.daemon.limits import Limits
 from whisperd.daemon.state import DaemonState
 from whisperd.daemon.streaming import (
     WINDOW_SEARCH,
@@ -30,19 +29,18 @@ from whisperd.daemon.streaming import (
     StreamState,
     decide,
 )
+from whisperd.daemon.worker import ModelHost, ModelWorker, real_engine
 from whisperd.protocol import (
     MAX_AUDIO_FRAME,
     MAX_JSON_FRAME,
     ErrorCode,
     ErrorReply,
-    Loaded,
     ProtocolError,
     Reply,
     RequestId,
     ResultReply,
     SegmentReply,
     Transcribe,
-    Unloaded,
 )
 
 if TYPE_CHECKING:
@@ -52,32 +50,9 @@ log = logging.getLogger("whisperd")
 T = TypeVar("T")
 
 
-class ModelHost(pipeline.Transcriber, Protocol):
-    """The engine as the scheduler uses it (whisperd.engine.Engine; a fake in tests)."""
+class Scheduler(ModelWorker):
+    """Jobs and the queue, on top of the worker thread and the model (worker.py)."""
 
-    @property
-    def loaded(self) -> bool: ...
-
-    @property
-    def load_seconds(self) -> float | None: ...
-
-    def unload(self) -> bool: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-def _consume_error(future: asyncio.Future[float]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("model load failed: %s", future.exception())
-
-
-def _real_engine(config: DaemonConfig) -> ModelHost:
-    from whisperd.engine import Engine
-
-    return Engine(config)
-
-
-class Scheduler:
     def __init__(
         self,
         config: DaemonConfig,
@@ -85,21 +60,15 @@ class Scheduler:
         on_busy: Callable[[], None],
         on_settled: Callable[[], None],
         engine: ModelHost | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        super().__init__(engine if engine is not None else real_engine(config), on_busy, on_settled)
         self.config = config
+        self.bounds = limits or Limits()  # resource limits (`limits()` is the hello reply)
+        # Every job alive (receiving, queued or running), for the daemon-wide audio cap.
+        self.jobs: weakref.WeakSet[Job] = weakref.WeakSet()
         self.state = state
-        self.engine = engine if engine is not None else _real_engine(config)
-        # One worker thread: one model, requests in arrival order, the event loop stays free.
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisperd-engine")
         self.queued: list[Job] = []
-        self.busy = 0  # jobs and loads submitted to the worker and not finished
-        self.loading: asyncio.Future[float] | None = None
-        self.requests_served = 0
-        # Clear while the worker thread runs something (read at exit, after the loop).
-        self.worker_idle = threading.Event()
-        self.worker_idle.set()
-        self._on_busy = on_busy  # the lifecycle stops its idle timer
-        self._on_settled = on_settled  # ... and may arm it again
         self._policy: StreamPolicy | None = None
 
     @property
@@ -147,94 +116,15 @@ class Scheduler:
             "socket_activated": self.state.socket_activated,
         }
 
-    def idle_status(self) -> str:
-        model = self.engine.describe()
-        if not self.engine.loaded:
-            return "waiting for requests; model not loaded"
-        return f"model {model['model']} ready on {model['device']}; {self.requests_served} served"
-
-    def set_status(self, text: str) -> None:
-        notify(f"STATUS={text}")
-
-    # -- the worker
-
-    async def on_worker(self, function: Callable[..., T], *args: Any) -> T:
-        self.busy += 1
-        self._on_busy()
-
-        def on_thread() -> T:
-            self.worker_idle.clear()
-            try:
-                return function(*args)
-            finally:
-                self.worker_idle.set()
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.worker, on_thread)
-        finally:
-            self.busy -= 1
-            self._on_settled()
-
-    def shutdown(self) -> None:
-        self.worker.shutdown(wait=False, cancel_futures=True)
-
-    # -- the model
-
-    def warm_up(self) -> None:
-        """Load the model in the background if it is not loaded or loading."""
-        if self.engine.loaded or (self.loading is not None and not self.loading.done()):
-            return
-        self.loading = asyncio.ensure_future(self._load())
-        self.loading.add_done_callback(_consume_error)  # errors surface per request
-
-    async def _load(self) -> float:
-        self.set_status("loading the model")
-        try:
-            return await self.on_worker(self.engine.load)
-        finally:
-            self.set_status(self.idle_status())
-
-    async def ensure_loaded(self) -> float:
-        """Wait for the model; requests arriving during a load wait for that same load."""
-        from whisperd.engine import ModelNotFound
-
-        if self.engine.loaded:
-            return 0.0
-        self.warm_up()
-        assert self.loading is not None
-        started = time.monotonic()
-        try:
-            await asyncio.shield(self.loading)
-        except ModelNotFound as exc:
-            self.loading = None
-            raise ProtocolError(ErrorCode.MODEL_UNAVAILABLE, str(exc)) from None
-        return time.monotonic() - started
-
-    async def load(self, request_id: RequestId) -> Reply:
-        try:
-            waited = await self.ensure_loaded()
-        except ProtocolError as exc:
-            exc.request_id = request_id
-            return exc.to_reply()
-        seconds = round(self.engine.load_seconds or 0.0, 3)
-        return Loaded(request_id, seconds, round(waited, 3), self.engine.describe())
-
-    async def unload(self, request_id: RequestId) -> Reply:
-        if self.loading is not None and not self.loading.done():
-            await asyncio.wait([self.loading])
-        was_loaded = await self.on_worker(self.engine.unload)
-        self.loading = None
-        self.set_status(self.idle_status())
-        return Unloaded(request_id, was_loaded)
-
     # -- jobs
 
     def new_job(self, request: Transcribe, send: ReplySink, client: object) -> Job:
         job = Job(request, send, client)
+        self.jobs.add(job)
         if request.pcm is not None:
-            from whisperd.audio import PcmStreamDecoder
+            from whisperd.daemon.pcmstore import CompactStream
 
-            job.stream = PcmStreamDecoder(request.pcm)
+            job.stream = CompactStream(request.pcm)
         # Start loading while the audio is still arriving: dictation streams as the user speaks.
         self.warm_up()
         return job
@@ -247,6 +137,15 @@ class Scheduler:
             raise ProtocolError(
                 ErrorCode.AUDIO_TOO_LARGE,
                 f"audio exceeds the limit of {limit} bytes per request (daemon.max_audio_bytes)",
+                job.request.id,
+            )
+        held = self.held_audio()
+        if held + len(payload) > self.bounds.max_buffered_audio:
+            job.cancelled = True
+            raise ProtocolError(
+                ErrorCode.OVERLOADED,
+                f"whisperd holds {held} bytes of audio for requests in progress, and "
+                f"{self.bounds.max_buffered_audio} at most; try again when they are done",
                 job.request.id,
             )
         job.size += len(payload)
@@ -262,6 +161,10 @@ class Scheduler:
                 job.request.id,
             )
         self.advance_stream(job)
+
+    def held_audio(self) -> int:
+        """Client audio held by every request not yet answered or dropped."""
+        return sum(job.held for job in self.jobs)
 
     def submit(self, job: Job) -> asyncio.Task[None]:
         """The audio is complete: queue the job now (a cancel right behind `end` finds it)."""
@@ -292,6 +195,7 @@ class Scheduler:
             log.exception("request %r failed unexpectedly", request_id)
             reply = ErrorReply(request_id, ErrorCode.INTERNAL, f"internal error: {exc}")
         finally:
+            job.released = True
             if job in self.queued:
                 self.queued.remove(job)
         if not job.cancelled:
@@ -411,7 +315,7 @@ class Scheduler:
     async def run_draft(self, job: Job, start: int, end: int) -> None:
         """Transcribe what was said so far while the user pauses (see streaming.py)."""
         assert job.stream is not None
-        piece = job.stream.audio()[start:end]
+        piece = job.stream.slice(start, end)
         options = pipeline.window_options(job, self.config)
         offset = start / pipeline.sample_rate()
         started = time.monotonic()

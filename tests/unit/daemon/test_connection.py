@@ -20,6 +20,7 @@ from tests.unit.daemon.fakes import FakeEngine, s16le, silence, tone, wav_bytes
 from whisperd.audio import SAMPLE_RATE
 from whisperd.config import DaemonConfig
 from whisperd.daemon.connection import Connection
+from whisperd.daemon.limits import Limits
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
 from whisperd.protocol import (
@@ -83,21 +84,38 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(config: DaemonConfig | None = None) -> AsyncIterator[Served]:
+async def serving(
+    config: DaemonConfig | None = None, limits: Limits | None = None
+) -> AsyncIterator[Served]:
     config = config or DaemonConfig()
     engine = FakeEngine()
-    scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine)
+    scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine, limits)
+    try:
+        async with connected(scheduler) as (client, served):
+            yield Served(client, scheduler, engine, served)
+    finally:
+        scheduler.shutdown()
+
+
+@asynccontextmanager
+async def connected(scheduler: Scheduler) -> AsyncIterator[tuple[Client, asyncio.Task[None]]]:
+    """A Connection on one end of a socketpair, a Client on the other."""
     ours, theirs = socket.socketpair()
     reader, writer = await asyncio.open_unix_connection(sock=ours)
-    connection = Connection(scheduler, reader, writer)
-    served = asyncio.ensure_future(connection.serve())
+    served = asyncio.ensure_future(Connection(scheduler, reader, writer).serve())
     c_reader, c_writer = await asyncio.open_unix_connection(sock=theirs)
     try:
-        yield Served(Client(c_reader, c_writer), scheduler, engine, served)
+        yield Client(c_reader, c_writer), served
     finally:
         c_writer.close()
         await asyncio.wait_for(served, 10)
-        scheduler.shutdown()
+
+
+@asynccontextmanager
+async def serving_peer(first: Served) -> AsyncIterator[Client]:
+    """A second client of the same scheduler."""
+    async with connected(first.scheduler) as (client, _):
+        yield client
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -252,7 +270,7 @@ def test_load_and_unload_reply() -> None:
             loaded = await s.client.ask({"type": "load", "id": "l"})
             assert loaded["type"] == "loaded" and loaded["model"] == "fake"
             unloaded = await s.client.ask({"type": "unload", "id": "u"})
-            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True}
+            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True, "pending": False}
             assert not s.engine.loaded
 
     run(test)
@@ -275,5 +293,31 @@ def test_a_client_that_leaves_cancels_its_queued_work() -> None:
             await asyncio.sleep(0.05)
             assert jobs and all(job.cancelled for job in jobs)
             gate.set()
+
+    run(test)
+
+
+def test_unload_answers_at_once_while_a_transcription_runs() -> None:
+    async def test() -> None:
+        async with serving() as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            gate = s.engine.gate = threading.Event()  # the worker is busy until released
+            data = wav_bytes(tone(0.5))
+            await s.client.ask({"type": "transcribe", "id": 1, "format": "file"})
+            await s.client.send({"type": "audio", "id": 1, "size": len(data)}, data)
+            await s.client.send({"type": "end", "id": 1})
+            while not s.engine.calls:
+                await asyncio.sleep(0.01)
+            unloaded = await s.client.ask({"type": "unload", "id": "u"})
+            assert unloaded == {"type": "unloaded", "id": "u", "was_loaded": True, "pending": True}
+            assert s.engine.loaded  # the running decode keeps it until it ends
+            gate.set()
+            replies = await s.client.until_result(1)
+            assert replies[-1]["type"] == "result"
+            while s.engine.loaded:
+                await asyncio.sleep(0.01)
+            status = await s.client.ask({"type": "status", "id": "s"})
+            assert status["model_loaded"] is False
 
     run(test)

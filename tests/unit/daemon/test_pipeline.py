@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from tests.unit.daemon.fakes import FakeEngine, s16le, silence, tone, wav_bytes
-from whisperd.audio import SAMPLE_RATE, PcmStreamDecoder
+from whisperd.audio import SAMPLE_RATE
 from whisperd.config import DaemonConfig
 from whisperd.daemon import pipeline
 from whisperd.daemon.jobs import Draft, Job
+from whisperd.daemon.pcmstore import CompactStream
 from whisperd.daemon.streaming import StreamPolicy
 from whisperd.engine import Transcription
 from whisperd.protocol import ErrorCode, PcmFormat, ProtocolError, Reply, Transcribe
@@ -35,7 +36,7 @@ def file_job(audio: bytes, client: object = None, **options: Any) -> Job:
 
 def stream_job(samples: np.ndarray[Any, Any]) -> Job:
     job = Job(Transcribe("s", "pcm", PCM, {"without_timestamps": True}), no_reply, None)
-    job.stream = PcmStreamDecoder(PCM)
+    job.stream = CompactStream(PCM)
     job.stream.feed(s16le(samples))
     job.received_at = 1.0
     return job
