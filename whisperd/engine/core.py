@@ -130,6 +130,7 @@ class Engine:
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
             word_timestamps=bool(options.get("word_timestamps", False)),
+            **vocabulary_options(options),
         )
         segments: list[Segment] = []
         for decoded in segments_iter:
@@ -184,6 +185,7 @@ class Engine:
             language=self._language(options),
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
+            hotwords=hotwords_of(options),
         )
         if result is None:
             return None
@@ -245,6 +247,7 @@ class Engine:
             initial_prompt=options.get("initial_prompt"),
             without_timestamps=bool(options.get("without_timestamps", False)),
             use_vad=self._use_vad(options),
+            hotwords=hotwords_of(options),
         )
         for index, clip in zip(eligible, outcome.results, strict=True):
             results[index] = clip
@@ -266,6 +269,25 @@ class Engine:
             "device": self.device.device if self.device else None,
             "compute_type": self.device.compute_type if self.device else None,
         }
+
+
+def hotwords_of(options: dict[str, Any]) -> str | None:
+    """The request's ``vocabulary`` as faster-whisper's ``hotwords`` text, None when empty.
+
+    Hotwords, not the initial prompt: they are decoded as well on tiny.en
+    (bench/vocabulary.py) and keep their own slot in the prompt, so the earlier text a
+    stream is conditioned on (``initial_prompt``) still fits beside them (docs/text.md).
+    """
+    vocabulary = options.get("vocabulary") or []
+    text = ", ".join(word.strip() for word in vocabulary if word.strip())
+    return text or None
+
+
+def vocabulary_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``hotwords`` for ``WhisperModel.transcribe`` only when there is a vocabulary, so
+    that a request without one makes exactly the call it made before."""
+    hotwords = hotwords_of(options)
+    return {} if hotwords is None else {"hotwords": hotwords}
 
 
 def _rms(audio: Samples) -> float:
