@@ -23,6 +23,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from whisperd.protocol import (
     DEFAULT_MAX_AUDIO_BYTES,
     MAX_AUDIO_FRAME,
+    MAX_VOCABULARY_ENTRIES,
+    MAX_VOCABULARY_ENTRY_CHARS,
     ProtocolError,
     check_vocabulary,
 )
@@ -222,6 +224,7 @@ class TextConfig:
     vocabulary: list[str] = field(default_factory=list)
     replacements: list[dict[str, str]] = field(default_factory=list)
     spoken_punctuation: bool = False
+    hint_commands: bool = True
     commands: dict[str, list[str]] = field(default_factory=dict)
     literal_after: list[str] = field(default_factory=lambda: list(DEFAULT_LITERAL_AFTER))
     hook: list[str] = field(default_factory=list)
@@ -260,6 +263,19 @@ class TextConfig:
             self.commands,
             self.literal_after,
         )
+
+    def request_vocabulary(self) -> list[str]:
+        """What the clients send as the ``vocabulary`` option: the user's entries, then,
+        with spoken punctuation and ``hint_commands``, the command phrases (tiny.en hears
+        "comma" as "comment" unless told to expect it: docs/text.md), at most 100."""
+        entries = list(self.vocabulary)
+        if self.spoken_punctuation and self.hint_commands:
+            seen = {entry.casefold() for entry in entries}
+            for phrase in self.rules().command_phrases():
+                if phrase.casefold() not in seen and len(phrase) <= MAX_VOCABULARY_ENTRY_CHARS:
+                    entries.append(phrase)
+                    seen.add(phrase.casefold())
+        return entries[:MAX_VOCABULARY_ENTRIES]
 
     def make_hook(self) -> Hook | None:
         return Hook(self.hook, self.hook_timeout) if self.hook else None

@@ -78,12 +78,14 @@ class CommandTable:
     ) -> None:
         merged = {**DEFAULT_PHRASES, **(phrases or {})}
         self.by_key: dict[tuple[str, ...], Command] = {}
+        self.spoken: list[str] = []
         for name, spoken in merged.items():
             command = Command(name)
             for phrase in spoken:
                 key = phrase_key(phrase)
                 if key:
                     self.by_key[key] = command
+                    self.spoken.append(" ".join(phrase.split()))
         self.literal_after = frozenset(
             fold(word)
             for word in (DEFAULT_LITERAL_AFTER if literal_after is None else literal_after)

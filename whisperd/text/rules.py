@@ -26,6 +26,10 @@ class TextRules:
         table = CommandTable(commands, literal_after) if spoken_punctuation else None
         return cls(Replacer(replacements or []), table)
 
+    def command_phrases(self) -> list[str]:
+        """The command phrases as configured (for the vocabulary hint), in table order."""
+        return [] if self.commands is None else list(self.commands.spoken)
+
     @property
     def active(self) -> bool:
         return bool(self.replacer.rules) or self.commands is not None
