@@ -2,10 +2,18 @@
 
     OPENBLAS_THREAD_TIMEOUT=4 .venv/bin/python -m bench.vocabulary [--sentences 30]
 
-For each way of passing a vocabulary (none; the 1-entry list ["ComfyUI"] and the
-50-entry ``VOCABULARY_50`` as hotwords and as the initial prompt) it transcribes, through
-``whisperd.engine.Engine`` with the daemon's settings (beam 5, VAD on, bundled tiny.en,
-int8, CPU):
+For each way of passing a vocabulary it transcribes, through ``whisperd.engine.Engine``
+with the daemon's settings (beam 5, VAD on, bundled tiny.en, int8, CPU):
+
+- none, and an empty vocabulary;
+- whisperd's way (``vocabulary``): a plain decode, then hotwords of the entries that
+  sound like something heard (``whisperd/engine/vocabulary.py``), for the 1-entry list
+  ["ComfyUI"], the 50-entry ``VOCABULARY_50`` and the command phrases spoken
+  punctuation sends;
+- the whole list in the prompt (``initial_prompt``; hotwords put the same tokens in the
+  same place on a one-window clip, so the figures are the same), for 1 and 50 entries.
+
+Material:
 
 - ``hotwords.mp3`` (says "ComfyUI" twice): how many times ComfyUI is written right;
 - the espeak set (``Generator.sentence_set``, voices and speeds varied) and the shared
@@ -24,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.material import Generator, Item, WerTally, decode, recordings, shared_file
-from whisperd.config import DaemonConfig
+from whisperd.config import DaemonConfig, TextConfig
 from whisperd.engine import Engine
 
 # 50 words and names a user might list: products, tools, people, jargon. None of them is
@@ -52,9 +60,14 @@ class Way:
 WAYS: tuple[Way, ...] = (
     Way("none", {}),
     Way("empty vocabulary", {"vocabulary": []}),
-    Way("hotwords x1", {"vocabulary": ONE}),
+    # whisperd's way: a plain decode, then hotwords of the plausible entries
+    Way("vocabulary x1", {"vocabulary": ONE}),
+    Way("vocabulary x50", {"vocabulary": list(VOCABULARY_50)}),
+    Way(
+        "vocabulary cmds", {"vocabulary": TextConfig(spoken_punctuation=True).request_vocabulary()}
+    ),
+    # the whole list in the prompt (hotwords give the same tokens on one window)
     Way("prompt x1", {"initial_prompt": ", ".join(ONE)}),
-    Way("hotwords x50", {"vocabulary": list(VOCABULARY_50)}),
     Way("prompt x50", {"initial_prompt": ", ".join(VOCABULARY_50)}),
 )
 

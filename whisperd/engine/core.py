@@ -110,7 +110,51 @@ class Engine:
         cancelled: Callable[[], bool] | None = None,
         offset: float = 0.0,
     ) -> Transcription:
-        """Transcribe 16 kHz mono audio; segment times are shifted by ``offset`` seconds."""
+        """Transcribe 16 kHz mono audio; segment times are shifted by ``offset`` seconds.
+
+        With a ``vocabulary``, the audio is decoded without it first and again with the
+        entries that sound like something heard, if any (``vocabulary.py``).
+        """
+        vocabulary = options.get("vocabulary") or []
+        if not vocabulary:
+            return self._transcribe_once(audio, options, on_segment, cancelled, offset)
+        plain = {name: value for name, value in options.items() if name != "vocabulary"}
+        first = self._transcribe_once(audio, plain, None, cancelled, offset)
+        return self._with_vocabulary(audio, first, vocabulary, plain, on_segment, cancelled, offset)
+
+    def _with_vocabulary(
+        self,
+        audio: Samples,
+        first: Transcription,
+        vocabulary: list[str],
+        plain: dict[str, Any],
+        on_segment: SegmentCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """``first`` (decoded without the vocabulary), or the audio decoded again with the
+        entries that sound like something in it."""
+        from whisperd.engine.vocabulary import plausible_entries
+
+        chosen = plausible_entries(first.text, vocabulary)
+        if not chosen or (cancelled is not None and cancelled()):
+            for item in first.segments:
+                if on_segment is not None:
+                    on_segment(item)
+            return first
+        log.debug("vocabulary: %d of %d entries plausible", len(chosen), len(vocabulary))
+        options = {**plain, "vocabulary": chosen}
+        return self._transcribe_once(audio, options, on_segment, cancelled, offset)
+
+    def _transcribe_once(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        on_segment: SegmentCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """One decode with ``options`` (hotwords from its ``vocabulary``, if any)."""
         duration = duration_of(audio.size)
         skipped = self.prefilter(audio)
         if skipped is not None:
@@ -215,6 +259,15 @@ class Engine:
         """
         from whisperd.engine import packing
 
+        vocabulary = options.get("vocabulary") or []
+        if vocabulary:
+            # Packed without the list, then each clip again with what it plausibly said.
+            plain = {name: value for name, value in options.items() if name != "vocabulary"}
+            firsts = self.transcribe_many(audios, plain)
+            return [
+                self._with_vocabulary(audio, first, vocabulary, plain)
+                for audio, first in zip(audios, firsts, strict=True)
+            ]
         results: list[Transcription | None] = [None] * len(audios)
         # Clips the prefilter skips are left to `transcribe`, which reports why.
         eligible = [i for i, audio in enumerate(audios) if self.prefilter(audio) is None]
@@ -247,7 +300,6 @@ class Engine:
             initial_prompt=options.get("initial_prompt"),
             without_timestamps=bool(options.get("without_timestamps", False)),
             use_vad=self._use_vad(options),
-            hotwords=hotwords_of(options),
         )
         for index, clip in zip(eligible, outcome.results, strict=True):
             results[index] = clip
@@ -272,15 +324,15 @@ class Engine:
 
 
 def hotwords_of(options: dict[str, Any]) -> str | None:
-    """The request's ``vocabulary`` as faster-whisper's ``hotwords`` text, None when empty.
+    """The ``vocabulary`` of one decode as faster-whisper's ``hotwords``, None when empty.
 
-    Hotwords, not the initial prompt: they are decoded as well on tiny.en
-    (bench/vocabulary.py) and keep their own slot in the prompt, so the earlier text a
-    stream is conditioned on (``initial_prompt``) still fits beside them (docs/text.md).
+    Hotwords, not the initial prompt: the same text on one window (bench/vocabulary.py),
+    but repeated in every window of a long file, and beside the earlier text a stream is
+    conditioned on (``initial_prompt``) rather than in its place (docs/text.md).
     """
-    vocabulary = options.get("vocabulary") or []
-    text = ", ".join(word.strip() for word in vocabulary if word.strip())
-    return text or None
+    from whisperd.engine.vocabulary import hotwords_text
+
+    return hotwords_text(options.get("vocabulary") or [])
 
 
 def vocabulary_options(options: dict[str, Any]) -> dict[str, Any]:

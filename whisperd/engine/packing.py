@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -258,7 +258,6 @@ def transcribe_packed(
     initial_prompt: str | None = None,
     without_timestamps: bool = False,
     use_vad: bool = True,
-    hotwords: str | None = None,
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
     gap_seconds: float = DEFAULT_GAP_SECONDS,
 ) -> PackOutcome:
@@ -284,7 +283,6 @@ def transcribe_packed(
             language=language,
             vad_filter=False,  # already cut to speech; the gaps must stay where they are
             initial_prompt=initial_prompt,
-            **_hotwords(hotwords),
         )
         spans = [Span(s.start, s.end, s.text) for s in segments]
         outcome.windows += 1
@@ -331,8 +329,3 @@ def _clip_result(
         start, end = clip.to_clip_time(0.0, False), clip.to_clip_time(speech_end, True)
         segments = [segment(start, end, whole)]
     return Transcription.of_segments(segments, language, clip.duration, "packed")
-
-
-def _hotwords(hotwords: str | None) -> dict[str, Any]:
-    """``hotwords`` only when there is a vocabulary: without one, the same call as before."""
-    return {} if hotwords is None else {"hotwords": hotwords}

@@ -3,11 +3,15 @@ into faster-whisper's ``hotwords`` only when it has words."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from whisperd.config import DaemonConfig
+from whisperd.engine import Engine
 from whisperd.engine.core import hotwords_of, vocabulary_options
+from whisperd.engine.vocabulary import MAX_CHOSEN, plausible_entries
 from whisperd.protocol import (
     MAX_VOCABULARY_ENTRIES,
     MAX_VOCABULARY_ENTRY_CHARS,
@@ -64,3 +68,84 @@ def test_hotwords_only_with_words() -> None:
     assert hotwords_of({"vocabulary": []}) is None
     assert vocabulary_options({"vocabulary": ["ComfyUI"]}) == {"hotwords": "ComfyUI"}
     assert hotwords_of({"vocabulary": [" ComfyUI ", "Siobhan"]}) == "ComfyUI, Siobhan"
+
+
+@pytest.mark.parametrize(
+    ("heard", "vocabulary", "chosen"),
+    [
+        ("Then you go into your comfy eye folder", ["Kubernetes", "ComfyUI"], ["ComfyUI"]),
+        ("ask Shivaun about it", ["Siobhan", "Niamh"], ["Siobhan"]),
+        ("deploy it on kubernetes today", ["kubernetes", "Kafka"], ["kubernetes"]),
+        ("the quick brown fox jumps", ["ComfyUI", "Kubernetes", "Thibault", "PyTorch"], []),
+        ("open vs code and graphana", ["VS Code", "Grafana", "Redis"], ["VS Code", "Grafana"]),
+        ("", ["ComfyUI"], []),
+        ("comfy eye", [], []),
+        ("Hello, comment world new line by period.", ["comma", "new line", "period"], None),
+    ],
+)
+def test_plausible_entries(heard: str, vocabulary: list[str], chosen: list[str] | None) -> None:
+    found = plausible_entries(heard, vocabulary)
+    assert found == (vocabulary if chosen is None else chosen)
+
+
+def test_plausible_entries_are_capped_and_keep_the_list_order() -> None:
+    vocabulary = [f"word{i}" for i in range(20)]
+    found = plausible_entries(" ".join(vocabulary), vocabulary)
+    assert len(found) == MAX_CHOSEN and found == sorted(found, key=vocabulary.index)
+
+
+class FakeWhisper:
+    """faster-whisper's ``transcribe`` as far as the engine's regular path uses it: it
+    writes "ComfyUI" only when told to expect it, and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> tuple[Any, Any]:
+        self.calls.append(kwargs)
+        text = (
+            " go into your ComfyUI folder"
+            if "ComfyUI" in kwargs.get("hotwords", "")
+            else (" go into your comfy eye folder")
+        )
+        segment = SimpleNamespace(start=0.0, end=2.0, text=text)
+        return iter([segment]), SimpleNamespace(language="en")
+
+
+def engine_with(model: FakeWhisper) -> Engine:
+    engine = Engine(DaemonConfig())
+    engine._model = model  # type: ignore[assignment]
+    return engine
+
+
+def speech() -> Any:
+    import numpy as np
+
+    return (np.sin(np.arange(32000) / 5.0) * 0.3).astype(np.float32)
+
+
+def test_the_engine_tells_the_model_only_the_plausible_entries() -> None:
+    model = FakeWhisper()
+    sent: list[dict[str, Any]] = []
+    vocabulary = ["Kubernetes", "ComfyUI", "Siobhan"]
+    result = engine_with(model).transcribe(speech(), {"vocabulary": vocabulary}, sent.append)
+    assert result.text == "go into your ComfyUI folder"
+    assert [call.get("hotwords") for call in model.calls] == [None, "ComfyUI"]
+    assert "hotwords" not in model.calls[0]  # the first decode is exactly a plain one
+    assert [s["text"] for s in sent] == ["go into your ComfyUI folder"]  # only the answer
+
+
+def test_no_plausible_entry_means_one_plain_decode() -> None:
+    model = FakeWhisper()
+    sent: list[dict[str, Any]] = []
+    result = engine_with(model).transcribe(speech(), {"vocabulary": ["Kubernetes"]}, sent.append)
+    assert result.text == "go into your comfy eye folder"
+    assert len(model.calls) == 1 and "hotwords" not in model.calls[0]
+    assert [s["text"] for s in sent] == [result.text]
+
+
+def test_an_empty_vocabulary_makes_the_same_call_as_none() -> None:
+    with_empty, without = FakeWhisper(), FakeWhisper()
+    engine_with(with_empty).transcribe(speech(), {"vocabulary": []})
+    engine_with(without).transcribe(speech(), {})
+    assert with_empty.calls == without.calls and len(without.calls) == 1
