@@ -10,7 +10,7 @@ same as without a vocabulary, at no extra cost. docs/text.md has the measurement
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 
 SIMILARITY = 0.55
@@ -35,39 +35,48 @@ def hotwords_text(entries: Sequence[str]) -> str | None:
 
 def plausible_entries(heard: str, vocabulary: Sequence[str]) -> list[str]:
     """The entries of ``vocabulary`` that sound like a run of 1..3 words of ``heard``
-    (the best ``MAX_CHOSEN``, in the vocabulary's order)."""
-    words = [letters(word) for word in heard.split()]
-    words = [word for word in words if word]
+    (the best ``MAX_CHOSEN``, in the vocabulary's order).
+
+    Alike means: the same first letter (as a phonetic key keeps it), a length within
+    half, and ``SequenceMatcher`` similarity of the letters at least ``SIMILARITY``.
+    """
+    spans = _spans(heard, max([MAX_SPAN_WORDS, *(len(e.split()) + 1 for e in vocabulary)]))
     scores: dict[int, float] = {}
     for index, entry in enumerate(vocabulary):
         target = letters(entry)
-        if not target:
-            continue
-        span_words = max(MAX_SPAN_WORDS, len(entry.split()) + 1)
-        best = _best_match(target, words, span_words)
-        if best >= SIMILARITY:
-            scores[index] = best
+        if target:
+            best = _best_match(target, spans.get(target[0], ()))
+            if best >= SIMILARITY:
+                scores[index] = best
     chosen = sorted(scores, key=lambda i: -scores[i])[:MAX_CHOSEN]
     return [vocabulary[i] for i in sorted(chosen)]
 
 
-def _best_match(target: str, words: list[str], span_words: int) -> float:
+def _spans(heard: str, most_words: int) -> dict[str, set[str]]:
+    """Every run of 1..``most_words`` words of ``heard`` as letters, by first letter
+    (each distinct run once: a long file repeats most of them)."""
+    words = [word for word in map(letters, heard.split()) if word]
+    spans: dict[str, set[str]] = {}
+    for start in range(len(words)):
+        run = ""
+        for word in words[start : start + most_words]:
+            run += word
+            spans.setdefault(run[0], set()).add(run)
+    return spans
+
+
+def _best_match(target: str, candidates: Iterable[str]) -> float:
     matcher = SequenceMatcher(autojunk=False)
     matcher.set_seq2(target)
     slack = max(2, len(target) // 2)
     best = 0.0
-    for start in range(len(words)):
-        candidate = ""
-        for end in range(start, min(start + span_words, len(words))):
-            candidate += words[end]
-            if len(candidate) > len(target) + slack:
-                break
-            if len(candidate) < len(target) - slack:
-                continue
-            matcher.set_seq1(candidate)
-            if matcher.real_quick_ratio() < SIMILARITY or matcher.quick_ratio() < SIMILARITY:
-                continue
-            best = max(best, matcher.ratio())
-            if best == 1.0:
-                return best
+    for candidate in candidates:
+        if abs(len(candidate) - len(target)) > slack:
+            continue
+        matcher.set_seq1(candidate)
+        if matcher.real_quick_ratio() < SIMILARITY or matcher.quick_ratio() < SIMILARITY:
+            continue
+        best = max(best, matcher.ratio())
+        if best == 1.0:
+            break
     return best
