@@ -13,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 
-SIMILARITY = 0.55
-"""Letters alike enough ("comfy eye" / "ComfyUI" 0.67, "Shivaun" / "Siobhan" 0.57). A
-false match only costs a second decode with a short list, which measured no worse."""
+SPELLING = 0.8
+"""Letters alike enough on their own ("graphana" / "Grafana" 0.8, "postgres" /
+"PostgreSQL" 0.89)."""
+SOUND = (0.65, 0.85)
+"""Or letters a little alike and consonants very alike ("comfy eye" / "ComfyUI": 0.67
+and 1.0). A false match only costs a second decode with a short list, which measured
+no worse; of the bench's 50-entry list, these match one entry in the 80 sentences and
+phrases of bench/fastpath_corpus.py ("Next slide please" / "Nextcloud")."""
 MAX_CHOSEN = 8
 """At most this many entries in the second decode's prompt (the best matches)."""
 MAX_SPAN_WORDS = 3
@@ -37,46 +42,89 @@ def plausible_entries(heard: str, vocabulary: Sequence[str]) -> list[str]:
     """The entries of ``vocabulary`` that sound like a run of 1..3 words of ``heard``
     (the best ``MAX_CHOSEN``, in the vocabulary's order).
 
-    Alike means: the same first letter (as a phonetic key keeps it), a length within
-    half, and ``SequenceMatcher`` similarity of the letters at least ``SIMILARITY``.
+    Alike means: the same first sound (as a phonetic key keeps it), a length within
+    half, and a ``SequenceMatcher`` similarity of the letters of at least ``SPELLING``,
+    or of ``SOUND`` for the letters and their consonant skeletons (``skeleton``).
     """
     spans = _spans(heard, max([MAX_SPAN_WORDS, *(len(e.split()) + 1 for e in vocabulary)]))
     scores: dict[int, float] = {}
     for index, entry in enumerate(vocabulary):
         target = letters(entry)
         if target:
-            best = _best_match(target, spans.get(target[0], ()))
-            if best >= SIMILARITY:
+            best = _best_match(target, spans.get(skeleton(target)[0], ()))
+            if best > 0:
                 scores[index] = best
     chosen = sorted(scores, key=lambda i: -scores[i])[:MAX_CHOSEN]
     return [vocabulary[i] for i in sorted(chosen)]
 
 
 def _spans(heard: str, most_words: int) -> dict[str, set[str]]:
-    """Every run of 1..``most_words`` words of ``heard`` as letters, by first letter
-    (each distinct run once: a long file repeats most of them)."""
+    """Every run of 1..``most_words`` words of ``heard`` as letters, by the first letter
+    of its sound key (each distinct run once: a long file repeats most of them)."""
     words = [word for word in map(letters, heard.split()) if word]
     spans: dict[str, set[str]] = {}
     for start in range(len(words)):
         run = ""
         for word in words[start : start + most_words]:
             run += word
-            spans.setdefault(run[0], set()).add(run)
+            spans.setdefault(skeleton(run[0]), set()).add(run)
     return spans
 
 
+def skeleton(word: str) -> str:
+    """A rough sound key: the first letter, then the consonants, with the usual spellings
+    of one sound made one ("ph" f, "ck" k, "c" k, "y" i, ...) and doubles made single:
+    "ComfyUI" and "comfy eye" are both "kmf"."""
+    for spelled, sound in SOUNDS:
+        word = word.replace(spelled, sound)
+    if not word:
+        return word
+    consonants = word[0] + "".join(c for c in word[1:] if c not in "aeiou")
+    return "".join(c for i, c in enumerate(consonants) if i == 0 or c != consonants[i - 1])
+
+
+SOUNDS: tuple[tuple[str, str], ...] = (
+    ("ph", "f"),
+    ("ck", "k"),
+    ("q", "k"),
+    ("x", "ks"),
+    ("z", "s"),
+    ("c", "k"),
+    ("w", "u"),
+    ("y", "i"),
+)
+
+
+def _sounds_alike(sounded: SequenceMatcher[str], target: str, candidate: str) -> bool:
+    """Consonant skeletons alike, or the entry's beginning what was heard ("comma" heard
+    as "comment"; not the other way: "read" is not "Redis")."""
+    if len(target) >= 2 and candidate.startswith(target):
+        return True
+    sounded.set_seq1(candidate)
+    return sounded.ratio() >= SOUND[1]
+
+
 def _best_match(target: str, candidates: Iterable[str]) -> float:
-    matcher = SequenceMatcher(autojunk=False)
-    matcher.set_seq2(target)
+    """The best similarity of an alike candidate (0 when none is alike)."""
+    spelled = SequenceMatcher(autojunk=False)
+    spelled.set_seq2(target)
+    sounded = SequenceMatcher(autojunk=False)
+    sound = skeleton(target)
+    sounded.set_seq2(sound)
     slack = max(2, len(target) // 2)
+    low = min(SPELLING, SOUND[0])
     best = 0.0
     for candidate in candidates:
         if abs(len(candidate) - len(target)) > slack:
             continue
-        matcher.set_seq1(candidate)
-        if matcher.real_quick_ratio() < SIMILARITY or matcher.quick_ratio() < SIMILARITY:
+        spelled.set_seq1(candidate)
+        if spelled.real_quick_ratio() < low or spelled.quick_ratio() < low:
             continue
-        best = max(best, matcher.ratio())
-        if best == 1.0:
-            break
+        score = spelled.ratio()
+        if score < SPELLING:
+            if score < SOUND[0]:
+                continue
+            if not _sounds_alike(sounded, sound, skeleton(candidate)):
+                continue
+        best = max(best, score)
     return best

@@ -74,7 +74,8 @@ def test_hotwords_only_with_words() -> None:
     ("heard", "vocabulary", "chosen"),
     [
         ("Then you go into your comfy eye folder", ["Kubernetes", "ComfyUI"], ["ComfyUI"]),
-        ("ask Shivaun about it", ["Siobhan", "Niamh"], ["Siobhan"]),
+        ("we use pie torch", ["Siobhan", "PyTorch"], ["PyTorch"]),
+        ("the cube or net ease cluster", ["Kubernetes"], ["Kubernetes"]),
         ("deploy it on kubernetes today", ["kubernetes", "Kafka"], ["kubernetes"]),
         ("the quick brown fox jumps", ["ComfyUI", "Kubernetes", "Thibault", "PyTorch"], []),
         ("open vs code and graphana", ["VS Code", "Grafana", "Redis"], ["VS Code", "Grafana"]),
@@ -89,7 +90,7 @@ def test_plausible_entries(heard: str, vocabulary: list[str], chosen: list[str] 
 
 
 def test_plausible_entries_are_capped_and_keep_the_list_order() -> None:
-    vocabulary = [f"word{i}" for i in range(20)]
+    vocabulary = [f"wordy{chr(97 + i)}" for i in range(20)]
     found = plausible_entries(" ".join(vocabulary), vocabulary)
     assert len(found) == MAX_CHOSEN and found == sorted(found, key=vocabulary.index)
 
@@ -149,3 +150,13 @@ def test_an_empty_vocabulary_makes_the_same_call_as_none() -> None:
     engine_with(with_empty).transcribe(speech(), {"vocabulary": []})
     engine_with(without).transcribe(speech(), {})
     assert with_empty.calls == without.calls and len(without.calls) == 1
+
+
+def test_ordinary_sentences_match_nothing_of_the_50_entry_list() -> None:
+    """So the bench's sentences are decoded once, exactly as without a vocabulary."""
+    from bench.fastpath_corpus import SENTENCES
+    from bench.vocabulary import VOCABULARY_50
+
+    assert plausible_entries(" ".join(SENTENCES[:40]), list(VOCABULARY_50)) == []
+    heard = "go to comfy eye. " + " ".join(SENTENCES[:40])
+    assert plausible_entries(heard, list(VOCABULARY_50)) == ["ComfyUI"]
