@@ -74,11 +74,12 @@ class Shaper:
     def feed(self, piece: str, final: bool) -> list[Action]:
         """The actions for one committed piece; ``final`` ends the dictation (all held
         text is typed, the next dictation starts without a leading space)."""
+        carried = len(self._held.split())  # words held back from the previous piece
         text = f"{self._held} {piece}".strip() if self._held else piece
         self._held = ""
         if not final:
             text, self._held = self._hold_back(text)
-        erase, typed, start, layout = self._write(self.rules.replacer.apply(text), final)
+        erase, typed, start, layout = self._write(self.rules.replacer.apply(text), final, carried)
         if typed and self.post is not None:
             typed = self.post(typed)
         if typed:
@@ -89,8 +90,11 @@ class Shaper:
         self._layout = Layout(capitalize=layout.capitalize) if final else layout
         return ([Erase(erase)] if erase else []) + to_actions(typed)
 
-    def _write(self, text: str, final: bool) -> tuple[int, str, Layout, Layout]:
-        """(characters to erase first, text to type, layout before it, layout after)."""
+    def _write(self, text: str, final: bool, carried: int) -> tuple[int, str, Layout, Layout]:
+        """(characters to erase first, text to type, layout before it, layout after).
+
+        The first ``carried`` words were said in the previous piece: a "scratch that"
+        right after them takes that piece back, not just them."""
         items = chunks(text)
         table = self.rules.commands
         start = self._layout
@@ -103,15 +107,18 @@ class Shaper:
                 writer.word(items[at])
                 at += 1
                 continue
-            at += match.length
+            said_at, at = at, at + match.length
             if match.command is not Command.SCRATCH_THAT:
                 writer.command(match.command)
-            elif writer.text:
+            elif writer.text and said_at > carried:
                 writer = Writer(start)  # this piece's text so far: never typed
             elif self._history:
                 previous = self._history.pop()
                 erase += previous.chars
                 start = previous.before
+                writer = Writer(start)
+                carried = 0
+            else:
                 writer = Writer(start)
         if final:
             writer.flush()

@@ -259,3 +259,15 @@ def test_unicode_and_very_long_texts() -> None:
     assert out.count("café crème.") == 2000
     long_dictation = " ".join(["word"] * 50000 + ["period"])
     assert shape_text(long_dictation, SPOKEN).endswith("word word.")
+
+
+def test_scratch_that_after_held_words_takes_back_their_whole_piece() -> None:
+    shaper = Shaper(SPOKEN)
+    assert shaper.feed("I want a new", False) == [Type("I want a")]  # "new" held
+    # "new" was said in the previous piece: that whole piece goes
+    assert shaper.feed("scratch that ok", True) == [Erase(len("I want a")), Type("ok")]
+    shaper = Shaper(SPOKEN)
+    shaper.feed("first.", False)
+    assert shaper.feed("I want a new", False) == [Type(". I want a")]
+    # words said in this piece before it: only they go (the held "new" with them)
+    assert shaper.feed("thing scratch that ok", True) == [Type(" ok")]
