@@ -92,3 +92,17 @@ def test_text_is_a_known_section() -> None:
     from whisperd.config import SECTIONS
 
     assert "text" in SECTIONS
+
+
+def test_the_vocabulary_sent_hints_the_command_phrases() -> None:
+    assert load("[text]\nvocabulary = ['ComfyUI']").request_vocabulary() == ["ComfyUI"]
+    spoken = load("[text]\nvocabulary = ['ComfyUI', 'Comma']\nspoken_punctuation = true")
+    sent = spoken.request_vocabulary()
+    assert sent[:2] == ["ComfyUI", "Comma"]  # the user's entries first
+    assert "new line" in sent and "period" in sent and "comma" not in sent  # no duplicate
+    quiet = load("[text]\nspoken_punctuation = true\nhint_commands = false")
+    assert quiet.request_vocabulary() == []
+    german = load("[text]\nspoken_punctuation = true\n[text.commands]\nperiod = ['Punkt']")
+    assert "Punkt" in german.request_vocabulary() and "full stop" not in german.request_vocabulary()
+    many = TextConfig(vocabulary=[f"w{i}" for i in range(100)], spoken_punctuation=True)
+    assert many.request_vocabulary() == many.vocabulary  # never over the limit
