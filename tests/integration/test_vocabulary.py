@@ -99,14 +99,17 @@ def test_a_50_entry_vocabulary_keeps_the_error_rate(daemon: RunningDaemon, tmp_p
     cases = [(p, text) for p, (text, _) in zip(espeak_wavs(tmp_path), SENTENCES, strict=True)]
     cases.append((shared_audio("jfk.flac"), JFK_TEXT))
     reference = " ".join(text for _, text in cases)
-    plain = " ".join(file_text(daemon, p) for p, _ in cases)
-    listed = " ".join(file_text(daemon, p, vocabulary=long_list) for p, _ in cases)
-    streamed = " ".join(stream_text(daemon, pcm_of(p), vocabulary=long_list) for p, _ in cases)
-    base = wer(reference, plain)
-    for name, text in (("file", listed), ("stream", streamed)):
-        rate = wer(reference, text)
-        assert rate <= MAX_WER_50, (name, rate, text)
-        assert rate <= base + MAX_WER_INCREASE, (name, rate, base, text)
+    for path_name, text_of in (("file", file_text), ("stream", stream_of)):
+        plain = wer(reference, " ".join(text_of(daemon, p) for p, _ in cases))
+        listed = " ".join(text_of(daemon, p, vocabulary=long_list) for p, _ in cases)
+        rate = wer(reference, listed)
+        # compared with the same path without a list: files and the fast path differ
+        assert rate <= MAX_WER_50, (path_name, rate, listed)
+        assert rate <= plain + MAX_WER_INCREASE, (path_name, rate, plain, listed)
+
+
+def stream_of(daemon: RunningDaemon, path: Path, **options: Any) -> str:
+    return stream_text(daemon, pcm_of(path), **options)
 
 
 def test_hostile_vocabularies_get_bad_field_and_the_connection_lives(
