@@ -18,8 +18,18 @@ from whisperd.client import (
     Client,
     ClientError,
 )
-from whisperd.config import ClientConfig, ConfigError, load_section, read_toml, socket_path
+from whisperd.config import (
+    ClientConfig,
+    ConfigError,
+    TextConfig,
+    load_section,
+    read_toml,
+    socket_path,
+)
+from whisperd.protocol import MAX_VOCABULARY_ENTRIES, ProtocolError, check_vocabulary
 from whisperd.runtime import UnsafeRuntime
+from whisperd.text import TextRules, shape_pieces
+from whisperd.text.hook import Hook
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode 1-30 s files at their real length, not a padded 30 s window "
         "(dictation's fast path; see docs/fastpath.md)",
     )
+    transcribe.add_argument(
+        "--raw",
+        action="store_true",
+        help="the model's text as it is: no replacements, spoken punctuation or hook "
+        "from [text] (the vocabulary is still sent; docs/text.md)",
+    )
+    transcribe.add_argument(
+        "--vocabulary",
+        action="append",
+        metavar="WORD",
+        help="a word or name the model should expect, added to text.vocabulary (repeatable)",
+    )
 
     commands.add_parser("status", help="model, device, idle timeout, requests served")
     commands.add_parser("load", help="load the model now (warm up)")
@@ -69,8 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def transcribe_options(args: argparse.Namespace) -> dict[str, Any]:
+def transcribe_options(args: argparse.Namespace, text: TextConfig | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {}
+    configured: list[str] = []
+    if text is not None:
+        # --raw: no spoken punctuation, so no command phrases to hint either
+        configured = text.vocabulary if args.raw else text.request_vocabulary()
+    given = check_vocabulary(args.vocabulary or [])  # this run's words come first
+    vocabulary = given + [word for word in configured if word not in given]
+    if vocabulary:
+        options["vocabulary"] = vocabulary[:MAX_VOCABULARY_ENTRIES]
     if args.language:
         options["language"] = args.language
     if args.beam_size:
@@ -108,8 +138,36 @@ class Progress:
             sys.stderr.flush()
 
 
-def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
-    options = transcribe_options(args)
+class Shaping:
+    """[text]'s rules and hook applied to each file's result, unless ``--raw``."""
+
+    def __init__(self, text: TextConfig, raw: bool) -> None:
+        self.rules: TextRules | None = None if raw else text.rules()
+        self.hook: Hook | None = None if raw else text.make_hook()
+
+    def apply(self, result: dict[str, Any]) -> dict[str, Any]:
+        if self.rules is None or (not self.rules.active and self.hook is None):
+            return result
+        model_text = str(result.get("text", ""))
+        segments = result.get("segments")
+        pieces = (
+            [str(s.get("text", "")) for s in segments if isinstance(s, dict)]
+            if (isinstance(segments, list) and segments)
+            else [model_text]
+        )
+        text = shape_pieces(pieces, self.rules)
+        if self.hook is not None:
+            text = self.hook(text)
+        return {**result, "text": text, "raw_text": model_text}
+
+
+def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -> int:
+    try:
+        options = transcribe_options(args, text)
+    except ProtocolError as exc:
+        print(f"whisperctl: --vocabulary: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    shaping = Shaping(text, args.raw)
     several = len(args.files) > 1
     failures = 0
     progress = [Progress(path) for path in args.files]
@@ -128,6 +186,7 @@ def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
             print(f"whisperctl: {path}: {outcome.message}", file=sys.stderr)
             failures += 1
             continue
+        outcome = shaping.apply(outcome)
         if args.json:
             print(json.dumps({"file": path, **outcome}, ensure_ascii=False))
         elif several:
@@ -163,7 +222,7 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
+def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket: str) -> int:
     with Client.connect(
         socket,
         timeout=args.timeout or config.timeout,
@@ -171,7 +230,7 @@ def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
         connect_timeout=config.connect_timeout,
     ) as client:
         if args.command == "transcribe":
-            return cmd_transcribe(client, args)
+            return cmd_transcribe(client, args, text)
         if args.command == "status":
             print(format_status(client.status()))
         elif args.command == "load":
@@ -199,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw = read_toml(args.config)
         config = load_section(raw, "client", ClientConfig)
+        text = load_section(raw, "text", TextConfig)
     except ConfigError as exc:
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run(args, config, str(socket_path(args.socket, raw)))
+        return run(args, config, text, str(socket_path(args.socket, raw)))
     except UnsafeRuntime as exc:  # the runtime directory is not ours: never use it
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -16,14 +16,26 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import Field, dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from whisperd.protocol import DEFAULT_MAX_AUDIO_BYTES, MAX_AUDIO_FRAME
+from whisperd.protocol import (
+    DEFAULT_MAX_AUDIO_BYTES,
+    MAX_AUDIO_FRAME,
+    MAX_VOCABULARY_ENTRIES,
+    MAX_VOCABULARY_ENTRY_CHARS,
+    ProtocolError,
+    check_vocabulary,
+)
+from whisperd.text.commands import DEFAULT_LITERAL_AFTER, Command
+from whisperd.text.hook import Hook
+from whisperd.text.replacements import RuleError
+from whisperd.text.rules import TextRules, replacement_of
 
-SECTIONS = ("client", "daemon", "keys")
-"""The sections config.toml may have (keys: docs/keys.md; the others: docs/configuration.md)."""
+SECTIONS = ("client", "daemon", "keys", "text")
+"""The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; the others:
+docs/configuration.md)."""
 
 MIN_ACTIVATED_IDLE_TIMEOUT = 5.0
 """The shortest idle timeout of a socket-activated daemon (docs/configuration.md): each
@@ -202,6 +214,76 @@ class ClientConfig:
             raise ConfigError("client.connect_timeout", "must be a positive number of seconds")
 
 
+@dataclass
+class TextConfig:
+    """The ``[text]`` section (docs/text.md): read by the clients, which send the
+    vocabulary with each request and apply the other rules to the text they get."""
+
+    vocabulary: list[str] = field(default_factory=list)
+    replacements: list[dict[str, str]] = field(default_factory=list)
+    spoken_punctuation: bool = False
+    hint_commands: bool = True
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    literal_after: list[str] = field(default_factory=lambda: list(DEFAULT_LITERAL_AFTER))
+    hook: list[str] = field(default_factory=list)
+    hook_timeout: float = 5.0
+
+    def validate(self) -> None:
+        try:
+            self.vocabulary = check_vocabulary(self.vocabulary)
+        except ProtocolError as exc:
+            raise ConfigError("text.vocabulary", exc.message) from None
+        for index, entry in enumerate(self.replacements):
+            key = f"text.replacements[{index}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(key, 'must be a table such as {heard = "...", written = "..."}')
+            try:
+                replacement_of(entry).compile()
+            except RuleError as exc:
+                raise ConfigError(key, str(exc)) from None
+        known = {command.value for command in Command}
+        for name, phrases in self.commands.items():
+            if name not in known:
+                raise ConfigError(
+                    f"text.commands.{name}", f"unknown command (known: {', '.join(sorted(known))})"
+                )
+            _need_words(f"text.commands.{name}", phrases)
+        _need_words("text.literal_after", self.literal_after)
+        if self.hook:
+            _need_words("text.hook", self.hook)
+        if not 0.1 <= self.hook_timeout <= 120:
+            raise ConfigError("text.hook_timeout", "must be within 0.1..120 seconds")
+
+    def rules(self) -> TextRules:
+        return TextRules.build(
+            [replacement_of(entry) for entry in self.replacements],
+            self.spoken_punctuation,
+            self.commands,
+            self.literal_after,
+        )
+
+    def request_vocabulary(self) -> list[str]:
+        """What the clients send as the ``vocabulary`` option: the user's entries, then,
+        with spoken punctuation and ``hint_commands``, the command phrases (tiny.en hears
+        "comma" as "comment" unless told to expect it: docs/text.md), at most 100."""
+        entries = list(self.vocabulary)
+        if self.spoken_punctuation and self.hint_commands:
+            seen = {entry.casefold() for entry in entries}
+            for phrase in self.rules().command_phrases():
+                if phrase.casefold() not in seen and len(phrase) <= MAX_VOCABULARY_ENTRY_CHARS:
+                    entries.append(phrase)
+                    seen.add(phrase.casefold())
+        return entries[:MAX_VOCABULARY_ENTRIES]
+
+    def make_hook(self) -> Hook | None:
+        return Hook(self.hook, self.hook_timeout) if self.hook else None
+
+
+def _need_words(key: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(key, "must be a list of non-empty strings")
+
+
 class Section(Protocol):
     """A section's dataclass: typed fields with defaults and a ``validate`` method."""
 
@@ -212,15 +294,22 @@ class Section(Protocol):
 
 _Section = TypeVar("_Section", bound=Section)
 
-_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
 
 
 def _accepted_types(field: Field[Any]) -> tuple[type, ...]:
     """The Python types a field takes, from its annotation ("float", "str | int",
-    "list[str]")."""
+    "list[str]", "dict[str, list[str]]")."""
     annotation = field.type if isinstance(field.type, str) else field.type.__name__
     names = [part.strip() for part in annotation.split("|")]
-    return tuple(list if name.startswith("list") else _TYPES[name] for name in names)
+    return tuple(_TYPES[name.split("[")[0]] for name in names)
 
 
 def _coerce(key: str, value: Any, field: Field[Any]) -> Any:

@@ -110,7 +110,51 @@ class Engine:
         cancelled: Callable[[], bool] | None = None,
         offset: float = 0.0,
     ) -> Transcription:
-        """Transcribe 16 kHz mono audio; segment times are shifted by ``offset`` seconds."""
+        """Transcribe 16 kHz mono audio; segment times are shifted by ``offset`` seconds.
+
+        With a ``vocabulary``, the audio is decoded without it first and again with the
+        entries that sound like something heard, if any (``vocabulary.py``).
+        """
+        vocabulary = options.get("vocabulary") or []
+        if not vocabulary:
+            return self._transcribe_once(audio, options, on_segment, cancelled, offset)
+        plain = {name: value for name, value in options.items() if name != "vocabulary"}
+        first = self._transcribe_once(audio, plain, None, cancelled, offset)
+        return self._with_vocabulary(audio, first, vocabulary, plain, on_segment, cancelled, offset)
+
+    def _with_vocabulary(
+        self,
+        audio: Samples,
+        first: Transcription,
+        vocabulary: list[str],
+        plain: dict[str, Any],
+        on_segment: SegmentCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """``first`` (decoded without the vocabulary), or the audio decoded again with the
+        entries that sound like something in it."""
+        from whisperd.engine.vocabulary import plausible_entries
+
+        chosen = plausible_entries(first.text, vocabulary)
+        if not chosen or (cancelled is not None and cancelled()):
+            for item in first.segments:
+                if on_segment is not None:
+                    on_segment(item)
+            return first
+        log.debug("vocabulary: %d of %d entries plausible", len(chosen), len(vocabulary))
+        options = {**plain, "vocabulary": chosen}
+        return self._transcribe_once(audio, options, on_segment, cancelled, offset)
+
+    def _transcribe_once(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        on_segment: SegmentCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        """One decode with ``options`` (hotwords from its ``vocabulary``, if any)."""
         duration = duration_of(audio.size)
         skipped = self.prefilter(audio)
         if skipped is not None:
@@ -130,6 +174,7 @@ class Engine:
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
             word_timestamps=bool(options.get("word_timestamps", False)),
+            **vocabulary_options(options),
         )
         segments: list[Segment] = []
         for decoded in segments_iter:
@@ -184,6 +229,7 @@ class Engine:
             language=self._language(options),
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
+            hotwords=hotwords_of(options),
         )
         if result is None:
             return None
@@ -213,6 +259,15 @@ class Engine:
         """
         from whisperd.engine import packing
 
+        vocabulary = options.get("vocabulary") or []
+        if vocabulary:
+            # Packed without the list, then each clip again with what it plausibly said.
+            plain = {name: value for name, value in options.items() if name != "vocabulary"}
+            firsts = self.transcribe_many(audios, plain)
+            return [
+                self._with_vocabulary(audio, first, vocabulary, plain)
+                for audio, first in zip(audios, firsts, strict=True)
+            ]
         results: list[Transcription | None] = [None] * len(audios)
         # Clips the prefilter skips are left to `transcribe`, which reports why.
         eligible = [i for i, audio in enumerate(audios) if self.prefilter(audio) is None]
@@ -266,6 +321,25 @@ class Engine:
             "device": self.device.device if self.device else None,
             "compute_type": self.device.compute_type if self.device else None,
         }
+
+
+def hotwords_of(options: dict[str, Any]) -> str | None:
+    """The ``vocabulary`` of one decode as faster-whisper's ``hotwords``, None when empty.
+
+    Hotwords, not the initial prompt: the same text on one window (bench/vocabulary.py),
+    but repeated in every window of a long file, and beside the earlier text a stream is
+    conditioned on (``initial_prompt``) rather than in its place (docs/text.md).
+    """
+    from whisperd.engine.vocabulary import hotwords_text
+
+    return hotwords_text(options.get("vocabulary") or [])
+
+
+def vocabulary_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``hotwords`` for ``WhisperModel.transcribe`` only when there is a vocabulary, so
+    that a request without one makes exactly the call it made before."""
+    hotwords = hotwords_of(options)
+    return {} if hotwords is None else {"hotwords": hotwords}
 
 
 def _rms(audio: Samples) -> float:

@@ -52,6 +52,8 @@ from whisperd.protocol.replies import (
     reply_message,
 )
 from whisperd.protocol.requests import (
+    MAX_VOCABULARY_ENTRIES,
+    MAX_VOCABULARY_ENTRY_CHARS,
     TRANSCRIBE_OPTION_TYPES,
     Audio,
     Cancel,
@@ -63,6 +65,7 @@ from whisperd.protocol.requests import (
     Simple,
     Transcribe,
     audio_size,
+    check_vocabulary,
     loose_request_id,
     parse_request,
 )
@@ -88,13 +91,15 @@ __all__ = [
     "decode_message",
     "check_length",
     "read_frame",
-    "read_frame",
     "recv_exactly",
     "recv_message",
     "send_message",
     "send_audio",
     "PcmFormat",
     "TRANSCRIBE_OPTION_TYPES",
+    "MAX_VOCABULARY_ENTRIES",
+    "MAX_VOCABULARY_ENTRY_CHARS",
+    "check_vocabulary",
     "Hello",
     "Simple",
     "Load",

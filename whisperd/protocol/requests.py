@@ -39,7 +39,13 @@ TRANSCRIBE_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "vad_filter": (bool,),
     "word_timestamps": (bool,),
     "fast_short_audio": (bool,),
+    "vocabulary": (list,),
 }
+
+# Words and names the model should expect (docs/text.md). Whisper reads at most 223
+# prompt tokens of them, so longer lists only cost; each entry is a word or a short name.
+MAX_VOCABULARY_ENTRIES: Final = 100
+MAX_VOCABULARY_ENTRY_CHARS: Final = 64
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,36 @@ def _transcribe_options(msg: dict[str, Any], rid: RequestId) -> dict[str, Any]:
     beam = options.get("beam_size")
     if beam is not None and not 1 <= beam <= 20:
         raise ProtocolError(ErrorCode.BAD_FIELD, "option 'beam_size' must be within 1..20", rid)
+    if "vocabulary" in options:
+        options["vocabulary"] = check_vocabulary(options["vocabulary"], rid)
     return options
+
+
+def check_vocabulary(value: list[Any], rid: RequestId = None) -> list[str]:
+    """The ``vocabulary`` option checked: at most 100 entries of 1..64 characters, text
+    without control characters (they would reach the model's prompt)."""
+    if len(value) > MAX_VOCABULARY_ENTRIES:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"option 'vocabulary' has {len(value)} entries; at most {MAX_VOCABULARY_ENTRIES}",
+            rid,
+        )
+    for entry in value:
+        if not isinstance(entry, str):
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "option 'vocabulary' must be a list of strings", rid
+            )
+        if not entry.strip() or len(entry) > MAX_VOCABULARY_ENTRY_CHARS:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"each vocabulary entry must have 1..{MAX_VOCABULARY_ENTRY_CHARS} characters",
+                rid,
+            )
+        if not entry.isprintable():
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "vocabulary entries must not hold control characters", rid
+            )
+    return [str(entry) for entry in value]
 
 
 def audio_size(msg: dict[str, Any], rid: RequestId) -> int:

@@ -1,0 +1,127 @@
+"""Spoken punctuation with the real model: espeak-ng says the commands, the daemon
+transcribes, the Shaper turns the pieces into key actions, and a recording keyboard shows
+what an application would receive (Enter included). Words are compared loosely: the
+model's exact text is not pinned."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunningDaemon, espeak, words
+from whisperd.client import Client
+from whisperd.config import TextConfig
+from whisperd.text import Shaper, shape_pieces
+
+# The words said; espeak-ng pauses at the commas, as someone dictating pauses briefly.
+SAID = "Hello, comma, world, new line, bye, period."
+COMMAND_WORDS = {"comma", "new", "line", "period"}
+SPOKEN = TextConfig(spoken_punctuation=True)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return espeak(SAID, tmp_path_factory.mktemp("spoken") / "commands.wav", speed=140)
+
+
+def dictate(daemon: RunningDaemon, path: Path) -> list[str]:
+    """The wav streamed as whisperd-keys streams (PCM, its options); the pieces the
+    daemon sends (segments), or the result's text when it sent none."""
+    with wave.open(str(path)) as wav:
+        pcm, rate = wav.readframes(wav.getnframes()), wav.getframerate()
+    with Client.connect(str(daemon.socket_path), timeout=120, autostart=False) as client:
+        pieces: list[str] = []
+        # whisperd-keys' options, with the vocabulary the [text] section sends
+        options = {"without_timestamps": True, "vocabulary": SPOKEN.request_vocabulary()}
+        stream = client.start_stream(rate, 1, "s16le", options)
+        for start in range(0, len(pcm), 6400):
+            stream.send(pcm[start : start + 6400])
+        result = stream.finish(lambda segment: pieces.append(str(segment["text"])))
+    return pieces or [str(result["text"])]
+
+
+def check_shaped(text: str, heard_as: object) -> None:
+    """ "Hello, world" Enter "Bye.": the marks and the line break, the words loosely."""
+    why = f"typed {text!r} for the model's {heard_as!r}"
+    first, newline, second = text.partition("\n")
+    assert newline, why
+    assert first.count(",") == 1 and not first.rstrip().endswith(","), why
+    assert second.rstrip().endswith(".") and "," not in second, why
+    assert not COMMAND_WORDS & set(words(text)), why
+    said = words(text)
+    assert "world" in said and said.index("world") < len(words(first)), why
+
+
+def test_dictation_types_punctuation_and_presses_enter(daemon: RunningDaemon, spoken: Path) -> None:
+    pytest.importorskip("evdev")
+    from evdev import ecodes
+
+    from whisperd.keys.layout import CharMap, LayoutName, decode
+    from whisperd.keys.typer import Typer
+    from whisperd.keys.virtual import RecordingKeyboard
+    from whisperd.text.keyboard import perform
+
+    pieces = dictate(daemon, spoken)
+    shaper = Shaper(SPOKEN.rules())
+    actions = [a for i, p in enumerate(pieces) for a in shaper.feed(p, i == len(pieces) - 1)]
+    keyboard = RecordingKeyboard()
+    charmap = CharMap.for_layout(LayoutName("us"))
+    perform(actions, Typer(keyboard, charmap, delay=0))
+    assert (ecodes.KEY_ENTER, 1) in keyboard.events
+    assert keyboard.held() == frozenset()
+    typed = decode(charmap.keymap, keyboard.events)
+    check_shaped(typed, pieces)
+    # the same pieces shaped as a whole give the same text
+    assert shape_pieces(pieces, SPOKEN.rules()) == typed
+
+
+def whisperctl(tmp_path: Path, daemon: RunningDaemon, config: str, *args: str) -> str:
+    (tmp_path / "whisperd").mkdir(exist_ok=True)
+    (tmp_path / "whisperd" / "config.toml").write_text(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_whisperctl_applies_the_rules_unless_raw(
+    daemon: RunningDaemon, spoken: Path, tmp_path: Path
+) -> None:
+    config = (
+        "[text]\nspoken_punctuation = true\n"
+        'replacements = [{ heard = "bye", written = "Goodbye" }]\n'
+    )
+    shaped = whisperctl(tmp_path, daemon, config, "transcribe", str(spoken)).rstrip("\n")
+    raw = whisperctl(tmp_path, daemon, config, "transcribe", "--raw", str(spoken))
+    check_shaped(shaped, raw)
+    assert "Goodbye" in shaped or "bye" not in words(shaped), repr(shaped)
+    assert "\n" not in raw.rstrip("\n") and "Goodbye" not in raw, repr(raw)
+
+
+def test_whisperctl_runs_the_hook(daemon: RunningDaemon, spoken: Path, tmp_path: Path) -> None:
+    upper = tmp_path / "upper.sh"
+    upper.write_text("#!/bin/sh\ntr a-z A-Z\n")
+    upper.chmod(0o755)
+    failing = tmp_path / "fail.sh"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    raw = whisperctl(tmp_path, daemon, "", "transcribe", str(spoken)).strip()
+    hooked = whisperctl(
+        tmp_path, daemon, f'[text]\nhook = ["{upper}"]\n', "transcribe", str(spoken)
+    )
+    assert hooked.strip() == raw.upper()
+    failed = whisperctl(
+        tmp_path, daemon, f'[text]\nhook = ["{failing}"]\n', "transcribe", str(spoken)
+    )
+    assert failed.strip() == raw
