@@ -43,6 +43,13 @@ else
   echo "clean-root.sh: no test audio at $AUDIO: the tests that need it will skip" >&2
 fi
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The one thing taken from this machine's environment: when its network needs a CA bundle of
+# its own for HTTPS (PIP_CERT, e.g. an intercepting proxy), pip in the root gets a copy of it.
+export PIP_CERT_INSIDE=""
+if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
+  mkdir -p "$ROOT/etc/ssl"; cp -L "$PIP_CERT" "$ROOT/etc/ssl/host-network-ca.crt"
+  PIP_CERT_INSIDE=/etc/ssl/host-network-ca.crt
+fi
 echo "@@STEP clone $((SECONDS - t)) 0"
 
 # Inside: private mount and PID namespaces (every process it starts dies with it, every
@@ -62,6 +69,7 @@ inside() {
     mount --bind "$CACHE/pip" "$R/root/.cache/pip"
     exec chroot "$R" /usr/bin/env -i HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 \
       PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin CI="${CI:-}" \
+      ${PIP_CERT_INSIDE:+PIP_CERT=$PIP_CERT_INSIDE} \
       /bin/bash -c "cd /root/whisperd && $*"
   ' inside "$ROOT" "$CACHE" "$@"
 }
