@@ -1,4 +1,5 @@
-"""``whisperd-keys``: hold a key, speak, release, and the words are typed where the cursor is.
+"""The whisperd-keys program: hold a key, speak, release, and the words are typed where the
+cursor is. Started through whisperd.keys.main, which first checks that the keys extra is there.
 
 Command-line options override the ``[keys]`` section of config.toml (docs/keys.md).
 """
