@@ -4,7 +4,7 @@
 # 1. a bare Debian 12 root (debootstrap --variant=minbase: no Python, no compiler, nothing of
 #    ours), cached by debootstrap.sh and used read-only as the lower layer of an overlay, so
 #    each run starts from the same clean state;
-# 2. a `git clone` of this repository's HEAD into /root/whisperd of that root, the test audio
+# 2. a `git clone` of this repository's HEAD (or $WHISPERD_CLEAN_ROOT_REF) into /root/whisperd of that root, the test audio
 #    copied beside it as /root/shared/audio (the layout a developer has);
 # 3. inside it (chroot in private mount and PID namespaces, a clean environment, network to
 #    the package registries), as a new user would:
@@ -34,7 +34,10 @@ cleanup() { umount -R "$ROOT" 2>/dev/null || umount -l "$ROOT" 2>/dev/null || tr
 trap cleanup EXIT
 
 t=$SECONDS
+# WHISPERD_CLEAN_ROOT_REF: another commit to test (e.g. one that breaks install.sh on purpose)
+REF=$(git -C "$REPO" rev-parse "${WHISPERD_CLEAN_ROOT_REF:-HEAD}")
 git clone -q --no-hardlinks "$REPO" "$ROOT/root/whisperd"
+git -C "$ROOT/root/whisperd" checkout -q "$REF"
 echo "clean-root.sh: cloned $(git -C "$ROOT/root/whisperd" log -1 --format='%h %s' | cut -c1-80)"
 if [ -d "$AUDIO" ]; then
   mkdir -p "$ROOT/root/shared"
