@@ -83,7 +83,7 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
     if os.geteuid() != 0:
         pytest.skip("needs root: debootstrap, chroot, dpkg-buildpackage")
     if os.environ.get("WHISPERD_SKIP_VM"):
-        pytest.skip("WHISPERD_SKIP_VM is set (the VM run takes ~15 min under TCG)")
+        pytest.skip("WHISPERD_SKIP_VM is set (the .deb, the VM base and the VM take ~15 min)")
     missing = [
         t
         for t in (
