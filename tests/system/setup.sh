@@ -32,5 +32,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   echo "setup.sh: all ${#PKGS[@]} packages already installed"
 fi
-mkdir -p /var/cache/whisperd-systest
+mkdir -p "${WHISPERD_SYSTEST_CACHE:-/var/cache/whisperd-systest}"
 echo "setup.sh: system test prerequisites present"
