@@ -4,7 +4,7 @@
 
 Run by ``python -m bench`` in a process of its own. The real ``whisperd-keys`` needs
 /dev/input (keyboards) and /dev/uinput (typing); where those are missing, this runs the
-real ``DictationService`` main loop with the same modules imported (``whisperd.keys.main``)
+real ``DictationService`` main loop with the same modules imported (``whisperd.keys.app``)
 and doubles for the keyboards (``poll`` blocks for the service's POLL_SECONDS, as select()
 on the devices would), the microphone and the virtual keyboard. Prints one JSON line.
 """
@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-import whisperd.keys.main  # noqa: F401 - the modules the real program has loaded
+import whisperd.keys.app  # noqa: F401 - the modules the real program has loaded
 from bench.daemon import rss_kib
 from bench.dictation import IdleSource, RealtimeRecorder
 from whisperd.keys.config import KeysConfig

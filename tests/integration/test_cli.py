@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JFK_TEXT, RunningDaemon, espeak, shared_audio, words
+from tests.conftest import RunningDaemon, assert_heard_jfk, espeak, shared_audio, words
 
 
 def whisperctl(
@@ -51,7 +51,7 @@ def test_transcribe_prints_the_jfk_sentence(daemon: RunningDaemon) -> None:
     jfk = shared_audio("jfk.flac")
     done = whisperctl("--socket", str(daemon.socket_path), "transcribe", str(jfk))
     assert done.returncode == 0, done.stderr
-    assert words(done.stdout) == words(JFK_TEXT)
+    assert_heard_jfk(done.stdout)  # bounded WER
     assert done.stderr == ""  # no progress noise when stderr is not a terminal
 
 
@@ -180,7 +180,7 @@ def test_fast_flag_takes_the_unpadded_path(daemon: RunningDaemon) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["decoder"] == "unpadded"
-    assert words(result["text"]) == words(JFK_TEXT)
+    assert_heard_jfk(result["text"])  # bounded WER
 
 
 def test_many_files_in_order_with_bad_ones_among_them(

@@ -1,6 +1,8 @@
 """Drafts: a stream is transcribed during the user's pauses, so a release after a pause
 costs no decoding. Real daemon, real model, audio sent at real-time pace as whisperd-keys
-does."""
+does. Texts: the draft's answer is compared with the same audio decoded without drafts (two
+paths, one machine), and with the spoken sentences within a bounded number of word errors
+(CPU-independent)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import RunningDaemon, espeak, start_daemon, stop_daemon, words
+from tests.conftest import RunningDaemon, assert_heard, espeak, start_daemon, stop_daemon, words
 from whisperd.client import Client
 
 FIRST = "Please send the invoice to the finance team today."
 SECOND = "The meeting moved to Thursday afternoon."
 RATE = 16000
 BLOCK = 0.02  # whisperd-keys sends 20 ms blocks
+MAX_WORD_ERRORS = 1  # against the spoken sentences (exact text differs between CPUs)
 
 
 def samples_of(path: Path) -> np.ndarray:
@@ -72,13 +75,16 @@ def no_drafts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemo
 
 
 def test_a_release_after_a_pause_answers_with_the_draft(
-    daemon: RunningDaemon, speech: tuple[np.ndarray, np.ndarray]
+    daemon: RunningDaemon, no_drafts: RunningDaemon, speech: tuple[np.ndarray, np.ndarray]
 ) -> None:
     first, _ = speech
-    result = dictate(daemon, np.concatenate([quiet(0.2), first, quiet(1.0)]))
+    audio = np.concatenate([quiet(0.2), first, quiet(1.0)])
+    result = dictate(daemon, audio)
     assert result["draft"] is True
     assert result["timings"]["draft_decode"] > 0
-    assert words(result["text"]) == words(FIRST)
+    assert_heard(FIRST, result["text"], MAX_WORD_ERRORS)
+    # the draft answers what the whole recording, decoded at release, says
+    assert words(result["text"]) == words(dictate(no_drafts, audio)["text"])
 
 
 def test_speech_after_the_pause_is_not_lost(
@@ -89,7 +95,7 @@ def test_speech_after_the_pause_is_not_lost(
     result = dictate(daemon, audio)
     assert result["draft"] is False  # a draft of the first sentence was made, not used
     assert result["timings"]["draft_decode"] > 0
-    assert words(result["text"]) == words(FIRST + " " + SECOND)
+    assert_heard(FIRST + " " + SECOND, result["text"], MAX_WORD_ERRORS)
 
 
 def test_a_soft_last_word_after_the_pause_is_not_lost(
@@ -109,4 +115,4 @@ def test_drafts_can_be_turned_off(
     result = dictate(no_drafts, np.concatenate([quiet(0.2), first, quiet(1.0)]))
     assert result["draft"] is False
     assert result["timings"]["draft_decode"] == 0
-    assert words(result["text"]) == words(FIRST)
+    assert_heard(FIRST, result["text"], MAX_WORD_ERRORS)

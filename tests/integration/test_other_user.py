@@ -193,8 +193,8 @@ def test_whisperd_keys_refuses_the_impostor_too(tmp_path: Path) -> None:
     """whisperd-keys connects through the same client: nothing recorded goes out, and
     nothing comes back to be typed."""
     from whisperd.client import UntrustedDaemon
+    from whisperd.keys.app import client_factory
     from whisperd.keys.config import KeysConfig
-    from whisperd.keys.main import client_factory
 
     path, attacker = impostor_on_victims_socket(tmp_path)
     try:

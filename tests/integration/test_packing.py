@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bench.packing import transcribe_clips, transcribe_single
-from tests.integration.support import SENTENCES, espeak_wav, wer, words
+from tests.conftest import espeak
+from tests.integration.support import SENTENCES, wer, words
 from whisperd.audio import decode_file
 from whisperd.config import DaemonConfig
 from whisperd.engine import Engine, Transcription, packing, resolve_model
@@ -33,7 +34,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
     folder = tmp_path_factory.mktemp("packing")
     speeds = (150, 170)  # two speeds, so the clips differ in length
     return [
-        decode_file(espeak_wav(text, folder / f"c{i}.wav", speeds[i % 2]).read_bytes())
+        decode_file(espeak(text, folder / f"c{i}.wav", speed=speeds[i % 2]).read_bytes())
         for i, (text, _) in enumerate(SENTENCES[:COUNT])
     ]
 

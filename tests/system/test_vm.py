@@ -33,12 +33,20 @@ def run(cmd: list[str], timeout: float, what: str) -> str:
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
+# Under TCG every decode costs minutes, in proportion to the window the model encodes: the
+# VM hears only the 5.2 s of jfk.flac that say WORDS (the fast path then encodes a 10 s
+# window instead of 30 s). What the words are is checked on the host; the VM proves that
+# the packaged model runs offline, through socket activation and the real input stack.
+JFK_CUT = ("3.0", "5.2")  # sox trim START LENGTH: "ask not what your country can do for you"
+
+
 def speech(work: Path) -> tuple[Path, str]:
-    """The spoken sentence: jfk.flac from the test audio, else espeak-ng saying its words."""
+    """The spoken phrase: 5.2 s of jfk.flac from the test audio, else espeak-ng saying it."""
     wav = work / "speech.wav"
     jfk = test_audio_dir() / "jfk.flac"
     if jfk.exists():
-        run(["sox", str(jfk), "-r", "16000", "-c", "1", "-b", "16", str(wav)], 120, "sox")
+        cmd = ["sox", str(jfk), "-r", "16000", "-c", "1", "-b", "16", str(wav), "trim", *JFK_CUT]
+        run(cmd, 120, "sox")
         return wav, WORDS
     run(
         [
@@ -47,7 +55,7 @@ def speech(work: Path) -> tuple[Path, str]:
             "140",
             "-w",
             str(work / "espeak.wav"),
-            "And so, ask not what your country can do for you.",
+            "Ask not what your country can do for you.",
         ],
         60,
         "espeak-ng",
@@ -75,7 +83,7 @@ def vm(request: pytest.FixtureRequest) -> VmRun:
     if os.geteuid() != 0:
         pytest.skip("needs root: debootstrap, chroot, dpkg-buildpackage")
     if os.environ.get("WHISPERD_SKIP_VM"):
-        pytest.skip("WHISPERD_SKIP_VM is set (the VM run takes ~25 min under TCG)")
+        pytest.skip("WHISPERD_SKIP_VM is set (the .deb, the VM base and the VM take ~15 min)")
     missing = [
         t
         for t in (

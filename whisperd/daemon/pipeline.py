@@ -216,7 +216,7 @@ def packable_peers(
     """Short files queued behind this one on its connection, same options, decoded.
 
     Whisper pays for a 30 s window whatever the audio's length, so short files are
-    transcribed together in shared windows (whisperd/packing.py); a client that sends
+    transcribed together in shared windows (whisperd/engine/packing.py); a client that sends
     several files before reading results (whisperctl does) gets this. One-at-a-time
     requests never wait for company.
     """

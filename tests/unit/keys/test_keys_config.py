@@ -8,7 +8,7 @@ import pytest
 from evdev import ecodes
 
 from whisperd.config import ConfigError
-from whisperd.keys import main as keys_main
+from whisperd.keys import app as keys_main
 from whisperd.keys.config import KeysConfig, apply_overrides, load_keys_config
 from whisperd.keys.keynames import KeyNameError, key_code, key_name, parse_combo
 

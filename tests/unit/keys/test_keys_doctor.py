@@ -126,14 +126,14 @@ def test_run_doctor_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_collect_asks_cuda_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     ok = Check(Status.OK, "x", "")
-    for name in ("check_uinput", "check_socket"):
+    for name in ("check_keys_extra", "check_uinput", "check_socket"):
         monkeypatch.setattr(doctor, name, lambda: ok)
     monkeypatch.setattr(doctor, "check_keyboards", lambda code: [ok])
     monkeypatch.setattr(doctor, "check_audio", lambda device: ok)
     monkeypatch.setattr(doctor, "check_units", lambda: [ok])
     monkeypatch.setattr(doctor, "check_model", lambda spec: ok)
     monkeypatch.setattr(doctor, "check_cuda", lambda: Check(Status.FAIL, "CUDA/cuDNN", "none"))
-    assert len(doctor.collect({})) == 6
+    assert len(doctor.collect({})) == 7
     assert doctor.collect({"daemon": {"device": "cuda"}})[-1].name == "CUDA/cuDNN"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperd.keys import main as keys_main
+from whisperd.keys import app as keys_main
 from whisperd.keys.audio import AudioUnavailable
 from whisperd.keys.layout import CharMap, LayoutName, decode
 from whisperd.keys.virtual import RecordingKeyboard

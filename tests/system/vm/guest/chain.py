@@ -219,7 +219,7 @@ def main() -> int:
     released = time.monotonic()
     if play.returncode != 0:
         print("paplay failed:", play.stderr, flush=True)
-    typed = wait_typing(out, mark, 6.0, 1500, journal_mark)
+    typed = wait_typing(out, mark, 6.0, 1750, journal_mark)  # keys timeout: 1800 s
     text = decode(typed)
     first = typed[0][0] - released if typed else -1
     last = typed[-1][0] - released if typed else -1
