@@ -16,6 +16,14 @@ from pathlib import Path
 import av
 import numpy as np
 
+# Formats and codecs the decoder refuses (not in its whitelists), same shape as SEEDS.
+REFUSED: dict[str, tuple[str, str, int, str]] = {
+    "wav_adpcm_ms": ("wav", "adpcm_ms", 16000, "mono"),
+    "wav_mp2": ("wav", "mp2", 16000, "mono"),
+    "au": ("au", "pcm_s16be", 16000, "mono"),
+    "caf": ("caf", "pcm_s16le", 16000, "mono"),
+}
+
 # name: (container format, encoder, sample rate, layout)
 SEEDS: dict[str, tuple[str, str, int, str]] = {
     "wav": ("wav", "pcm_s16le", 16000, "mono"),
@@ -39,7 +47,7 @@ def signal(rate: int, channels: int, seconds: float, seed: int = 0) -> np.ndarra
 
 
 def encode(name: str, seconds: float = 2.0) -> bytes:
-    container_format, codec, rate, layout = SEEDS[name]
+    container_format, codec, rate, layout = SEEDS.get(name) or REFUSED[name]
     channels = 2 if layout == "stereo" else 1
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as container:

@@ -50,6 +50,11 @@ def decode_file(
     return samples
 
 
+def prepare_file_decoder() -> None:
+    """Start a decoder process ahead of a file (cheap; a no-op when one is ready)."""
+    sandbox.prepare()
+
+
 def decode_pcm(data: bytes, fmt: PcmFormat) -> Samples:
     """All of a PCM buffer at once (the streaming decoder does the work)."""
     decoder = PcmStreamDecoder(fmt)

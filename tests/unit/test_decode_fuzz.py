@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import os
-import resource
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 from tests import audio_fuzz
 from whisperd.audio import SAMPLE_RATE, BadAudio, decode_file
+from whisperd.decoding import sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_mutated_files_of_every_format_give_samples_or_a_typed_error() -> None:
         outcomes["samples"] += 1
     cases = sum(outcomes.values())
     assert cases == PER_SEED * len(seeds)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    peak = sandbox.stats.peak_kib // 1024
     print(
         f"\ndecode fuzz: {cases} mutants of {len(seeds)} formats in "
         f"{time.monotonic() - started:.0f} s; decoder process peak RSS {peak} MiB; "

@@ -76,6 +76,20 @@ def test_every_accepted_format_decodes(name: str) -> None:
     assert abs(out.size - 2 * SAMPLE_RATE) < SAMPLE_RATE // 20  # codec padding at most
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("wav_adpcm_ms", "the audio codec 'adpcm_ms' is not accepted"),
+        ("wav_mp2", "the audio codec 'mp2' is not accepted"),
+        ("au", "not an accepted format"),
+        ("caf", "not an accepted format"),
+    ],
+)
+def test_formats_and_codecs_outside_the_whitelists_are_refused(name: str, message: str) -> None:
+    with pytest.raises(BadAudio, match=message):
+        decode_file(audio_fuzz.encode(name, seconds=0.5))
+
+
 # --- item 3: decompression bombs ------------------------------------------------------------
 
 
@@ -215,7 +229,8 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     path = tmp_path / "fake_worker.py"
     monkeypatch.setattr(sandbox, "WORKER", path)
     monkeypatch.setattr(sandbox, "CPU_BASE_SECONDS", 1)
-    monkeypatch.setattr(sandbox, "WALL_SLACK_SECONDS", 1)
+    # Time enough that the CPU limit comes first on a loaded machine; "hang" shortens it.
+    monkeypatch.setattr(sandbox, "WALL_SLACK_SECONDS", 60)
     yield path
     sandbox._pool.close()
 
@@ -233,10 +248,13 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 def test_a_failing_decoder_is_a_typed_error_logged_without_content(
     fake_worker: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
     action: str,
     error: type[BadAudio],
     message: str,
 ) -> None:
+    if action == "hang":
+        monkeypatch.setattr(sandbox, "WALL_SLACK_SECONDS", 1)
     decoding = str(Path(sandbox.__file__).parent)
     fake_worker.write_text(FAKE_WORKER.format(decoding=decoding, action=ACTIONS[action]))
     secret = b"SECRET-AUDIO-CONTENT" * 50
@@ -261,3 +279,19 @@ def test_a_decoder_process_serves_one_file() -> None:
     decode_file(data)
     assert first is not None and first.wait(timeout=10) == 0  # used, and gone
     assert sandbox._pool._spare is not None and sandbox._pool._spare is not first
+
+
+def test_an_infinite_limit_is_a_week() -> None:
+    assert decode_file(audio_fuzz.encode("wav", seconds=0.5), max_seconds=float("inf")).size == 8000
+
+
+def test_prepare_starts_one_decoder_process_ahead() -> None:
+    from whisperd.audio import prepare_file_decoder
+
+    sandbox._pool.close()
+    prepare_file_decoder()
+    spare = sandbox._pool._spare
+    prepare_file_decoder()
+    assert spare is not None and sandbox._pool._spare is spare and spare.poll() is None
+    decode_file(audio_fuzz.encode("wav", seconds=0.5))
+    assert spare.wait(timeout=10) == 0  # it decoded that file

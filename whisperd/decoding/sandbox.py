@@ -41,6 +41,8 @@ CPU_SECONDS_PER_AUDIO_SECOND = 1 / 60
 # model shares the cores) and a margin.
 WALL_SLACK_SECONDS = 10
 POLL_SECONDS = 0.1
+# daemon.max_audio_seconds may be infinite; a week is more than anyone transcribes.
+LONGEST_SECONDS = 7 * 24 * 3600.0
 
 
 class Cancelled(BadAudio):
@@ -117,6 +119,24 @@ _pool = Pool()
 atexit.register(_pool.close)
 
 
+@dataclass
+class Stats:
+    """Since the daemon started: files decoded or refused, and the highest peak resident
+    memory a decoder process reported (KiB)."""
+
+    files: int = 0
+    peak_kib: int = 0
+
+
+stats = Stats()
+
+
+def prepare() -> None:
+    """Have a decoder process ready (say when a file upload starts): the first file after
+    the daemon starts then does not wait for Python and PyAV to load."""
+    _pool.replenish()
+
+
 def decode(
     data: bytes, max_seconds: float, cancelled: Callable[[], bool] | None = None
 ) -> list[bytes]:
@@ -126,6 +146,7 @@ def decode(
     when ``cancelled()`` turns true, BadAudio for anything else that goes wrong — including
     the process crashing, running out of its memory or CPU time, or hanging.
     """
+    max_seconds = min(max_seconds, LONGEST_SECONDS)
     max_samples = int(max_seconds * worker.SAMPLE_RATE)
     cpu = int(CPU_BASE_SECONDS + max_seconds * CPU_SECONDS_PER_AUDIO_SECOND)
     job = worker.Job(len(data), max_samples, cpu, MEMORY_HEADROOM)
@@ -212,6 +233,8 @@ def parse_records(buffer: bytearray, outcome: Outcome) -> None:
             outcome.samples += length // worker.SAMPLE_BYTES
         elif kind in (b"D", b"E"):
             record = json.loads(payload)
+            stats.files += 1
+            stats.peak_kib = max(stats.peak_kib, int(record.get("peak_kib", 0)))
             if kind == b"D":
                 outcome.facts = record
             else:

@@ -106,13 +106,14 @@ def main() -> int:
     try:
         facts = decode(data, job.max_samples, lambda chunk: send(out, b"A", chunk))
     except Refused as exc:
-        send(out, b"E", json.dumps({"code": exc.code, "message": exc.message}).encode())
+        refusal = {"code": exc.code, "message": exc.message, "peak_kib": status_kib("VmHWM")}
+        send(out, b"E", json.dumps(refusal).encode())
         return 0
     except MemoryError:
         message = "decoding the audio file needs more memory than the decoder is allowed"
         send(out, b"E", json.dumps({"code": "bad_audio", "message": message}).encode())
         return 0
-    send(out, b"D", json.dumps(facts).encode())
+    send(out, b"D", json.dumps({**facts, "peak_kib": status_kib("VmHWM")}).encode())
     return 0
 
 
@@ -120,9 +121,12 @@ def harden() -> None:
     """What holds whatever the file is: no core dump (it would hold the audio), no file
     written, and a working directory that no longer exists, so a relative path opens
     nothing even if a demuxer tried."""
-    empty = tempfile.mkdtemp(prefix="whisperd-decode-")
-    os.chdir(empty)
-    os.rmdir(empty)
+    try:
+        empty = tempfile.mkdtemp(prefix="whisperd-decode-")
+        os.chdir(empty)
+        os.rmdir(empty)
+    except OSError:  # no writable temporary directory: the root is the next best place
+        os.chdir("/")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -132,7 +136,7 @@ def harden() -> None:
 def limit(job: Job) -> None:
     """Memory and CPU time, set once the file's size is known. At the soft CPU limit the
     kernel sends SIGXCPU (which kills), at the hard one SIGKILL."""
-    used = virtual_memory()
+    used = status_kib("VmSize") * 1024
     cap = used + 2 * job.size + job.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_CPU, (job.cpu_seconds, job.cpu_seconds + 1))
@@ -141,11 +145,12 @@ def limit(job: Job) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, highest + 1))
 
 
-def virtual_memory() -> int:
+def status_kib(field: str) -> int:
+    """A size from /proc/self/status (VmSize: address space, VmHWM: peak resident)."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
     return 0
 
 
@@ -182,11 +187,12 @@ def decode(data: bytes, max_samples: int, emit: Callable[[bytes], None]) -> dict
     }
     try:
         container = av.open(io.BytesIO(data), "r", container_options=options)
-    except (av.error.FFmpegError, ValueError) as exc:
+    except (av.error.FFmpegError, ValueError):
+        # FFmpeg's own words ("Invalid data found", "Invalid argument") add nothing here.
         raise Refused(
             "bad_audio",
             "cannot read the audio file: it is corrupt or not an accepted format "
-            f"({', '.join(FORMATS)}): {exc.__class__.__name__}",
+            f"({', '.join(FORMATS)})",
         ) from None
     with container:
         stream = check_stream(container, max_samples)
@@ -254,9 +260,8 @@ def decoded_frames(
             except av.error.InvalidDataError:
                 continue
             yield from frames
-    except av.error.FFmpegError as exc:
-        message = f"cannot decode the audio file: {exc.__class__.__name__}"
-        raise Refused("bad_audio", message) from None
+    except av.error.FFmpegError:
+        raise Refused("bad_audio", "cannot decode the audio file: corrupt data") from None
 
 
 def resampled(frames: Iterator[av.audio.frame.AudioFrame]) -> Iterator[bytes]:
