@@ -219,6 +219,9 @@ ACTIONS = {
     "hang": "time.sleep(3600)",
     "allocate": "hog = bytearray(8 << 30)\nhog[::4096] = b'x' * len(hog[::4096])",
     "oversend": "worker.send(out, b'A', bytes(2 * job.max_samples + 2))\ntime.sleep(3600)",
+    "garble": "out.write(b'Z' * 100)\nout.flush()\ntime.sleep(3600)",
+    "huge_record": "out.write(b'A\\xff\\xff\\xff\\xff')\nout.flush()\ntime.sleep(3600)",
+    "bad_json": "worker.send(out, b'E', b'[1, 2')",
 }
 
 
@@ -243,6 +246,9 @@ def fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
         ("hang", BadAudio, "the decoder did not finish in time"),
         ("allocate", BadAudio, "the decoder stopped without an answer"),
         ("oversend", AudioTooLarge, "more than daemon.max_audio_seconds \\(2 s\\)"),
+        ("garble", BadAudio, "the decoder answered with something else than samples"),
+        ("huge_record", BadAudio, "the decoder answered with something else than samples"),
+        ("bad_json", BadAudio, "the decoder answered with something else than samples"),
     ],
 )
 def test_a_failing_decoder_is_a_typed_error_logged_without_content(

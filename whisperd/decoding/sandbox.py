@@ -41,6 +41,8 @@ CPU_SECONDS_PER_AUDIO_SECOND = 1 / 60
 # model shares the cores) and a margin.
 WALL_SLACK_SECONDS = 10
 POLL_SECONDS = 0.1
+# The worker's records are 256 KiB of samples or a little JSON.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 # daemon.max_audio_seconds may be infinite; a week is more than anyone transcribes.
 LONGEST_SECONDS = 7 * 24 * 3600.0
 
@@ -155,7 +157,7 @@ def decode(
     started = time.monotonic()
     outcome = exchange(
         process,
-        struct.pack("<Q", len(header)) + header + data,
+        [struct.pack("<Q", len(header)) + header, data],
         started + 2 * cpu + WALL_SLACK_SECONDS,
         max_samples,
         cancelled or (lambda: False),
@@ -170,16 +172,17 @@ def decode(
 
 def exchange(
     process: subprocess.Popen[bytes],
-    request: bytes,
+    request: list[bytes],
     deadline: float,
     max_samples: int,
     cancelled: Callable[[], bool],
 ) -> Outcome:
     """Write the request and read records at the same time, until the process closes its
-    output, is killed for its deadline or cancellation, or sends more than it may."""
+    output, is killed for its deadline or cancellation, or sends more than it may or
+    something that is not a record (the process is not trusted either)."""
     assert process.stdin is not None and process.stdout is not None
     outcome = Outcome()
-    pending = memoryview(request)
+    pending = [memoryview(part) for part in request if part]
     buffer = bytearray()
     with selectors.DefaultSelector() as selector:
         os.set_blocking(process.stdin.fileno(), False)
@@ -199,46 +202,56 @@ def exchange(
                     selector.unregister(process.stdout)
                     continue
                 buffer += data
-                parse_records(buffer, outcome)
+                if not parse_records(buffer, outcome):
+                    return kill(process, outcome, "garbled")
                 if outcome.samples > max_samples:
                     return kill(process, outcome, "too_large")
     return outcome
 
 
 def write_some(
-    process: subprocess.Popen[bytes], selector: selectors.BaseSelector, pending: memoryview
-) -> memoryview:
+    process: subprocess.Popen[bytes], selector: selectors.BaseSelector, pending: list[memoryview]
+) -> list[memoryview]:
     assert process.stdin is not None
     try:
-        sent = os.write(process.stdin.fileno(), pending[: 1 << 20])
+        sent = os.write(process.stdin.fileno(), pending[0][: 1 << 20])
     except BrokenPipeError:  # it died or refused early: its records (or exit) say why
-        sent = len(pending)
-    pending = pending[sent:]
+        pending = []
+    else:
+        pending = [pending[0][sent:], *pending[1:]] if sent < len(pending[0]) else pending[1:]
     if not pending:
         selector.unregister(process.stdin)
         process.stdin.close()
     return pending
 
 
-def parse_records(buffer: bytearray, outcome: Outcome) -> None:
+def parse_records(buffer: bytearray, outcome: Outcome) -> bool:
+    """Move the complete records at the start of ``buffer`` into ``outcome``; False when
+    the bytes are not records of the worker's format."""
     while len(buffer) >= 5:
         kind = bytes(buffer[:1])
         (length,) = struct.unpack("<I", buffer[1:5])
+        if kind not in (b"A", b"D", b"E") or length > MAX_RECORD_BYTES:
+            return False
         if len(buffer) < 5 + length:
-            return
+            return True
         payload = bytes(buffer[5 : 5 + length])
         del buffer[: 5 + length]
         if kind == b"A":
             outcome.chunks.append(payload)
             outcome.samples += length // worker.SAMPLE_BYTES
-        elif kind in (b"D", b"E"):
+            continue
+        try:
             record = json.loads(payload)
-            stats.files += 1
             stats.peak_kib = max(stats.peak_kib, int(record.get("peak_kib", 0)))
-            if kind == b"D":
-                outcome.facts = record
-            else:
-                outcome.error = record
+        except (ValueError, TypeError, AttributeError):
+            return False
+        stats.files += 1
+        if kind == b"D":
+            outcome.facts = record
+        else:
+            outcome.error = record
+    return True
 
 
 def kill(process: subprocess.Popen[bytes], outcome: Outcome, why: str) -> Outcome:
@@ -280,6 +293,8 @@ def too_long(job: worker.Job) -> str:
 def failure(outcome: Outcome, returncode: int | None, job: worker.Job) -> str:
     if outcome.killed == "timeout":
         return "did not finish in time"
+    if outcome.killed == "garbled":
+        return "answered with something else than samples"
     if returncode is not None and returncode < 0:
         number = -returncode
         if number == signal.SIGXCPU:
