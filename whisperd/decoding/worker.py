@@ -89,6 +89,10 @@ class Refused(Exception):
         self.message = message
 
 
+def bad(reason: str) -> Refused:
+    return Refused("bad_audio", f"cannot decode the audio file: {reason}")
+
+
 def main() -> int:
     out = sys.stdout.buffer
     harden()
@@ -110,7 +114,7 @@ def main() -> int:
         send(out, b"E", json.dumps(refusal).encode())
         return 0
     except MemoryError:
-        message = "decoding the audio file needs more memory than the decoder is allowed"
+        message = bad("it needs more memory than the decoder is allowed").message
         send(out, b"E", json.dumps({"code": "bad_audio", "message": message}).encode())
         return 0
     send(out, b"D", json.dumps({**facts, "peak_kib": status_kib("VmHWM")}).encode())
@@ -189,11 +193,7 @@ def decode(data: bytes, max_samples: int, emit: Callable[[bytes], None]) -> dict
         container = av.open(io.BytesIO(data), "r", container_options=options)
     except (av.error.FFmpegError, ValueError):
         # FFmpeg's own words ("Invalid data found", "Invalid argument") add nothing here.
-        raise Refused(
-            "bad_audio",
-            "cannot read the audio file: it is corrupt or not an accepted format "
-            f"({', '.join(FORMATS)})",
-        ) from None
+        raise bad(f"it is corrupt or not an accepted format ({', '.join(FORMATS)})") from None
     with container:
         stream = check_stream(container, max_samples)
         stream.codec_context.thread_count = 1
@@ -220,14 +220,14 @@ def check_stream(container: av.container.InputContainer, max_samples: int) -> An
     """The first audio stream, if its codec, rate, channels and the length its header
     claims are acceptable — before a sample is decoded."""
     if not container.streams.audio:
-        raise Refused("bad_audio", "the file has no audio stream")
+        raise bad("the file has no audio stream")
     stream = container.streams.audio[0]
     codec = stream.codec_context.name
     if codec not in CODECS:
-        raise Refused("bad_audio", f"the audio codec {codec!r} is not accepted")
+        raise bad(f"the audio codec {codec!r} is not accepted")
     check_rate(stream.sample_rate)
     if not 1 <= stream.channels <= MAX_CHANNELS:
-        raise Refused("bad_audio", f"{stream.channels} channels is outside 1..{MAX_CHANNELS}")
+        raise bad(f"{stream.channels} channels is outside 1..{MAX_CHANNELS}")
     claimed = header_seconds(container, stream)
     if claimed is not None and claimed * SAMPLE_RATE > max_samples:
         raise too_large(f"its header says {claimed:.0f} s")
@@ -236,7 +236,7 @@ def check_stream(container: av.container.InputContainer, max_samples: int) -> An
 
 def check_rate(rate: int) -> None:
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise Refused("bad_audio", f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+        raise bad(f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
 
 
 def header_seconds(container: av.container.InputContainer, stream: Any) -> float | None:
@@ -261,7 +261,7 @@ def decoded_frames(
                 continue
             yield from frames
     except av.error.FFmpegError:
-        raise Refused("bad_audio", "cannot decode the audio file: corrupt data") from None
+        raise bad("corrupt data") from None
 
 
 def resampled(frames: Iterator[av.audio.frame.AudioFrame]) -> Iterator[bytes]:
@@ -277,7 +277,7 @@ def resampled(frames: Iterator[av.audio.frame.AudioFrame]) -> Iterator[bytes]:
     for frame in frames:
         check_rate(frame.sample_rate)
         if frame.layout.nb_channels > MAX_CHANNELS:
-            raise Refused("bad_audio", "a frame has more channels than accepted")
+            raise bad("a frame has more channels than accepted")
         frame_shape = (frame.format.name, frame.layout.name, frame.sample_rate)
         if frame_shape != shape or resampler is None:
             if resampler is not None:
