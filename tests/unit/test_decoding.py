@@ -301,3 +301,53 @@ def test_prepare_starts_one_decoder_process_ahead() -> None:
     assert spare is not None and sandbox._pool._spare is spare and spare.poll() is None
     decode_file(audio_fuzz.encode("wav", seconds=0.5))
     assert spare.wait(timeout=10) == 0  # it decoded that file
+
+
+LIMITS_PROBE = """
+import ctypes, json, os, sys
+sys.path.insert(0, {decoding!r})
+import worker
+worker.harden()
+worker.limit(worker.Job(size=1000, max_samples=16000, cpu_seconds=7, memory_bytes=64 << 20))
+found = {{}}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "allowed"
+    except (OSError, MemoryError) as exc:
+        found[name] = type(exc).__name__
+attempt("open a file", lambda: open("/etc/hostname", "rb"))
+attempt("open a socket", lambda: __import__("socket").socket())
+attempt("resolve the working directory", os.getcwd)
+attempt("allocate 1 GiB", lambda: bytearray(1 << 30))
+found["dumpable"] = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+import resource
+found["cpu"] = resource.getrlimit(resource.RLIMIT_CPU)
+found["core"] = resource.getrlimit(resource.RLIMIT_CORE)
+print(json.dumps(found))
+"""
+
+
+def test_the_decoder_process_confines_itself() -> None:
+    """What a demuxer (or code run through an FFmpeg bug) meets in the decoder process."""
+    import json
+
+    decoding = str(Path(sandbox.__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITS_PROBE.format(decoding=decoding)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found == {
+        "open a file": "OSError",  # EMFILE: no descriptor left to open anything
+        "open a socket": "OSError",
+        "resolve the working directory": "FileNotFoundError",
+        "allocate 1 GiB": "MemoryError",
+        "dumpable": 0,
+        "cpu": [7, 8],
+        "core": [0, 0],
+    }

@@ -14,15 +14,18 @@ Out: records of one kind byte, a 4-byte little-endian length and a payload: ``A`
 from __future__ import annotations
 
 import ctypes
+import importlib
 import io
 import json
 import os
+import pkgutil
 import resource
 import struct
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -102,6 +105,7 @@ def main() -> int:
         send(out, b"E", json.dumps({"code": "unavailable", "message": str(exc)}).encode())
         return 1
     av.logging.set_level(None)  # FFmpeg's messages could quote the file; they go nowhere
+    preload(av)
     job = read_job(sys.stdin.buffer)
     if job is None:
         return 0  # the daemon closed the pipe without a job: it no longer needs a spare
@@ -110,15 +114,25 @@ def main() -> int:
     try:
         facts = decode(data, job.max_samples, lambda chunk: send(out, b"A", chunk))
     except Refused as exc:
-        refusal = {"code": exc.code, "message": exc.message, "peak_kib": status_kib("VmHWM")}
+        refusal = {"code": exc.code, "message": exc.message, "peak_kib": Status.kib("VmHWM")}
         send(out, b"E", json.dumps(refusal).encode())
         return 0
     except MemoryError:
         message = bad("it needs more memory than the decoder is allowed").message
         send(out, b"E", json.dumps({"code": "bad_audio", "message": message}).encode())
         return 0
-    send(out, b"D", json.dumps({**facts, "peak_kib": status_kib("VmHWM")}).encode())
+    send(out, b"D", json.dumps({**facts, "peak_kib": Status.kib("VmHWM")}).encode())
     return 0
+
+
+def preload(package: ModuleType) -> None:
+    """Import every PyAV module now (25 ms, before a job arrives): PyAV imports some of
+    them on first use, and once the job's limits are set no file can be opened."""
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError:  # an optional part this build lacks: it cannot be used either
+            continue
 
 
 def harden() -> None:
@@ -140,22 +154,50 @@ def harden() -> None:
 def limit(job: Job) -> None:
     """Memory and CPU time, set once the file's size is known. At the soft CPU limit the
     kernel sends SIGXCPU (which kills), at the hard one SIGKILL."""
-    used = status_kib("VmSize") * 1024
+    used = Status.kib("VmSize") * 1024
     cap = used + 2 * job.size + job.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_CPU, (job.cpu_seconds, job.cpu_seconds + 1))
-    # Every descriptor this process will ever need is open now.
-    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    # Every descriptor this process will ever need is open now: none can be added.
+    highest = fill_descriptor_gaps()
     resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, highest + 1))
 
 
-def status_kib(field: str) -> int:
-    """A size from /proc/self/status (VmSize: address space, VmHWM: peak resident)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
+def fill_descriptor_gaps() -> int:
+    """The highest open descriptor, after /dev/null took every free number below it (a
+    new descriptor gets the lowest free number, so under the limit none is left)."""
+    listed = [int(fd) for fd in os.listdir("/proc/self/fd")]  # includes the listing's own
+    highest = max(fd for fd in listed if is_open(fd))
+    while (filler := os.open(os.devnull, os.O_RDONLY)) < highest:
+        pass
+    os.close(filler)
+    return highest
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+class Status:
+    """/proc/self/status, opened once: read again when no file can be opened any more."""
+
+    fd: int | None = None
+
+    @classmethod
+    def kib(cls, field: str) -> int:
+        """VmSize (address space) or VmHWM (peak resident), in KiB. The peak is also in
+        getrusage, but that one starts from the daemon's after vfork and exec."""
+        if cls.fd is None:
+            cls.fd = os.open("/proc/self/status", os.O_RDONLY)
+        text = os.pread(cls.fd, 1 << 16, 0).decode("ascii", "replace")
+        for line in text.splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
-    return 0
+        return 0
 
 
 def read_job(stream: BinaryIO) -> Job | None:
