@@ -1,9 +1,9 @@
 """The daemon's side of the decoder process: start it, feed it one file, read the samples.
 
 Every file gets a fresh process (worker.py), so nothing one hostile file did to FFmpeg's
-state can touch the next client's file. Starting Python and PyAV costs about 90 ms of CPU,
-so the next process is started as soon as a decode ends: the next file finds one ready. Raw PCM
-never comes here (whisperd/audio.py converts it in the daemon with numpy).
+state can touch the next client's file. Starting Python and PyAV costs about 90 ms of
+CPU, so the next process is started as soon as a decode ends: the next file finds one
+ready. Raw PCM never comes here (whisperd/audio.py converts it in the daemon with numpy).
 """
 
 from __future__ import annotations
