@@ -55,6 +55,11 @@ def prepare_file_decoder() -> None:
     sandbox.prepare()
 
 
+def release_file_decoder() -> None:
+    """End the decoder process kept ready (the next file starts one on demand)."""
+    sandbox.release()
+
+
 def decode_pcm(data: bytes, fmt: PcmFormat) -> Samples:
     """All of a PCM buffer at once (the streaming decoder does the work)."""
     decoder = PcmStreamDecoder(fmt)

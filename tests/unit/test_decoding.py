@@ -351,3 +351,14 @@ def test_the_decoder_process_confines_itself() -> None:
         "cpu": [7, 8],
         "core": [0, 0],
     }
+
+
+def test_release_ends_the_waiting_decoder_process() -> None:
+    from whisperd.audio import prepare_file_decoder, release_file_decoder
+
+    prepare_file_decoder()
+    spare = sandbox._pool._spare
+    assert spare is not None
+    release_file_decoder()
+    assert spare.poll() == 0 and sandbox._pool._spare is None
+    assert decode_file(audio_fuzz.encode("wav", seconds=0.5)).size == 8000  # one on demand
