@@ -1,36 +1,63 @@
 """Turn what a client sent into 16 kHz mono float32 samples, the only input the engine takes.
 
-Files (WAV, FLAC, MP3, OGG, ...) are decoded with PyAV, which faster-whisper already
-depends on; raw PCM is converted here and resampled with PyAV's resampler.
+Files (WAV, FLAC, MP3, Ogg, WebM, M4A, ...) come from clients and are decoded by FFmpeg
+(PyAV) in a separate, confined process (whisperd/decoding/): a hostile file can crash or
+exhaust only that process. Raw PCM needs no demuxer or decoder: it is converted here with
+numpy, and resampled with PyAV's resampler fed frames of a fixed layout made here.
 """
 
 from __future__ import annotations
 
-import io
+from collections.abc import Callable
 
 import av
 import numpy as np
 import numpy.typing as npt
-from faster_whisper.audio import decode_audio
 
+from whisperd.decoding import sandbox
+from whisperd.decoding.errors import AudioTooLarge as AudioTooLarge  # re-exported
+from whisperd.decoding.errors import BadAudio as BadAudio
 from whisperd.protocol import PcmFormat
 
 SAMPLE_RATE = 16000
+# daemon.max_audio_seconds' default: the daemon passes its configured value.
+DEFAULT_MAX_SECONDS = 4 * 3600.0
 Samples = npt.NDArray[np.float32]
 
 
-class BadAudio(Exception):
-    """Audio that cannot be decoded; the message is meant for the user."""
+def decode_file(
+    data: bytes,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    cancelled: Callable[[], bool] | None = None,
+) -> Samples:
+    """An audio file from a client as 16 kHz mono float32, decoded in the decoder process.
 
-
-def decode_file(data: bytes) -> Samples:
+    BadAudio (``.code`` "bad_audio") when it cannot be decoded, whatever the reason;
+    AudioTooLarge ("audio_too_large") past ``max_seconds``, found from its header or as
+    soon as decoding passes it; sandbox.Cancelled ("cancelled") once ``cancelled()``.
+    """
     if not data:
         raise BadAudio("the audio file is empty")
-    try:
-        samples = decode_audio(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
-    except (av.error.FFmpegError, ValueError, IndexError, StopIteration) as exc:
-        raise BadAudio(f"cannot decode the audio file: {exc}") from None
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    chunks = sandbox.decode(data, max_seconds, cancelled)
+    samples = np.empty(sum(len(c) for c in chunks) // 2, dtype=np.float32)
+    position = 0
+    chunks.reverse()
+    while chunks:  # chunk by chunk, so the s16 copy is freed as the float32 one fills
+        part = np.frombuffer(chunks.pop(), dtype="<i2")
+        samples[position : position + part.size] = part
+        position += part.size
+    samples /= 32768.0
+    return samples
+
+
+def prepare_file_decoder() -> None:
+    """Start a decoder process ahead of a file (cheap; a no-op when one is ready)."""
+    sandbox.prepare()
+
+
+def release_file_decoder() -> None:
+    """End the decoder process kept ready (the next file starts one on demand)."""
+    sandbox.release()
 
 
 def decode_pcm(data: bytes, fmt: PcmFormat) -> Samples:

@@ -15,12 +15,13 @@ import threading
 import time
 import wave
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests import wire
+from tests import audio_fuzz, wire
 from tests.conftest import RunningDaemon, shared_audio, start_daemon, stop_daemon
 from tests.integration.support import (
     assert_healthy,
@@ -698,4 +699,81 @@ def test_lone_surrogate_id(daemon: RunningDaemon) -> None:
 
 
 def test_daemon_survived_the_crashing_inputs(daemon: RunningDaemon) -> None:
+    assert_healthy(daemon)
+
+
+# --- hostile audio files (issue 11): decoded in the decoder process, never in the daemon ----
+
+
+def peak_rss_mib(daemon: RunningDaemon) -> int:
+    status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+        // 1024
+    )
+
+
+def test_mp3_that_crashed_ffmpeg_leaves_the_daemon_serving(daemon: RunningDaemon) -> None:
+    """One stereo->mono frame in hotwords.mp3 killed the daemon with SIGSEGV."""
+    data = audio_fuzz.mp3_frame_layout_switch(shared_audio("hotwords.mp3"))
+    with connect(daemon) as sock:
+        _, reply = transcribe(sock, "mp3", data)
+        assert reply["type"] == "result" or reply["code"] == "bad_audio", reply
+        assert_usable(sock)
+    assert_healthy(daemon)
+
+
+def test_wav_claiming_1_hz_is_bad_audio_at_once(daemon: RunningDaemon) -> None:
+    assert_healthy(daemon)  # the model is loaded: what follows is the file's cost alone
+    before = peak_rss_mib(daemon)
+    with connect(daemon) as sock:
+        _, reply = transcribe(sock, "1hz", audio_fuzz.wav_claiming(1, 20_000))
+        assert (reply["type"], reply["code"]) == ("error", "bad_audio"), reply
+        assert "sample rate 1 Hz" in reply["message"]
+        assert_usable(sock)
+    assert peak_rss_mib(daemon) - before < 200  # it took 3.6 GB
+    assert_healthy(daemon)
+
+
+def test_six_hour_flac_is_refused_without_decoding_it(capped: RunningDaemon) -> None:
+    """45 KB of FLAC that decode to 1.4 GB of samples (a 4 MB one took 3.5 GB)."""
+    assert_healthy(capped)  # the model is loaded: what follows is the file's cost alone
+    before = peak_rss_mib(capped)
+    with connect(capped) as sock:
+        _, reply = transcribe(sock, "bomb", audio_fuzz.silent_flac(6 * 3600))
+        assert reply["type"] == "error", reply
+        assert "its header says 21600 s" in reply["message"]
+        assert "max_audio_seconds" in reply["message"]
+        assert_usable(sock)
+    assert peak_rss_mib(capped) - before < 200
+    assert_healthy(capped)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the server call site: decode_file(data, max_seconds=config.max_audio_seconds,"
+    " cancelled=...) and ProtocolError(exc.code, ...) for BadAudio (decode report)",
+)
+def test_six_hour_flac_is_audio_too_large(capped: RunningDaemon) -> None:
+    with connect(capped) as sock:
+        _, reply = transcribe(sock, "bomb", audio_fuzz.silent_flac(6 * 3600))
+        assert (reply["type"], reply["code"]) == ("error", "audio_too_large"), reply
+
+
+def test_ffconcat_playlist_is_refused_and_opens_nothing(daemon: RunningDaemon) -> None:
+    """The playlist names a real recording in the daemon's working directory ($HOME under
+    systemd): the daemon used to open and transcribe it."""
+    cwd = Path(os.readlink(f"/proc/{daemon.process.pid}/cwd"))
+    private = cwd / f"whisperd-test-private-{os.getpid()}.flac"
+    private.write_bytes(jfk_bytes())
+    try:
+        playlist = f"ffconcat version 1.0\nfile {private.name}\n".encode()
+        with connect(daemon) as sock:
+            _, reply = transcribe(sock, "concat", playlist)
+            assert (reply["type"], reply["code"]) == ("error", "bad_audio"), reply
+            _, reply = transcribe(sock, "concat50", playlist + playlist[21:] * 49)
+            assert (reply["type"], reply["code"]) == ("error", "bad_audio"), reply
+            assert_usable(sock)
+    finally:
+        private.unlink()
     assert_healthy(daemon)
