@@ -749,11 +749,6 @@ def test_six_hour_flac_is_refused_without_decoding_it(capped: RunningDaemon) -> 
     assert_healthy(capped)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the server call site: decode_file(data, max_seconds=config.max_audio_seconds,"
-    " cancelled=...) and ProtocolError(exc.code, ...) for BadAudio (decode report)",
-)
 def test_six_hour_flac_is_audio_too_large(capped: RunningDaemon) -> None:
     with connect(capped) as sock:
         _, reply = transcribe(sock, "bomb", audio_fuzz.silent_flac(6 * 3600))

@@ -63,7 +63,10 @@ def unload_model(engine: Unloadable) -> bool:
     pages (the weights and a transcription's buffers: about 60 MB with tiny.en) for
     reuse unless asked to trim them. What stays after this is listed in docs/protocol.md.
     """
+    from whisperd.audio import release_file_decoder
+
     was_loaded = engine.unload()
+    release_file_decoder()  # the spare decoder process holds about 40 MB
     gc.collect()  # the model object may sit in a reference cycle
     release_free_heap()
     return was_loaded
@@ -108,7 +111,7 @@ def run_job(
             "decode": 0.0,
             "load": 0.0,
         }
-    audio = decode(job)
+    audio = decode(job, config.max_audio_seconds)
     rate = sample_rate()
     if audio.size / rate > config.max_audio_seconds:
         raise ProtocolError(
@@ -163,7 +166,9 @@ def transcribe_audio(
     )
 
 
-def decode(job: Job) -> Samples:
+def decode(job: Job, max_seconds: float) -> Samples:
+    """The request's audio as samples. A file is decoded in the confined decoder process
+    (whisperd/decoding/), which stops at ``max_seconds`` and when the job is cancelled."""
     from whisperd.audio import BadAudio, decode_file
 
     try:
@@ -171,9 +176,9 @@ def decode(job: Job) -> Samples:
             return job.stream.finish()
         data = b"".join(job.chunks)
         job.chunks.clear()
-        return decode_file(data)
+        return decode_file(data, max_seconds=max_seconds, cancelled=lambda: job.cancelled)
     except BadAudio as exc:
-        raise ProtocolError(ErrorCode.BAD_AUDIO, str(exc)) from None
+        raise ProtocolError(exc.code, str(exc)) from None
 
 
 def window_options(job: Job, config: DaemonConfig) -> dict[str, Any]:
@@ -246,7 +251,7 @@ def decode_peer(other: Job) -> Samples | None:
     from whisperd.audio import BadAudio, decode_file
 
     try:
-        decoded = decode_file(b"".join(other.chunks))
+        decoded = decode_file(b"".join(other.chunks), max_seconds=PACK_MAX_SECONDS)
     except BadAudio:
         return None  # its own turn reports the error
     if decoded.size > PACK_MAX_SECONDS * sample_rate():
