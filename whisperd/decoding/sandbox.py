@@ -103,7 +103,21 @@ def spawn() -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         cwd="/",
         close_fds=True,
+        env=worker_environment(),
     )
+
+
+def worker_environment() -> dict[str, str]:
+    """The worker makes its vanishing working directory in our runtime directory, the one
+    place whisperd writes (docs/hardening.md), not in $TMPDIR."""
+    from whisperd.runtime import runtime_dir
+
+    env = dict(os.environ)
+    try:
+        env[worker.WORKDIR_ENV] = str(runtime_dir())
+    except OSError:  # no private runtime directory: the worker works in / instead
+        env.pop(worker.WORKDIR_ENV, None)
+    return env
 
 
 def finish(process: subprocess.Popen[bytes]) -> None:

@@ -135,15 +135,21 @@ def preload(package: ModuleType) -> None:
             continue
 
 
+# Where the daemon wants the vanishing working directory made (its runtime directory).
+WORKDIR_ENV = "WHISPERD_DECODER_DIR"
+
+
 def harden() -> None:
     """What holds whatever the file is: no core dump (it would hold the audio), no file
     written, and a working directory that no longer exists, so a relative path opens
     nothing even if a demuxer tried."""
     try:
-        empty = tempfile.mkdtemp(prefix="whisperd-decode-")
+        # In the directory the daemon names (tempfile then probes no other directory),
+        # else in $TMPDIR.
+        empty = tempfile.mkdtemp(prefix="whisperd-decode-", dir=os.environ.get(WORKDIR_ENV))
         os.chdir(empty)
         os.rmdir(empty)
-    except OSError:  # no writable temporary directory: the root is the next best place
+    except OSError:  # no writable directory: the root is the next best place
         os.chdir("/")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
