@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from whisperd.daemon.commit import CommitDraft, safe_cut
 from whisperd.daemon.jobs import Draft, Job
-from whisperd.protocol import CommitReply
+from whisperd.protocol import CommitReply, SegmentReply
 
 if TYPE_CHECKING:
     from whisperd.audio import Samples
@@ -61,6 +61,9 @@ def commit_draft(job: Job, decision: CommitDraft) -> None:
     draft = job.draft
     assert draft is not None and (draft.start, draft.end) == (decision.start, decision.end)
     job.segments.extend(draft.result.segments)
+    if not job.cancelled:  # a draft sends no segments while it may be thrown away
+        for segment in draft.result.segments:
+            job.send(SegmentReply(job.request.id, segment))
     job.committed = decision.end
     job.draft = None
     send_piece(job, _text(draft.result.segments), decision.start, decision.end)
