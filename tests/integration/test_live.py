@@ -68,8 +68,11 @@ def test_pieces_come_during_the_stream_and_make_the_result(
     assert early, "no piece was committed while the user was still speaking"
     # The first sentence is final long before the release: it is in an early piece.
     assert {"quick", "brown", "fox"} <= set(words(" ".join(c["text"] for c in early)))
+    # Pieces are decoded with less of the audio after them than a file request: a word
+    # may differ, not more (the aggregate is measured in bench/live.py).
     text = run.result["text"]
-    assert wer(reference, text) <= wer(reference, file_text(daemon, audio, tmp_path / "f.wav"))
+    as_file = file_text(daemon, audio, tmp_path / "f.wav")
+    assert wer(reference, text) <= wer(reference, as_file) + 0.09, (text, as_file)
     # No word in two pieces: consecutive pieces never repeat the boundary word.
     pieces = [words(c["text"]) for c in run.commits if c["text"]]
     for before, after in zip(pieces, pieces[1:], strict=False):

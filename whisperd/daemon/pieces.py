@@ -4,7 +4,7 @@ Runs on the worker thread. A piece decoded alone (a sentence between two pauses)
 worse than the whole utterance decoded at once: the model hears each sentence without the
 voice and the words around it (58 word errors against 48 on five 30-60 s dictations,
 bench/live.py). So a piece is decoded together with the committed pieces just before it
-(up to ``CONTEXT_SECONDS`` of audio, whole pieces), their text forced as the decoder's
+(whole pieces, ``CONTEXT_SECONDS`` of audio at most with the new one), their text forced as the decoder's
 ``prefix``, and the text before them as the ``initial_prompt``: the model decodes the new
 speech as if it were transcribing the whole stretch, and only what follows the prefix is
 new. That scored 38 against the whole utterance's 45.
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from whisperd.daemon.pipeline import SegmentSender, Transcriber
     from whisperd.engine import Segment, Transcription
 
-# Committed audio decoded again before a piece: the window is 30 s, the piece needs room.
-CONTEXT_SECONDS = 20.0
+# At most this much audio, committed pieces and the new one, is decoded at once: one
+# Whisper window (30 s), so the forced prefix (first window only) covers all of it.
+CONTEXT_SECONDS = 28.0
 PROMPT_CHARS = 200
 TRAILING = ".!?,;: "  # taken off the prefix's end, and off the new text's start
 
