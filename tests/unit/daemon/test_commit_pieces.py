@@ -18,15 +18,15 @@ from whisperd.protocol import Transcribe
 S = SAMPLE_RATE
 
 
-def test_context_takes_whole_recent_pieces_within_the_limit() -> None:
+def test_context_takes_whole_recent_pieces_within_the_limits() -> None:
     pieces = [Piece(0, 5 * S, "one."), Piece(5 * S, 9 * S, ""), Piece(9 * S, 12 * S, "two.")]
-    # A piece 12..15 s with 10 s of context: 5..15 fits, 0..15 does not.
-    # The prefix loses its last full stop (the next piece may go on with the sentence).
-    assert context(pieces, 12 * S, 15 * S, 10 * S) == (5 * S, "two", "one.")
-    assert context(pieces, 12 * S, 15 * S, 20 * S) == (0, "one. two", "")
-    # A piece longer than the limit has no context: decoded alone after the text.
-    assert context(pieces, 12 * S, 40 * S, 10 * S) == (12 * S, "", "one. two.")
-    assert context([], 0, 3 * S, 10 * S) == (0, "", "")
+    # A piece 12..15 s: pieces starting within 8 s before it (5 s and 9 s), not 0 s.
+    assert context(pieces, 12 * S, 15 * S, 8 * S, 28 * S) == (5 * S, "two", "one.")
+    assert context(pieces, 12 * S, 15 * S, 12 * S, 28 * S) == (0, "one. two", "")
+    # All of it within one window: a long piece has less context, or none.
+    assert context(pieces, 12 * S, 35 * S, 12 * S, 28 * S) == (9 * S, "two", "one.")
+    assert context(pieces, 12 * S, 45 * S, 12 * S, 28 * S) == (12 * S, "", "one. two.")
+    assert context([], 0, 3 * S, 8 * S, 28 * S) == (0, "", "")
 
 
 def seg(start: float, end: float, text: str) -> dict[str, Any]:
