@@ -2,12 +2,13 @@
 
 Runs on the worker thread. A piece decoded alone (a sentence between two pauses) came out
 worse than the whole utterance decoded at once: the model hears each sentence without the
-voice and the words around it (58 word errors against 48 on five 30-60 s dictations,
-bench/live.py). So a piece is decoded together with the committed pieces just before it
-(whole pieces, up to ``CONTEXT_SECONDS`` before it), their text forced as the decoder's
-``prefix``, and the text before them as the ``initial_prompt``: the model decodes the new
-speech as if it were transcribing the whole stretch, and only what follows the prefix is
-new. That scored 38 against the whole utterance's 45.
+voice and the words around it (58 word errors against 48 on five 30-60 s dictations, each
+sentence a piece, with only the earlier text as the prompt). So a piece is decoded
+together with the committed pieces just before it (whole pieces, up to
+``CONTEXT_SECONDS`` before it), their text forced as the decoder's ``prefix``, and the
+text before them as the ``initial_prompt``: the model decodes the new speech as if it
+were transcribing the whole stretch, and only what follows the prefix is new (38 against
+45 in the same experiment; bench/live.py measures the daemon as built).
 
 The forced prefix has one known failure: the model may end right after it and return no
 new text, or not reproduce it. Then, when the VAD hears speech in the piece, the piece is
