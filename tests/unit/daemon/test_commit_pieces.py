@@ -118,3 +118,42 @@ def test_the_first_piece_has_no_context() -> None:
     result, _ = decode(engine, live_job([]))
     [(_, size, options)] = engine.calls
     assert size == AUDIO.size and "prefix" not in options and "initial_prompt" not in options
+
+
+def test_split_confirmed_needs_the_same_words_in_front() -> None:
+    from whisperd.daemon.live import split_confirmed
+
+    assert split_confirmed("The lazy dog.", "The lazy dog, he said. Go!") == (
+        "The lazy dog,",
+        "he said. Go!",
+    )
+    assert split_confirmed("Ask.", "Ask not what") == ("Ask", "not what")
+    assert split_confirmed("The lazy nog.", "The lazy dog. Go.") is None
+    assert split_confirmed("The lazy dog.", "The lazy") is None  # shorter: not confirmed
+    assert split_confirmed("", "Anything") is None
+    assert split_confirmed("follow-up call", "Follow up call now") == ("Follow up call", "now")
+
+
+def test_a_confirmed_draft_is_committed_with_the_later_spelling() -> None:
+    from whisperd.daemon import live
+    from whisperd.daemon.commit import CommitDraft
+    from whisperd.daemon.jobs import Draft
+
+    sent: list[Any] = []
+    job = live_job([])
+    job.send = sent.append
+    job.stream = object()  # type: ignore[assignment]  # only is_live looks at it
+
+    def result(text: str, end: float) -> Transcription:
+        return Transcription.of_segments([seg(0.0, end, text)], "en", end)
+
+    live.new_draft(job, Draft(0, 2 * S, result("The lazy dog.", 2.0)))
+    live.new_draft(job, Draft(0, 5 * S, result("The lazy dog, he said.", 5.0)))
+    assert live.confirmation(job) == ("The lazy dog,", "he said.")
+    live.commit_draft(job, CommitDraft(0, 2 * S))
+    commits = [r for r in sent if r.TYPE == "commit"]
+    assert [(c.text, c.start, c.end, c.final) for c in commits] == [("The lazy dog,", 0, 2, False)]
+    assert job.committed == 2 * S and job.previous is None
+    # The rest of the later draft is the draft of the next piece.
+    assert job.draft is not None and (job.draft.start, job.draft.end) == (2 * S, 5 * S)
+    assert job.draft.result.text == "he said."
