@@ -60,7 +60,9 @@ def file_text(daemon: RunningDaemon, audio: np.ndarray, path: Path) -> str:
 def test_pieces_come_during_the_stream_and_make_the_result(
     daemon: RunningDaemon, tmp_path: Path
 ) -> None:
-    audio, reference = utterance(tmp_path, [0, 1, 2], [1.0, 1.0])
+    # A 2.5 s pause: the draft of the first sentence is committed then, whatever the
+    # model makes of the rest (a 1 s pause waits for the next draft to confirm it).
+    audio, reference = utterance(tmp_path, [0, 1, 2], [2.5, 1.0])
     with connect(daemon, timeout=300) as sock:
         run = stream_live(sock, "live", audio, KEYS_OPTIONS)
     check_pieces(run)
