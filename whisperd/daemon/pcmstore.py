@@ -65,6 +65,10 @@ class CompactStream:
         """Samples ``start:end`` as float32 (only that stretch is converted)."""
         return to_float(self._joined()[start:end])
 
+    def audio(self) -> Samples:
+        """Everything received so far as float32 (a live piece reads its context from it)."""
+        return to_float(self._joined())
+
     def finish(self) -> Samples:
         """The whole stream as float32; BadAudio when a partial frame is left over."""
         self.decoder.finish()

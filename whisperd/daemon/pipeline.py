@@ -157,9 +157,15 @@ def transcribe_audio(
         for segment in result.segments:
             send_segment(segment)
         return result
+    options = window_options(job, config)
+    if job.request.options.get("live") and job.stream is not None:
+        from whisperd.daemon.pieces import decode_piece
+
+        work = (job.committed, audio.size, options, send_segment, lambda: job.cancelled)
+        return decode_piece(engine, audio, job, *work)
     return engine.transcribe(
         audio[job.committed :],
-        window_options(job, config),
+        options,
         send_segment,
         lambda: job.cancelled,
         job.committed / sample_rate(),
@@ -184,7 +190,13 @@ def decode(job: Job, max_seconds: float) -> Samples:
 def window_options(job: Job, config: DaemonConfig) -> dict[str, Any]:
     """Options for the next piece of a stream: earlier text conditions the model."""
     options = dict(job.request.options)
-    if job.stream is not None and options.get("without_timestamps"):
+    if options.pop("live", False):
+        # Live pieces are decoded as a file request decodes the same audio: with
+        # timestamps, on faster-whisper's own path. Without timestamps the model dropped
+        # a whole last sentence of a 30 s and a 60 s dictation and a digit (issue 12;
+        # bench/live.py), and a piece is typed the moment it is final.
+        options.pop("without_timestamps", None)
+    elif job.stream is not None and options.get("without_timestamps"):
         # Dictation's request. With timestamps decoded, the unpadded window cost word
         # errors (docs/fastpath.md), so those streams take faster-whisper's own path
         # unless they ask for the fast path themselves.

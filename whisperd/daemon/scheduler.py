@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
-from whisperd.daemon import pipeline
+from whisperd.daemon import live, pieces, pipeline
+from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.state import DaemonState
@@ -218,6 +219,7 @@ class Scheduler(ModelWorker):
         while (running := job.window or job.drafting) is not None:
             await asyncio.shield(running)
         work = (self.engine, self.config, self.policy, self.queued, self.segment_sender(job))
+        earlier = len(job.segments)  # committed before the release (windows, live pieces)
         self.set_status("transcribing")
         try:
             result, timings = await self.on_worker(pipeline.run_job, job, *work)
@@ -227,6 +229,8 @@ class Scheduler(ModelWorker):
             # Cancelled or abandoned while decoding: the engine stopped at the next
             # segment, so this is a fragment, not a result.
             raise ProtocolError(ErrorCode.CANCELLED, "request cancelled while decoding")
+        if live.is_live(job):
+            result = live.finish(job, result, earlier)
         timings["load"] += load_wait
         timings["queue"] -= load_wait
         timings["total"] = time.monotonic() - job.received_at
@@ -280,10 +284,20 @@ class Scheduler(ModelWorker):
             draft_running=job.drafting is not None,
             worker_idle=not self.busy and not self.queued and self.engine.loaded,
             draft=None if draft is None else (draft.start, draft.end),
+            draft_has_text=live.has_text(draft),
+            previous=None if job.previous is None else (job.previous.start, job.previous.end),
+            previous_confirmed=live.confirmation(job) is not None,
         )
-        decision = decide(self.policy, state)
+        is_live = live.is_live(job)
+        if is_live:
+            decision: LiveDecision = decide_live(self.policy, live.policy(), state)
+        else:
+            decision = decide(self.policy, state)
         job.next_check = None
-        if isinstance(decision, CutWindow):
+        if isinstance(decision, CommitDraft):
+            live.commit_draft(job, decision)
+            self.advance_stream(job, event=True)
+        elif isinstance(decision, CutWindow):
             job.window = asyncio.ensure_future(self.run_window(job))
         elif isinstance(decision, StartDraft):
             job.drafting = asyncio.ensure_future(self.run_draft(job, decision.start, decision.end))
@@ -293,15 +307,23 @@ class Scheduler(ModelWorker):
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
         release only the tail is left, so long dictation answers as fast as short."""
-        piece, cut = pipeline.window_piece(job, WINDOW_SEARCH)
-        offset = job.committed / pipeline.sample_rate()
+        is_live = live.is_live(job)
+        cutter = live.window_piece if is_live else pipeline.window_piece
+        piece, cut = cutter(job, WINDOW_SEARCH)
+        start = job.committed
+        offset = start / pipeline.sample_rate()
         options = pipeline.window_options(job, self.config)
         sender = self.segment_sender(job)
         started = time.monotonic()
         try:
-            result = await self.on_worker(
-                self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
-            )
+            if is_live:
+                assert job.stream is not None
+                work = (job.stream.audio(), job, start, cut, options, sender, lambda: job.cancelled)
+                result = await self.on_worker(pieces.decode_piece, self.engine, *work)
+            else:
+                result = await self.on_worker(
+                    self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
+                )
         except Exception as exc:  # noqa: BLE001 - the tail path transcribes it all again
             log.warning("window of a stream failed; it is redone at the end: %s", exc)
             job.window = None
@@ -310,6 +332,8 @@ class Scheduler(ModelWorker):
         job.segments.extend(result.segments)
         job.committed = cut
         job.window = None
+        if is_live:
+            live.commit_window(job, result.segments, start, cut)
         self.advance_stream(job, event=True)
 
     async def run_draft(self, job: Job, start: int, end: int) -> None:
@@ -321,13 +345,20 @@ class Scheduler(ModelWorker):
         started = time.monotonic()
         try:
             # No segments are sent: a draft may be thrown away if the user speaks again.
-            result = await self.on_worker(
-                self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
-            )
+            if live.is_live(job):
+                work = (job.stream.audio(), job, start, end, options, None, lambda: job.cancelled)
+                result = await self.on_worker(pieces.decode_piece, self.engine, *work)
+            else:
+                result = await self.on_worker(
+                    self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
+                )
         except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
             log.warning("a draft of a stream failed; the release decodes it: %s", exc)
         else:
-            job.draft = Draft(start, end, result)
+            if live.is_live(job):
+                live.new_draft(job, Draft(start, end, result))
+            else:
+                job.draft = Draft(start, end, result)
         finally:
             job.draft_seconds += time.monotonic() - started
             job.drafting = None

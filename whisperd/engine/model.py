@@ -39,6 +39,7 @@ class Model(Protocol):
         vad_filter: bool = ...,
         initial_prompt: str | None = ...,
         hotwords: str | None = ...,
+        prefix: str | None = ...,
         without_timestamps: bool = ...,
         word_timestamps: bool = ...,
     ) -> tuple[Iterable[Any], Any]: ...

@@ -39,6 +39,7 @@ from whisperd.protocol.framing import (
 from whisperd.protocol.replies import (
     FLATTEN,
     Accepted,
+    CommitReply,
     ErrorReply,
     HelloReply,
     Loaded,
@@ -119,6 +120,7 @@ __all__ = [
     "Loaded",
     "Unloaded",
     "SegmentReply",
+    "CommitReply",
     "ResultReply",
     "ErrorReply",
     "Reply",

@@ -68,6 +68,19 @@ class SegmentReply:
 
 
 @dataclass(frozen=True)
+class CommitReply:
+    """A piece of a live stream's text, final (docs/protocol.md, "Live dictation")."""
+
+    TYPE: ClassVar[str] = "commit"
+    id: RequestId
+    seq: int
+    text: str
+    start: float
+    end: float
+    final: bool
+
+
+@dataclass(frozen=True)
 class ResultReply:
     TYPE: ClassVar[str] = "result"
     id: RequestId
@@ -94,6 +107,7 @@ Reply = (
     | Loaded
     | Unloaded
     | SegmentReply
+    | CommitReply
     | ResultReply
     | ErrorReply
 )

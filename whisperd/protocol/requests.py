@@ -40,6 +40,7 @@ TRANSCRIBE_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "word_timestamps": (bool,),
     "fast_short_audio": (bool,),
     "vocabulary": (list,),
+    "live": (bool,),  # PCM streams only: commit events while the audio streams in
 }
 
 # Words and names the model should expect (docs/text.md). Whisper reads at most 223
@@ -222,7 +223,10 @@ def parse_request(msg: dict[str, Any]) -> Request:
                 ErrorCode.BAD_FIELD, f"format must be 'file' or 'pcm', got {fmt!r:.40}", rid
             )
         pcm = _pcm_format(msg, rid) if fmt == "pcm" else None
-        return Transcribe(rid, fmt, pcm, _transcribe_options(msg, rid))
+        options = _transcribe_options(msg, rid)
+        if options.get("live") and pcm is None:
+            raise ProtocolError(ErrorCode.BAD_FIELD, "option 'live' needs format 'pcm'", rid)
+        return Transcribe(rid, fmt, pcm, options)
     if kind == "audio":
         return Audio(rid, audio_size(msg, rid))
     if kind == "end":

@@ -1,0 +1,173 @@
+"""Live streams: committed pieces of text sent while the user still speaks.
+
+The policy (when a piece is final) is ``commit.py``; this module carries its decisions
+out on a job, on the event loop: it records each piece, moves the job's ``committed``
+position, and sends the ``commit`` event (docs/protocol.md, "Live dictation"). Every
+word of the result is in exactly one piece: a piece's segments become the job's
+``segments`` (the earlier text the next piece is conditioned on and the result is merged
+from), and the result's text is the pieces joined.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, safe_cut
+from whisperd.daemon.jobs import Draft, Job, Piece
+from whisperd.protocol import CommitReply, SegmentReply
+
+if TYPE_CHECKING:
+    from whisperd.audio import Samples
+    from whisperd.engine import Segment, Transcription
+
+
+def is_live(job: Job) -> bool:
+    return job.stream is not None and bool(job.request.options.get("live"))
+
+
+@functools.cache
+def policy() -> LivePolicy:
+    return LivePolicy.from_seconds(LONG_PAUSE, _rate())
+
+
+def has_text(draft: Draft | None) -> bool:
+    """Whether a draft decoded some text (a draft skipped as too short, or in which the
+    VAD found no speech, is not committed: its audio joins the next piece)."""
+    return draft is not None and not draft.result.skipped and bool(draft.result.text.strip())
+
+
+def _rate() -> int:
+    from whisperd.audio import SAMPLE_RATE
+
+    return SAMPLE_RATE
+
+
+def _text(segments: list[Segment]) -> str:
+    return " ".join(s["text"] for s in segments if s["text"]).strip()
+
+
+def send_piece(job: Job, text: str, start: int, end: int, final: bool = False) -> None:
+    """Record a final piece of text and send it; an empty piece is recorded (the next
+    piece's context starts after it) but sent only as the final one (the client learns
+    the stream is complete)."""
+    job.pieces.append(Piece(start, end, text))
+    if not text and not final:
+        return
+    seq = job.commits_sent
+    job.commits_sent += 1
+    if not job.cancelled:
+        rate = _rate()
+        reply = CommitReply(
+            job.request.id, seq, text, round(start / rate, 3), round(end / rate, 3), final
+        )
+        job.send(reply)
+
+
+def new_draft(job: Job, draft: Draft) -> None:
+    """A draft finished: the one before it, of the same piece and with text, is kept to
+    be confirmed by it (commit.py)."""
+    old = job.draft
+    job.previous = old if has_text(old) and old is not None and old.start == draft.start else None
+    job.draft = draft
+
+
+def confirmation(job: Job) -> tuple[str, str] | None:
+    """The previous draft's words as the latest draft spells them, and the latest draft's
+    words after them; None unless the latest draft begins with exactly those words."""
+    previous, latest = job.previous, job.draft
+    if previous is None or latest is None or previous.start != job.committed:
+        return None
+    if latest.start != previous.start or latest.end <= previous.end:
+        return None
+    return split_confirmed(previous.result.text, latest.result.text)
+
+
+def split_confirmed(earlier: str, later: str) -> tuple[str, str] | None:
+    """(the tokens of ``later`` holding the words of ``earlier``, the rest) when ``later``
+    begins with the words of ``earlier`` (case and punctuation aside); None otherwise."""
+    from whisperd.engine.guard import words
+
+    wanted = words(earlier)
+    tokens = later.split()
+    got: list[str] = []
+    for index, token in enumerate(tokens):
+        got.extend(words(token))
+        if len(got) >= len(wanted):
+            if not wanted or got != wanted:
+                return None
+            return " ".join(tokens[: index + 1]), " ".join(tokens[index + 1 :])
+    return None
+
+
+def commit_draft(job: Job, decision: CommitDraft) -> None:
+    """The draft over ``decision.start``..``decision.end`` is final: the previous draft,
+    confirmed by the latest, or the latest after a long pause. Commit its text."""
+    previous = job.previous
+    if previous is not None and (previous.start, previous.end) == (decision.start, decision.end):
+        _commit_confirmed(job, previous)
+        return
+    draft = job.draft
+    assert draft is not None and (draft.start, draft.end) == (decision.start, decision.end)
+    _send_segments(job, draft.result.segments)
+    job.committed = decision.end
+    job.draft = job.previous = None
+    send_piece(job, _text(draft.result.segments), decision.start, decision.end)
+
+
+def _send_segments(job: Job, segments: list[Segment]) -> None:
+    job.segments.extend(segments)
+    if not job.cancelled:  # a draft sends no segments while it may be thrown away
+        for segment in segments:
+            job.send(SegmentReply(job.request.id, segment))
+
+
+def _commit_confirmed(job: Job, previous: Draft) -> None:
+    from whisperd.engine import Transcription
+    from whisperd.engine.result import segment
+
+    latest, split = job.draft, confirmation(job)
+    assert latest is not None and split is not None
+    confirmed, rest = split
+    rate = _rate()
+    _send_segments(job, [segment(previous.start / rate, previous.end / rate, confirmed)])
+    job.committed = previous.end
+    # The rest of the latest draft is a draft of the next piece (confirmed by the next
+    # pause, or the answer at release). Empty, it is no draft: the model may have missed
+    # what was said there, so the release decodes it.
+    job.draft = job.previous = None
+    if rest:
+        rest_segment = segment(previous.end / rate, latest.end / rate, rest)
+        language, seconds = latest.result.language, (latest.end - previous.end) / rate
+        result = Transcription.of_segments([rest_segment], language, seconds, latest.result.path)
+        job.draft = Draft(previous.end, latest.end, result)
+    send_piece(job, confirmed, previous.start, previous.end)
+
+
+def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> None:
+    """A stream window's text is final (long speech without a pause)."""
+    send_piece(job, _text(segments), start, cut)
+
+
+def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
+    """The audio of the next window of a live stream and where it ends: in the middle of
+    the quietest stretch of its last ``search_seconds`` (``commit.safe_cut``), so that
+    the committed text ends between two words."""
+    from whisperd.audio import LEVEL_FRAME, quiet_cut
+
+    assert job.stream is not None
+    audio = job.stream.audio()
+    low = max(job.committed, audio.size - int(search_seconds * _rate()))
+    cut = safe_cut(job.stream.levels.values, low, audio.size, LEVEL_FRAME)
+    if cut is None:
+        cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
+    return audio[job.committed : cut], cut
+
+
+def finish(job: Job, result: Transcription, earlier: int) -> Transcription:
+    """At release: the tail after the last commit (``result``'s segments after the first
+    ``earlier``) is the final piece; the result's text is every piece joined."""
+    tail = result.segments[earlier:]
+    send_piece(job, _text(tail), job.committed, int(round(result.duration * _rate())), True)
+    result.text = " ".join(piece.text for piece in job.pieces if piece.text)
+    return result
