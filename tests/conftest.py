@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from whisperd.privacy import keep_local
+
+# Tests run faster-whisper in-process too (its VAD loads onnxruntime): telemetry off
+# before anything imports it, as the daemon does (docs/hardening.md).
+keep_local()
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_DIR = Path(os.environ.get("WHISPERD_TEST_AUDIO", ROOT.parent / "shared" / "audio"))
 JFK_TEXT = (

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import RunningDaemon, words
+from tests.conftest import RunningDaemon, espeak, words
 from tests.integration.live_stream import RATE, check_pieces, stream_live
-from tests.integration.support import SENTENCES, connect, espeak_wav, transcribe, wer
+from tests.integration.support import SENTENCES, connect, transcribe, wer
 
 # whisperd-keys' request today; `live` must make it decode like a file request anyway.
 KEYS_OPTIONS = {"without_timestamps": True}
@@ -36,7 +36,7 @@ def utterance(folder: Path, indices: list[int], pauses: list[float]) -> tuple[np
     """Sentences with the given pauses between them, released 50 ms after the last word."""
     parts = [room(0.2, 0)]
     for n, index in enumerate(indices):
-        parts.append(speech_of(espeak_wav(SENTENCES[index][0], folder / f"u{index}.wav")))
+        parts.append(speech_of(espeak(SENTENCES[index][0], folder / f"u{index}.wav", speed=150)))
         parts.append(room(pauses[n] if n < len(pauses) else 0.05, n + 1))
     return np.concatenate(parts), " ".join(SENTENCES[i][0] for i in indices)
 
