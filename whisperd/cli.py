@@ -228,6 +228,7 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
         timeout=args.timeout or config.timeout,
         autostart=config.autostart and not args.no_autostart,
         connect_timeout=config.connect_timeout,
+        config=args.config,
     ) as client:
         if args.command == "transcribe":
             return cmd_transcribe(client, args, text)

@@ -114,21 +114,63 @@ def _systemd_can_activate(path: str) -> bool:
     return done.returncode == 0 and os.path.exists(path)
 
 
-def spawn_daemon(path: str) -> None:
+class DaemonConfigError(ClientError):
+    """The daemon we started refused its configuration (it exited with status 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class Spawned:
+    """A whisperd we started in the background, and where its own messages go."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, log_start: int) -> None:
+        self.process = process
+        self.log_path = log_path
+        self.log_start = log_start
+
+    def last_words(self) -> str:
+        """The last line the daemon wrote before it exited: its own error message."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self.log_start)
+                tail = log_file.read()[-4096:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def failure(self) -> ClientError:
+        status = self.process.returncode
+        said = self.last_words() or f"whisperd exited with status {status}"
+        if status == 2:  # whisperd.server: a configuration error
+            return DaemonConfigError("config", said)
+        return DaemonUnavailable(
+            "unavailable", f"whisperd exited at start ({said}); see {self.log_path}"
+        )
+
+
+def spawn_daemon(path: str, config: str | None = None) -> Spawned:
     """Start whisperd in the background (no systemd): same idle exit, logs to a file."""
     log_path = Path(path).with_name("whisperd.log")
+    command = [sys.executable, "-m", "whisperd.server", "--socket", path]
+    if config:
+        command += ["--config", os.path.abspath(config)]
     with open(log_path, "ab") as log_file:
-        subprocess.Popen(
-            [sys.executable, "-m", "whisperd.server", "--socket", path],
+        log_start = log_file.tell()
+        process = subprocess.Popen(
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,  # survives our exit and our terminal's signals
             close_fds=True,
         )
+    return Spawned(process, log_path, log_start)
 
 
-def connect_socket(path: str, connect_timeout: float, autostart: bool) -> socket.socket:
+def connect_socket(
+    path: str, connect_timeout: float, autostart: bool, config: str | None = None
+) -> socket.socket:
     check_socket_dir(Path(path))
     sock = _try_connect(path, connect_timeout)
     if sock is not None:
@@ -137,13 +179,18 @@ def connect_socket(path: str, connect_timeout: float, autostart: bool) -> socket
         raise DaemonUnavailable(
             "unavailable", f"whisperd is not running (nothing listens on {path})"
         )
-    if not _systemd_can_activate(path):
-        spawn_daemon(path)
+    spawned = None if _systemd_can_activate(path) else spawn_daemon(path, config)
     deadline = time.monotonic() + connect_timeout
     while time.monotonic() < deadline:
+        # Checked before the socket: a daemon that lost a start race to another one
+        # exits, yet the socket then answers.
+        exited = spawned is not None and spawned.process.poll() is not None
         sock = _try_connect(path, connect_timeout)
         if sock is not None:
             return sock
+        if exited:
+            assert spawned is not None
+            raise spawned.failure()
         time.sleep(0.02)
     raise DaemonUnavailable(
         "unavailable",
@@ -168,14 +215,16 @@ class Client:
         timeout: float = 30.0,
         autostart: bool = True,
         connect_timeout: float = 10.0,
+        config: str | None = None,
     ) -> Client:
+        """``config``: the configuration file for a daemon started here (whisperd --config)."""
         from whisperd.config import default_socket_path
 
         try:
             path = str(socket_path or os.environ.get("WHISPERD_SOCKET") or "")
             if not path:
                 path = str(default_socket_path())
-            sock = connect_socket(path, connect_timeout, autostart)
+            sock = connect_socket(path, connect_timeout, autostart, config)
         except UnsafeRuntime as exc:
             raise UntrustedDaemon("untrusted", str(exc)) from None
         except OSError as exc:
