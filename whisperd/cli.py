@@ -241,8 +241,12 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
                 f"({reply.get('compute_type')}) in {reply.get('load_seconds', 0):.2f} s"
             )
         elif args.command == "unload":
-            client.unload()
-            print("model unloaded")
+            reply = client.unload()
+            print(
+                "the model will be unloaded when the running transcription finishes"
+                if reply.get("pending")
+                else "model unloaded"
+            )
         elif args.command == "ping":
             client.ping()
             print("pong")

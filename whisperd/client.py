@@ -9,8 +9,10 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import select
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -67,6 +69,29 @@ class ProtocolMismatch(ClientError):
 
 class UntrustedDaemon(DaemonUnavailable):
     """The socket, its directory or the process behind it is not our own (whisperd.runtime)."""
+
+
+# Error codes that say "not now, not here": the request itself was fine.
+UNAVAILABLE_CODES = frozenset({"too_many_connections", "forbidden", "shutting_down"})
+
+
+def reply_error(message: dict[str, Any]) -> ClientError:
+    """The exception for one of the daemon's error replies."""
+    code = str(message.get("code"))
+    text = str(message.get("message"))
+    if code == "unsupported_version":
+        return ProtocolMismatch(code, text)
+    if code in UNAVAILABLE_CODES:
+        return DaemonUnavailable(code, text)
+    return ClientError(code, text)
+
+
+def too_large(limit: int) -> ClientError:
+    return ClientError(
+        "audio_too_large",
+        f"the audio is over whisperd's limit of {limit} bytes per request "
+        "(daemon.max_audio_bytes); nothing more was sent",
+    )
 
 
 def _try_connect(path: str, timeout: float) -> socket.socket | None:
@@ -262,9 +287,20 @@ class Client:
         try:
             send_message(self.sock, message)
         except OSError as exc:
-            raise DaemonUnavailable(
-                "unavailable", f"whisperd closed the connection: {exc}"
-            ) from None
+            raise self.why_closed(exc) from None
+
+    def why_closed(self, exc: OSError) -> ClientError:
+        """The daemon's own reason for closing on us (say ``too_many_connections``, sent
+        before our hello got there), when it left one to read; else the socket's error."""
+        try:
+            self.sock.settimeout(1.0)
+            for _ in range(64):  # replies still unread may come before the reason
+                message = recv_message(self.sock)
+                if message.get("type") == "error" and message.get("id") is None:
+                    return reply_error(message)
+        except (OSError, ProtocolError):
+            pass
+        return DaemonUnavailable("unavailable", f"whisperd closed the connection: {exc}")
 
     def receive(self) -> dict[str, Any]:
         self.sock.settimeout(self.timeout)
@@ -288,6 +324,8 @@ class Client:
             other = message.get("id")
             if other == request_id:
                 return message
+            if other is None and message.get("type") == "error":
+                raise reply_error(message)  # about the whole connection
             if other in self.held:
                 self.held[other].append(message)  # pipelined: read when its turn comes
             # else: a late reply to a request we gave up on
@@ -305,11 +343,7 @@ class Client:
                 continue
             if kind == "error":
                 self.held.pop(request_id, None)
-                code = str(message.get("code"))
-                text = str(message.get("message"))
-                if code == "unsupported_version":
-                    raise ProtocolMismatch(code, text)
-                raise ClientError(code, text)
+                raise reply_error(message)
             if kind == "result":
                 self.held.pop(request_id, None)
             return message
@@ -330,8 +364,9 @@ class Client:
     def load(self) -> dict[str, Any]:
         return self.request({"type": "load"})
 
-    def unload(self) -> None:
-        self.request({"type": "unload"})
+    def unload(self) -> dict[str, Any]:
+        """The ``unloaded`` reply: ``pending`` when the model goes after a running request."""
+        return self.request({"type": "unload"})
 
     def start_stream(
         self,
@@ -367,9 +402,9 @@ class Client:
         on_segment: SegmentCallback | None = None,
     ) -> dict[str, Any]:
         with open(path, "rb") as handle:
+            self._check_size(handle)
             stream = self.start_file(options)
-            for chunk in _chunks(handle):
-                stream.send(chunk)
+            self._upload(stream, handle)
             return stream.finish(on_segment)
 
     def transcribe_files(
@@ -415,19 +450,65 @@ class Client:
             return exc
         with handle:
             try:
+                self._check_size(handle)
                 stream = self.start_file(options)
             except ClientError as exc:
                 return exc
             self.held[stream.id] = collections.deque()
             try:
-                for chunk in _chunks(handle):
-                    stream.send(chunk)
+                self._upload(stream, handle)
             except OSError as exc:  # unreadable midway: drop the request
                 self.held.pop(stream.id, None)
                 stream.cancel()
                 return exc
+            except ClientError as exc:
+                self.held.pop(stream.id, None)
+                if exc.exit_code != EXIT_REQUEST_FAILED:
+                    raise
+                return exc  # this file's error; the next files go on
             self.send({"type": "end", "id": stream.id})
         return stream
+
+    # -- uploads: stop as soon as the daemon said no, never send past its limit
+
+    def max_audio_bytes(self) -> int | None:
+        limits = self.server_info.get("limits")
+        value = limits.get("max_audio_bytes") if isinstance(limits, dict) else None
+        return value if isinstance(value, int) and value > 0 else None
+
+    def _check_size(self, handle: BinaryIO) -> None:
+        """Refuse a regular file over the daemon's limit before a request is made."""
+        limit = self.max_audio_bytes()
+        try:
+            info = os.fstat(handle.fileno())
+        except (OSError, ValueError):
+            return
+        if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise too_large(limit)
+
+    def _upload(self, stream: AudioStream, handle: BinaryIO) -> None:
+        """Send a file's bytes; stops at the daemon's limit (a pipe or a device may never
+        end) and at an error the daemon sent meanwhile (it drops the rest of the audio)."""
+        limit = self.max_audio_bytes()
+        sent = 0
+        for chunk in _chunks(handle):
+            sent += len(chunk)
+            if limit is not None and sent > limit:
+                stream.cancel()
+                raise too_large(limit)
+            stream.send(chunk)
+            self._read_early_replies(stream.id)
+
+    def _read_early_replies(self, request_id: RequestId) -> None:
+        """Take what the daemon has sent already, without waiting: replies to earlier
+        requests are held for later; an error for this one ends its upload."""
+        while select.select([self.sock], [], [], 0)[0]:
+            message = self.receive()
+            other = message.get("id")
+            if message.get("type") == "error" and other in (request_id, None):
+                raise reply_error(message)
+            if isinstance(other, (int, str)) and (other == request_id or other in self.held):
+                self.held.setdefault(other, collections.deque()).append(message)
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
@@ -449,9 +530,7 @@ class AudioStream:
             try:
                 send_audio(self.client.sock, self.id, part)
             except OSError as exc:
-                raise DaemonUnavailable(
-                    "unavailable", f"whisperd closed the connection: {exc}"
-                ) from None
+                raise self.client.why_closed(exc) from None
 
     def finish(self, on_segment: SegmentCallback | None = None) -> dict[str, Any]:
         self.client.send({"type": "end", "id": self.id})
