@@ -180,6 +180,28 @@ def test_config_option_reaches_the_autostarted_daemon(
     assert "exits 3 s after" in done.stdout, done.stdout
 
 
+@pytest.mark.parametrize("command", [["status"], ["transcribe", "JFK", "JFK"]])
+def test_output_to_a_closed_pipe_is_quiet(daemon: RunningDaemon, command: list[str]) -> None:
+    """`whisperctl status | head -0`: the reader is gone; no BrokenPipeError traceback."""
+    jfk = str(shared_audio("jfk.flac"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has had enough
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path)]
+            + [jfk if arg == "JFK" else arg for arg in command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.stderr == ""
+
+
 def test_whisperctl_imports_neither_numpy_nor_faster_whisper(daemon: RunningDaemon) -> None:
     probe = (
         "import sys\n"
