@@ -20,6 +20,7 @@ import pytest
 from tests.unit.daemon.fakes import FakeEngine, tone, wav_bytes
 from tests.unit.daemon.test_connection import PCM, Client
 from whisperd.config import DaemonConfig
+from whisperd.daemon.connection import Connection
 from whisperd.daemon.lifecycle import Daemon
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.listener import Listener, bind_socket
@@ -94,6 +95,24 @@ def test_sigterm_tells_every_client_with_a_request_in_flight(tmp_path: Path) -> 
             assert not r.path.exists()
             jobs = [job for job in r.daemon.scheduler.queued]
             assert all(job.cancelled for job in jobs)  # the running decode stops early
+
+    run(test)
+
+
+def test_a_client_that_reads_nothing_does_not_hold_up_the_stop(tmp_path: Path) -> None:
+    """Replies waiting for a client that never reads them: SIGTERM still ends the loop
+    (the connection is aborted after the stop grace, not flushed forever)."""
+
+    async def test() -> None:
+        async with running(tmp_path, Limits(stop_grace=0.5)) as r:
+            client = await r.connect()
+            await client.ask({"type": "ping", "id": 1})
+            (connection,) = r.daemon.state.connections
+            assert isinstance(connection, Connection)
+            connection.writer.write(bytes(64 * 1024 * 1024))  # far over the socket buffer
+            r.daemon.on_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(asyncio.shield(r.task), 20) == 0
+            client.writer.close()
 
     run(test)
 
