@@ -1,7 +1,7 @@
 """A blocking client for whisperd, standard library only (whisperctl must start fast).
 
-It connects to the socket, starting the daemon when nothing answers: through the systemd
-user manager when one is there, else by spawning ``whisperd`` in the background.
+It connects to the socket, starting the daemon when nothing answers (whisperd.autostart);
+its errors and whisperctl's exit status for each are in whisperd.clienterrors.
 """
 
 from __future__ import annotations
@@ -10,17 +10,29 @@ import collections
 import itertools
 import os
 import select
-import shutil
 import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from whisperd.autostart import connect_socket
+from whisperd.clienterrors import (
+    EXIT_OK,
+    EXIT_PROTOCOL,
+    EXIT_REQUEST_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    ClientError,
+    DaemonConfigError,
+    DaemonTimeout,
+    DaemonUnavailable,
+    ProtocolMismatch,
+    UntrustedDaemon,
+    reply_error,
+    too_large,
+)
 from whisperd.protocol import (
     MAX_AUDIO_FRAME,
     PROTOCOL_VERSION,
@@ -30,198 +42,31 @@ from whisperd.protocol import (
     send_audio,
     send_message,
 )
-from whisperd.runtime import UnsafeRuntime, check_socket_dir, check_socket_file, verify_daemon
+from whisperd.runtime import UnsafeRuntime
+
+# The errors are part of this module's API (whisperctl, whisperd-keys and tests use them).
+__all__ = [
+    "AudioStream",
+    "Client",
+    "EXIT_OK",
+    "EXIT_PROTOCOL",
+    "EXIT_REQUEST_FAILED",
+    "EXIT_TIMEOUT",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "ClientError",
+    "DaemonConfigError",
+    "DaemonTimeout",
+    "DaemonUnavailable",
+    "ProtocolMismatch",
+    "UntrustedDaemon",
+    "SegmentCallback",
+]
 
 SegmentCallback = Callable[[dict[str, Any]], None]
 
-# Exit codes of whisperctl, documented in docs/protocol.md and the README.
 # whisperctl sends this many files ahead of the result it waits for.
 PIPELINE_FILES = 16
-
-EXIT_OK = 0
-EXIT_REQUEST_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_TIMEOUT = 4
-EXIT_PROTOCOL = 5
-
-
-class ClientError(Exception):
-    exit_code = EXIT_REQUEST_FAILED
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class DaemonUnavailable(ClientError):
-    exit_code = EXIT_UNAVAILABLE
-
-
-class DaemonTimeout(ClientError):
-    exit_code = EXIT_TIMEOUT
-
-
-class ProtocolMismatch(ClientError):
-    exit_code = EXIT_PROTOCOL
-
-
-class UntrustedDaemon(DaemonUnavailable):
-    """The socket, its directory or the process behind it is not our own (whisperd.runtime)."""
-
-
-# Error codes that say "not now, not here": the request itself was fine.
-UNAVAILABLE_CODES = frozenset({"too_many_connections", "forbidden", "shutting_down"})
-
-
-def reply_error(message: dict[str, Any]) -> ClientError:
-    """The exception for one of the daemon's error replies."""
-    code = str(message.get("code"))
-    text = str(message.get("message"))
-    if code == "unsupported_version":
-        return ProtocolMismatch(code, text)
-    if code in UNAVAILABLE_CODES:
-        return DaemonUnavailable(code, text)
-    return ClientError(code, text)
-
-
-def too_large(limit: int) -> ClientError:
-    return ClientError(
-        "audio_too_large",
-        f"the audio is over whisperd's limit of {limit} bytes per request "
-        "(daemon.max_audio_bytes); nothing more was sent",
-    )
-
-
-def _try_connect(path: str, timeout: float) -> socket.socket | None:
-    """A connection to our own daemon on ``path``; None when nothing listens there.
-
-    Raises UnsafeRuntime, before a byte is sent, when the socket or the process listening
-    on it belongs to someone else.
-    """
-    if not check_socket_file(Path(path)):
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-        verify_daemon(sock, path)
-        return sock
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        return None
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _systemd_can_activate(path: str) -> bool:
-    """Start whisperd.socket through the user manager, if there is one and it owns ``path``."""
-    from whisperd.config import default_socket_path
-
-    if path != str(default_socket_path()) or not shutil.which("systemctl"):
-        return False
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
-        return False
-    try:
-        done = subprocess.run(
-            ["systemctl", "--user", "start", "whisperd.socket"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and os.path.exists(path)
-
-
-class DaemonConfigError(ClientError):
-    """The daemon we started refused its configuration (it exited with status 2)."""
-
-    exit_code = EXIT_USAGE
-
-
-class Spawned:
-    """A whisperd we started in the background, and where its own messages go."""
-
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, log_start: int) -> None:
-        self.process = process
-        self.log_path = log_path
-        self.log_start = log_start
-
-    def last_words(self) -> str:
-        """The last line the daemon wrote before it exited: its own error message."""
-        try:
-            with open(self.log_path, "rb") as log_file:
-                log_file.seek(self.log_start)
-                tail = log_file.read()[-4096:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-        lines = [line.strip() for line in tail.splitlines() if line.strip()]
-        return lines[-1] if lines else ""
-
-    def failure(self) -> ClientError:
-        status = self.process.returncode
-        said = self.last_words() or f"whisperd exited with status {status}"
-        if status == 2:  # whisperd.server: a configuration error
-            return DaemonConfigError("config", said)
-        return DaemonUnavailable(
-            "unavailable", f"whisperd exited at start ({said}); see {self.log_path}"
-        )
-
-
-def spawn_daemon(path: str, config: str | None = None) -> Spawned:
-    """Start whisperd in the background (no systemd): same idle exit, logs to a file."""
-    log_path = Path(path).with_name("whisperd.log")
-    command = [sys.executable, "-m", "whisperd.server", "--socket", path]
-    if config:
-        command += ["--config", os.path.abspath(config)]
-    with open(log_path, "ab") as log_file:
-        log_start = log_file.tell()
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # survives our exit and our terminal's signals
-            close_fds=True,
-        )
-    return Spawned(process, log_path, log_start)
-
-
-def connect_socket(
-    path: str, connect_timeout: float, autostart: bool, config: str | None = None
-) -> socket.socket:
-    check_socket_dir(Path(path))
-    sock = _try_connect(path, connect_timeout)
-    if sock is not None:
-        return sock
-    if not autostart:
-        raise DaemonUnavailable(
-            "unavailable", f"whisperd is not running (nothing listens on {path})"
-        )
-    spawned = None if _systemd_can_activate(path) else spawn_daemon(path, config)
-    deadline = time.monotonic() + connect_timeout
-    while time.monotonic() < deadline:
-        # Checked before the socket: a daemon that lost a start race to another one
-        # exits, yet the socket then answers.
-        exited = spawned is not None and spawned.process.poll() is not None
-        sock = _try_connect(path, connect_timeout)
-        if sock is not None:
-            return sock
-        if exited:
-            assert spawned is not None
-            raise spawned.failure()
-        time.sleep(0.02)
-    raise DaemonUnavailable(
-        "unavailable",
-        f"whisperd did not start within {connect_timeout:.0f} s (socket {path}); "
-        f"see {Path(path).with_name('whisperd.log')} or `journalctl --user -u whisperd`",
-    )
 
 
 class Client:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests import wire
-from whisperd import cli, client
+from whisperd import autostart, cli
 from whisperd.client import EXIT_UNAVAILABLE, Client, ClientError, DaemonUnavailable
 from whisperd.protocol import MAX_AUDIO_FRAME
 
@@ -136,7 +136,7 @@ def test_refused_at_the_connection_cap_shows_the_daemons_reason(
     def verify_after_refusal(sock: socket.socket, path: str) -> None:
         assert daemon.done.wait(60)  # the daemon has answered and closed: hello comes late
 
-    monkeypatch.setattr(client, "verify_daemon", verify_after_refusal)
+    monkeypatch.setattr(autostart, "verify_daemon", verify_after_refusal)
     with pytest.raises(DaemonUnavailable) as raised:
         Client.connect(str(daemon.path), timeout=30, autostart=False)
     assert raised.value.code == "too_many_connections"
