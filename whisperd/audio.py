@@ -12,17 +12,16 @@ from collections.abc import Callable
 
 import av
 import numpy as np
-import numpy.typing as npt
 
 from whisperd.decoding import sandbox
 from whisperd.decoding.errors import AudioTooLarge as AudioTooLarge  # re-exported
 from whisperd.decoding.errors import BadAudio as BadAudio
+from whisperd.engine.samples import SAMPLE_RATE as SAMPLE_RATE  # re-exported
+from whisperd.engine.samples import Samples as Samples
 from whisperd.protocol import PcmFormat
 
-SAMPLE_RATE = 16000
 # daemon.max_audio_seconds' default: the daemon passes its configured value.
 DEFAULT_MAX_SECONDS = 4 * 3600.0
-Samples = npt.NDArray[np.float32]
 
 
 def decode_file(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -228,6 +229,7 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
         timeout=args.timeout or config.timeout,
         autostart=config.autostart and not args.no_autostart,
         connect_timeout=config.connect_timeout,
+        config=args.config,
     ) as client:
         if args.command == "transcribe":
             return cmd_transcribe(client, args, text)
@@ -240,12 +242,24 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
                 f"({reply.get('compute_type')}) in {reply.get('load_seconds', 0):.2f} s"
             )
         elif args.command == "unload":
-            client.unload()
-            print("model unloaded")
+            reply = client.unload()
+            print(
+                "the model will be unloaded when the running transcription finishes"
+                if reply.get("pending")
+                else "model unloaded"
+            )
         elif args.command == "ping":
             client.ping()
             print("pong")
     return EXIT_OK
+
+
+def output_gone() -> int:
+    """Our reader closed the pipe (`whisperctl status | head -1`): stop quietly. As the
+    Python docs advise, stdout then points at /dev/null so the flush at exit cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run(args, config, text, str(socket_path(args.socket, raw)))
+        status = run(args, config, text, str(socket_path(args.socket, raw)))
+        sys.stdout.flush()  # a reader that left shows here, not at exit
+        return status
+    except BrokenPipeError:
+        return output_gone()
     except UnsafeRuntime as exc:  # the runtime directory is not ours: never use it
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

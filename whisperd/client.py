@@ -1,7 +1,7 @@
 """A blocking client for whisperd, standard library only (whisperctl must start fast).
 
-It connects to the socket, starting the daemon when nothing answers: through the systemd
-user manager when one is there, else by spawning ``whisperd`` in the background.
+It connects to the socket, starting the daemon when nothing answers (whisperd.autostart);
+its errors and whisperctl's exit status for each are in whisperd.clienterrors.
 """
 
 from __future__ import annotations
@@ -9,16 +9,30 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import shutil
+import select
 import socket
-import subprocess
-import sys
-import time
+import stat
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from whisperd.autostart import connect_socket
+from whisperd.clienterrors import (
+    EXIT_OK,
+    EXIT_PROTOCOL,
+    EXIT_REQUEST_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    ClientError,
+    DaemonConfigError,
+    DaemonTimeout,
+    DaemonUnavailable,
+    ProtocolMismatch,
+    UntrustedDaemon,
+    reply_error,
+    too_large,
+)
 from whisperd.protocol import (
     MAX_AUDIO_FRAME,
     PROTOCOL_VERSION,
@@ -28,128 +42,31 @@ from whisperd.protocol import (
     send_audio,
     send_message,
 )
-from whisperd.runtime import UnsafeRuntime, check_socket_dir, check_socket_file, verify_daemon
+from whisperd.runtime import UnsafeRuntime
+
+# The errors are part of this module's API (whisperctl, whisperd-keys and tests use them).
+__all__ = [
+    "AudioStream",
+    "Client",
+    "EXIT_OK",
+    "EXIT_PROTOCOL",
+    "EXIT_REQUEST_FAILED",
+    "EXIT_TIMEOUT",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "ClientError",
+    "DaemonConfigError",
+    "DaemonTimeout",
+    "DaemonUnavailable",
+    "ProtocolMismatch",
+    "UntrustedDaemon",
+    "SegmentCallback",
+]
 
 SegmentCallback = Callable[[dict[str, Any]], None]
 
-# Exit codes of whisperctl, documented in docs/protocol.md and the README.
 # whisperctl sends this many files ahead of the result it waits for.
 PIPELINE_FILES = 16
-
-EXIT_OK = 0
-EXIT_REQUEST_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_TIMEOUT = 4
-EXIT_PROTOCOL = 5
-
-
-class ClientError(Exception):
-    exit_code = EXIT_REQUEST_FAILED
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class DaemonUnavailable(ClientError):
-    exit_code = EXIT_UNAVAILABLE
-
-
-class DaemonTimeout(ClientError):
-    exit_code = EXIT_TIMEOUT
-
-
-class ProtocolMismatch(ClientError):
-    exit_code = EXIT_PROTOCOL
-
-
-class UntrustedDaemon(DaemonUnavailable):
-    """The socket, its directory or the process behind it is not our own (whisperd.runtime)."""
-
-
-def _try_connect(path: str, timeout: float) -> socket.socket | None:
-    """A connection to our own daemon on ``path``; None when nothing listens there.
-
-    Raises UnsafeRuntime, before a byte is sent, when the socket or the process listening
-    on it belongs to someone else.
-    """
-    if not check_socket_file(Path(path)):
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-        verify_daemon(sock, path)
-        return sock
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        return None
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _systemd_can_activate(path: str) -> bool:
-    """Start whisperd.socket through the user manager, if there is one and it owns ``path``."""
-    from whisperd.config import default_socket_path
-
-    if path != str(default_socket_path()) or not shutil.which("systemctl"):
-        return False
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
-        return False
-    try:
-        done = subprocess.run(
-            ["systemctl", "--user", "start", "whisperd.socket"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and os.path.exists(path)
-
-
-def spawn_daemon(path: str) -> None:
-    """Start whisperd in the background (no systemd): same idle exit, logs to a file."""
-    log_path = Path(path).with_name("whisperd.log")
-    with open(log_path, "ab") as log_file:
-        subprocess.Popen(
-            [sys.executable, "-m", "whisperd.server", "--socket", path],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # survives our exit and our terminal's signals
-            close_fds=True,
-        )
-
-
-def connect_socket(path: str, connect_timeout: float, autostart: bool) -> socket.socket:
-    check_socket_dir(Path(path))
-    sock = _try_connect(path, connect_timeout)
-    if sock is not None:
-        return sock
-    if not autostart:
-        raise DaemonUnavailable(
-            "unavailable", f"whisperd is not running (nothing listens on {path})"
-        )
-    if not _systemd_can_activate(path):
-        spawn_daemon(path)
-    deadline = time.monotonic() + connect_timeout
-    while time.monotonic() < deadline:
-        sock = _try_connect(path, connect_timeout)
-        if sock is not None:
-            return sock
-        time.sleep(0.02)
-    raise DaemonUnavailable(
-        "unavailable",
-        f"whisperd did not start within {connect_timeout:.0f} s (socket {path}); "
-        f"see {Path(path).with_name('whisperd.log')} or `journalctl --user -u whisperd`",
-    )
 
 
 class Client:
@@ -168,14 +85,16 @@ class Client:
         timeout: float = 30.0,
         autostart: bool = True,
         connect_timeout: float = 10.0,
+        config: str | None = None,
     ) -> Client:
+        """``config``: the configuration file for a daemon started here (whisperd --config)."""
         from whisperd.config import default_socket_path
 
         try:
             path = str(socket_path or os.environ.get("WHISPERD_SOCKET") or "")
             if not path:
                 path = str(default_socket_path())
-            sock = connect_socket(path, connect_timeout, autostart)
+            sock = connect_socket(path, connect_timeout, autostart, config)
         except UnsafeRuntime as exc:
             raise UntrustedDaemon("untrusted", str(exc)) from None
         except OSError as exc:
@@ -213,9 +132,20 @@ class Client:
         try:
             send_message(self.sock, message)
         except OSError as exc:
-            raise DaemonUnavailable(
-                "unavailable", f"whisperd closed the connection: {exc}"
-            ) from None
+            raise self.why_closed(exc) from None
+
+    def why_closed(self, exc: OSError) -> ClientError:
+        """The daemon's own reason for closing on us (say ``too_many_connections``, sent
+        before our hello got there), when it left one to read; else the socket's error."""
+        try:
+            self.sock.settimeout(1.0)
+            for _ in range(64):  # replies still unread may come before the reason
+                message = recv_message(self.sock)
+                if message.get("type") == "error" and message.get("id") is None:
+                    return reply_error(message)
+        except (OSError, ProtocolError):
+            pass
+        return DaemonUnavailable("unavailable", f"whisperd closed the connection: {exc}")
 
     def receive(self) -> dict[str, Any]:
         self.sock.settimeout(self.timeout)
@@ -239,6 +169,8 @@ class Client:
             other = message.get("id")
             if other == request_id:
                 return message
+            if other is None and message.get("type") == "error":
+                raise reply_error(message)  # about the whole connection
             if other in self.held:
                 self.held[other].append(message)  # pipelined: read when its turn comes
             # else: a late reply to a request we gave up on
@@ -256,11 +188,7 @@ class Client:
                 continue
             if kind == "error":
                 self.held.pop(request_id, None)
-                code = str(message.get("code"))
-                text = str(message.get("message"))
-                if code == "unsupported_version":
-                    raise ProtocolMismatch(code, text)
-                raise ClientError(code, text)
+                raise reply_error(message)
             if kind == "result":
                 self.held.pop(request_id, None)
             return message
@@ -281,8 +209,9 @@ class Client:
     def load(self) -> dict[str, Any]:
         return self.request({"type": "load"})
 
-    def unload(self) -> None:
-        self.request({"type": "unload"})
+    def unload(self) -> dict[str, Any]:
+        """The ``unloaded`` reply: ``pending`` when the model goes after a running request."""
+        return self.request({"type": "unload"})
 
     def start_stream(
         self,
@@ -318,9 +247,9 @@ class Client:
         on_segment: SegmentCallback | None = None,
     ) -> dict[str, Any]:
         with open(path, "rb") as handle:
+            self._check_size(handle)
             stream = self.start_file(options)
-            for chunk in _chunks(handle):
-                stream.send(chunk)
+            self._upload(stream, handle)
             return stream.finish(on_segment)
 
     def transcribe_files(
@@ -366,19 +295,65 @@ class Client:
             return exc
         with handle:
             try:
+                self._check_size(handle)
                 stream = self.start_file(options)
             except ClientError as exc:
                 return exc
             self.held[stream.id] = collections.deque()
             try:
-                for chunk in _chunks(handle):
-                    stream.send(chunk)
+                self._upload(stream, handle)
             except OSError as exc:  # unreadable midway: drop the request
                 self.held.pop(stream.id, None)
                 stream.cancel()
                 return exc
+            except ClientError as exc:
+                self.held.pop(stream.id, None)
+                if exc.exit_code != EXIT_REQUEST_FAILED:
+                    raise
+                return exc  # this file's error; the next files go on
             self.send({"type": "end", "id": stream.id})
         return stream
+
+    # -- uploads: stop as soon as the daemon said no, never send past its limit
+
+    def max_audio_bytes(self) -> int | None:
+        limits = self.server_info.get("limits")
+        value = limits.get("max_audio_bytes") if isinstance(limits, dict) else None
+        return value if isinstance(value, int) and value > 0 else None
+
+    def _check_size(self, handle: BinaryIO) -> None:
+        """Refuse a regular file over the daemon's limit before a request is made."""
+        limit = self.max_audio_bytes()
+        try:
+            info = os.fstat(handle.fileno())
+        except (OSError, ValueError):
+            return
+        if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise too_large(limit)
+
+    def _upload(self, stream: AudioStream, handle: BinaryIO) -> None:
+        """Send a file's bytes; stops at the daemon's limit (a pipe or a device may never
+        end) and at an error the daemon sent meanwhile (it drops the rest of the audio)."""
+        limit = self.max_audio_bytes()
+        sent = 0
+        for chunk in _chunks(handle):
+            sent += len(chunk)
+            if limit is not None and sent > limit:
+                stream.cancel()
+                raise too_large(limit)
+            stream.send(chunk)
+            self._read_early_replies(stream.id)
+
+    def _read_early_replies(self, request_id: RequestId) -> None:
+        """Take what the daemon has sent already, without waiting: replies to earlier
+        requests are held for later; an error for this one ends its upload."""
+        while select.select([self.sock], [], [], 0)[0]:
+            message = self.receive()
+            other = message.get("id")
+            if message.get("type") == "error" and other in (request_id, None):
+                raise reply_error(message)
+            if isinstance(other, (int, str)) and (other == request_id or other in self.held):
+                self.held.setdefault(other, collections.deque()).append(message)
 
 
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
@@ -400,9 +375,7 @@ class AudioStream:
             try:
                 send_audio(self.client.sock, self.id, part)
             except OSError as exc:
-                raise DaemonUnavailable(
-                    "unavailable", f"whisperd closed the connection: {exc}"
-                ) from None
+                raise self.client.why_closed(exc) from None
 
     def finish(self, on_segment: SegmentCallback | None = None) -> dict[str, Any]:
         self.client.send({"type": "end", "id": self.id})

@@ -157,6 +157,51 @@ def test_bad_config_names_the_key(isolated: dict[str, str], tmp_path: Path) -> N
     assert done.returncode == 2 and "client.timeout" in done.stderr
 
 
+@pytest.mark.parametrize("setting", ["compute_type = 7", "idle_timeout = inf"])
+def test_autostarted_daemon_config_error_is_shown(isolated: dict[str, str], setting: str) -> None:
+    """The daemon whisperctl starts exits on a bad [daemon] section: its own message, exit 2,
+    not a wait for a socket that never comes (issue 11 item 11)."""
+    config = Path(isolated["XDG_CONFIG_HOME"]) / "whisperd" / "config.toml"
+    config.write_text(f"[daemon]\n{setting}\n")
+    done = whisperctl("ping", env=isolated)
+    assert done.returncode == 2, done.stderr
+    assert "daemon." + setting.split()[0] in done.stderr, done.stderr
+    assert "did not start" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_config_option_reaches_the_autostarted_daemon(
+    isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """`whisperctl --config FILE` starts whisperd with the same FILE."""
+    config = tmp_path / "other.toml"
+    config.write_text("[daemon]\nidle_timeout = 3\n")  # the default file says 2
+    done = whisperctl("--config", str(config), "status", env=isolated)
+    assert done.returncode == 0, done.stderr
+    assert "exits 3 s after" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("command", [["status"], ["transcribe", "JFK", "JFK"]])
+def test_output_to_a_closed_pipe_is_quiet(daemon: RunningDaemon, command: list[str]) -> None:
+    """`whisperctl status | head -0`: the reader is gone; no BrokenPipeError traceback."""
+    jfk = str(shared_audio("jfk.flac"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has had enough
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path)]
+            + [jfk if arg == "JFK" else arg for arg in command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.stderr == ""
+
+
 def test_whisperctl_imports_neither_numpy_nor_faster_whisper(daemon: RunningDaemon) -> None:
     probe = (
         "import sys\n"

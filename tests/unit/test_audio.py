@@ -291,3 +291,16 @@ def test_the_stream_decoder_keeps_levels_of_what_it_decoded() -> None:
 
 def resample48(audio: np.ndarray) -> np.ndarray:
     return np.repeat(audio, 3)  # 16 kHz to 48 kHz: good enough for loudness
+
+
+def test_one_sample_rate_everywhere() -> None:
+    """whisperd.engine.samples defines the rate and the sample type; whisperd.audio uses
+    them; the decoder process keeps its own copy (it imports only the standard library and
+    PyAV) and it must agree."""
+    from whisperd import audio
+    from whisperd.decoding import worker
+    from whisperd.engine import samples
+
+    assert audio.SAMPLE_RATE is samples.SAMPLE_RATE  # the same object: one definition
+    assert audio.Samples == samples.Samples
+    assert worker.SAMPLE_RATE == samples.SAMPLE_RATE

@@ -44,6 +44,10 @@ from whisperd.protocol import (
 
 log = logging.getLogger("whisperd")
 
+# Request errors of one connection logged at INFO; the rest go to DEBUG, so that a client
+# sending on after an error (every frame refused) cannot flood the journal.
+LOGGED_REQUEST_ERRORS = 5
+
 
 class Scheduler(Protocol):
     """What a connection may ask of the daemon."""
@@ -88,6 +92,7 @@ class Connection:
         self.receiving: Job | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.loads: dict[asyncio.Task[None], RequestId] = {}  # load/unload being answered
+        self.request_errors = 0
 
     def send(self, reply: Reply) -> None:
         if not self.writer.is_closing():
@@ -110,7 +115,7 @@ class Connection:
                 except ProtocolError as exc:
                     if exc.fatal:
                         raise
-                    log.info("request error (%s): %s", exc.code, exc.message)
+                    self.log_request_error(exc)
                     self.send(exc.to_reply())
                 await self.writer.drain()
         except ProtocolError as exc:
@@ -124,6 +129,15 @@ class Connection:
             self.abandon()
             await self.wait_tasks()
             await self.close()
+
+    def log_request_error(self, exc: ProtocolError) -> None:
+        self.request_errors += 1
+        if self.request_errors <= LOGGED_REQUEST_ERRORS:
+            log.info("request error (%s): %s", exc.code, exc.message)
+            if self.request_errors == LOGGED_REQUEST_ERRORS:
+                log.info("further request errors on this connection are logged at debug level")
+        else:
+            log.debug("request error (%s): %s", exc.code, exc.message)
 
     # -- timeouts: a silent client must not hold the daemon (and the model's memory)
 

@@ -79,6 +79,7 @@ class Daemon:
         self.accept_errors = 0
         self.accept_log_at = 0.0
         self.refuse_log_at = 0.0
+        self.stop_deadline: float | None = None  # set by a stop signal: when we exit at last
 
     # -- connections
 
@@ -229,6 +230,8 @@ class Daemon:
 
     def on_signal(self, signum: int) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.limits.stop_grace
         self.stop_accepting()
         self.finish(0)
 
@@ -268,11 +271,27 @@ class Daemon:
         connections = [c for c in self.state.connections if isinstance(c, Connection)]
         for connection in connections:
             connection.shut_down()  # `shutting_down` for each request in flight
-        for connection in connections:
-            await connection.close()  # flushes what was written
+        await self.close_all(connections)
         self.scheduler.shutdown()
         self.listener.release_own_socket()
         self.listener.sock.close()
+
+    async def close_all(self, connections: list[Connection]) -> None:
+        """Flush and close every connection, within the stop grace: a client that reads
+        nothing would otherwise hold the exit for ever. The rest are aborted."""
+        if not connections:
+            return
+        closing = {asyncio.ensure_future(c.close()): c for c in connections}
+        _, late = await asyncio.wait(closing, timeout=self.grace_left())
+        for task in late:
+            closing[task].writer.transport.abort()  # its client reads nothing
+            task.cancel()
+
+    def grace_left(self) -> float:
+        """Seconds of the stop grace still left (all of it for an idle exit)."""
+        if self.stop_deadline is None:
+            return self.limits.stop_grace
+        return max(0.0, self.stop_deadline - time.monotonic())
 
 
 def refuse(conn: socket.socket, code: str, message: str) -> None:
@@ -296,9 +315,9 @@ def run_daemon(
     daemon = Daemon(config, listener, early, limits, engine)
     code = asyncio.run(daemon.run())
     # A decode still running was cancelled (its client told `shutting_down`); it stops at
-    # its next segment. Do not wait longer than the grace for it: the worker thread
+    # its next segment. Do not wait past the grace (from the signal) for it: the worker thread
     # would otherwise hold the exit until the decode ends.
-    if not daemon.scheduler.worker_idle.wait(daemon.limits.stop_grace):
+    if not daemon.scheduler.worker_idle.wait(daemon.grace_left()):
         log.warning("exiting without waiting for the running decode to stop")
         logging.shutdown()
         os._exit(code)

@@ -16,10 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-STARTS = 240  # in total, over PARALLEL sequences of daemons
+STARTS = 200  # in total, over PARALLEL sequences of daemons; each one is tried
 PARALLEL = 4
-BUDGET = 45.0  # seconds; on a loaded machine fewer starts are tried, never a failure
-MIN_STARTS = 40
+START_TIMEOUT = 60.0  # seconds for one start to show its socket, and again to exit
 
 
 def start_then_stop(base: Path, index: int, delay: float) -> tuple[int, bool, str]:
@@ -39,12 +38,12 @@ def start_then_stop(base: Path, index: int, delay: float) -> tuple[int, bool, st
             env=env,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while not sock.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.0005)
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
-        code = process.wait(30)
+        code = process.wait(START_TIMEOUT)
     finally:
         if process.poll() is None:
             process.kill()
@@ -57,13 +56,10 @@ def test_sigterm_right_after_start_exits_cleanly(tmp_path: Path) -> None:
     delays = [rng.choice((0.0, rng.uniform(0, 0.004), rng.uniform(0, 0.04))) for _ in range(STARTS)]
     failures: list[str] = []
     tried: list[int] = []
-    stop_at = time.monotonic() + BUDGET
     lock = threading.Lock()
 
     def sequence(first: int) -> None:
         for index in range(first, STARTS, PARALLEL):
-            if time.monotonic() > stop_at:
-                return
             code, stale, log = start_then_stop(tmp_path, index, delays[index])
             with lock:
                 tried.append(index)
@@ -75,5 +71,5 @@ def test_sigterm_right_after_start_exits_cleanly(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(tried) >= MIN_STARTS
+    assert len(tried) == STARTS
     assert not failures, f"{len(failures)} of {len(tried)} starts failed; first:\n{failures[0]}"
