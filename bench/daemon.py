@@ -112,6 +112,7 @@ class Daemon:
     ) -> None:
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)  # the socket's directory: whisperd refuses one others can enter
         self.name = name
         self.xdg = self.dir / "xdg"
         self.config = dict(config or {})
@@ -223,6 +224,7 @@ def activated_request(
         raise RuntimeError("systemd-socket-activate is not installed")
     base = workdir / name
     base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o700)  # the socket's directory: whisperd refuses one others can enter
     xdg = base / "xdg"
     write_config(xdg, dict(config or {}))
     sock = base / "act.sock"
