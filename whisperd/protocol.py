@@ -212,6 +212,7 @@ TRANSCRIBE_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "vad_filter": (bool,),
     "word_timestamps": (bool,),
     "fast_short_audio": (bool,),
+    "live": (bool,),  # PCM streams only: commit events while the audio streams in
 }
 
 
@@ -360,7 +361,10 @@ def parse_request(msg: dict[str, Any]) -> Request:
                 ErrorCode.BAD_FIELD, f"format must be 'file' or 'pcm', got {fmt!r:.40}", rid
             )
         pcm = _pcm_format(msg, rid) if fmt == "pcm" else None
-        return Transcribe(rid, fmt, pcm, _transcribe_options(msg, rid))
+        options = _transcribe_options(msg, rid)
+        if options.get("live") and pcm is None:
+            raise ProtocolError(ErrorCode.BAD_FIELD, "option 'live' needs format 'pcm'", rid)
+        return Transcribe(rid, fmt, pcm, options)
     if kind == "audio":
         return Audio(rid, audio_size(msg, rid))
     if kind == "end":
@@ -430,6 +434,19 @@ class SegmentReply:
 
 
 @dataclass(frozen=True)
+class CommitReply:
+    """A piece of a live stream's text, final (docs/protocol.md, "Live dictation")."""
+
+    TYPE: ClassVar[str] = "commit"
+    id: RequestId
+    seq: int
+    text: str
+    start: float
+    end: float
+    final: bool
+
+
+@dataclass(frozen=True)
 class ResultReply:
     TYPE: ClassVar[str] = "result"
     id: RequestId
@@ -456,6 +473,7 @@ Reply = (
     | Loaded
     | Unloaded
     | SegmentReply
+    | CommitReply
     | ResultReply
     | ErrorReply
 )

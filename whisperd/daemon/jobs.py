@@ -48,6 +48,8 @@ class Job:
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
     draft_used: bool = False
+    # A live stream (options.live): the texts of the pieces committed so far (daemon/live.py).
+    pieces: list[str] = field(default_factory=list)
     # Stream length (samples) below which the streaming policy has nothing new to say.
     next_check: int | None = None
     # A file transcribed in shared windows with the file queued before it (packing).

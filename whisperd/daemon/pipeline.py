@@ -150,7 +150,13 @@ def decode(job: Job) -> Samples:
 def window_options(job: Job, config: DaemonConfig) -> dict[str, Any]:
     """Options for the next piece of a stream: earlier text conditions the model."""
     options = dict(job.request.options)
-    if job.stream is not None and options.get("without_timestamps"):
+    if options.pop("live", False):
+        # Live pieces are decoded as a file request decodes the same audio: with
+        # timestamps, on faster-whisper's own path. Without timestamps the model dropped
+        # a whole last sentence of a 30 s and a 60 s dictation and a digit (issue 12;
+        # bench/live.py), and a piece is typed the moment it is final.
+        options.pop("without_timestamps", None)
+    elif job.stream is not None and options.get("without_timestamps"):
         # Dictation's request. With timestamps decoded, the unpadded window cost word
         # errors (docs/fastpath.md), so those streams take faster-whisper's own path
         # unless they ask for the fast path themselves.

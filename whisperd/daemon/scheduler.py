@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
-from whisperd.daemon import pipeline
+from whisperd.daemon import live, pipeline
+from whisperd.daemon.commit import CommitDraft, decide_live
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.listener import notify
 from whisperd.daemon.state import DaemonState
@@ -314,6 +315,7 @@ class Scheduler:
         while (running := job.window or job.drafting) is not None:
             await asyncio.shield(running)
         work = (self.engine, self.config, self.policy, self.queued, self.segment_sender(job))
+        earlier = len(job.segments)  # committed before the release (windows, live pieces)
         self.set_status("transcribing")
         try:
             result, timings = await self.on_worker(pipeline.run_job, job, *work)
@@ -323,6 +325,8 @@ class Scheduler:
             # Cancelled or abandoned while decoding: the engine stopped at the next
             # segment, so this is a fragment, not a result.
             raise ProtocolError(ErrorCode.CANCELLED, "request cancelled while decoding")
+        if live.is_live(job):
+            result = live.finish(job, result, earlier)
         timings["load"] += load_wait
         timings["queue"] -= load_wait
         timings["total"] = time.monotonic() - job.received_at
@@ -376,10 +380,15 @@ class Scheduler:
             draft_running=job.drafting is not None,
             worker_idle=not self.busy and not self.queued and self.engine.loaded,
             draft=None if draft is None else (draft.start, draft.end),
+            draft_has_text=live.has_text(draft),
         )
-        decision = decide(self.policy, state)
+        is_live = live.is_live(job)
+        decision = decide_live(self.policy, state) if is_live else decide(self.policy, state)
         job.next_check = None
-        if isinstance(decision, CutWindow):
+        if isinstance(decision, CommitDraft):
+            live.commit_draft(job, decision)
+            self.advance_stream(job, event=True)
+        elif isinstance(decision, CutWindow):
             job.window = asyncio.ensure_future(self.run_window(job))
         elif isinstance(decision, StartDraft):
             job.drafting = asyncio.ensure_future(self.run_draft(job, decision.start, decision.end))
@@ -389,8 +398,11 @@ class Scheduler:
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
         release only the tail is left, so long dictation answers as fast as short."""
-        piece, cut = pipeline.window_piece(job, WINDOW_SEARCH)
-        offset = job.committed / pipeline.sample_rate()
+        is_live = live.is_live(job)
+        cutter = live.window_piece if is_live else pipeline.window_piece
+        piece, cut = cutter(job, WINDOW_SEARCH)
+        start = job.committed
+        offset = start / pipeline.sample_rate()
         options = pipeline.window_options(job, self.config)
         sender = self.segment_sender(job)
         started = time.monotonic()
@@ -406,6 +418,8 @@ class Scheduler:
         job.segments.extend(result.segments)
         job.committed = cut
         job.window = None
+        if is_live:
+            live.commit_window(job, result.segments, start, cut)
         self.advance_stream(job, event=True)
 
     async def run_draft(self, job: Job, start: int, end: int) -> None:

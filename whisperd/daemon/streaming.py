@@ -66,6 +66,7 @@ class StreamState:
     draft_running: bool = False
     worker_idle: bool = True  # nothing else queued or running, and the model loaded
     draft: tuple[int, int] | None = None  # (start, end) of the last finished draft
+    draft_has_text: bool = False  # the last draft decoded some text (live commits, commit.py)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,218 @@
+"""Golden cases of the live commit policy (whisperd/daemon/commit.py): a stream's state
+in, the decision out, and whole dictations replayed through it. Positions are samples at
+a 100 Hz "rate", so one second is 100."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from whisperd.daemon.commit import CUT_SPAN, CommitDraft, LiveDecision, decide_live, safe_cut
+from whisperd.daemon.streaming import (
+    NEVER,
+    CutWindow,
+    StartDraft,
+    StreamPolicy,
+    StreamState,
+    Wait,
+)
+
+RATE = 100
+POLICY = StreamPolicy.from_seconds(window=10.0, pause=0.25, sample_rate=RATE)
+
+GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
+    ("speaking", StreamState(length=500, committed=0, spoken=500), Wait(525)),
+    ("silence only", StreamState(length=500, committed=0, spoken=None), Wait(None)),
+    ("pause: draft", StreamState(length=525, committed=0, spoken=500), StartDraft(0, 525)),
+    # The draft of the pause gave text: it is final, whether or not the user goes on.
+    (
+        "draft with text: commit",
+        StreamState(length=560, committed=0, spoken=500, draft=(0, 525), draft_has_text=True),
+        CommitDraft(0, 525),
+    ),
+    (
+        "spoke again after the draft: commit",
+        StreamState(length=700, committed=0, spoken=690, draft=(0, 525), draft_has_text=True),
+        CommitDraft(0, 525),
+    ),
+    # A draft without text (too short, or no speech for the VAD) is not committed: its
+    # audio stays in the next piece, and the next pause drafts it again.
+    (
+        "draft without text",
+        StreamState(length=560, committed=0, spoken=500, draft=(0, 525)),
+        Wait(None),
+    ),
+    (
+        "draft without text, spoke again",
+        StreamState(length=700, committed=0, spoken=650, draft=(0, 525)),
+        StartDraft(0, 700),
+    ),
+    # A draft of an older piece is never committed again.
+    (
+        "stale draft",
+        StreamState(length=700, committed=525, spoken=650, draft=(0, 525), draft_has_text=True),
+        StartDraft(525, 700),
+    ),
+    # After a commit, the next piece starts there: nothing said since, nothing to do.
+    ("after a commit, silence", StreamState(length=600, committed=525, spoken=None), Wait(None)),
+    # Very long speech without a pause: a window is cut.
+    ("no pause for 12 s", StreamState(length=1725, committed=525, spoken=1725), CutWindow()),
+    # Release while a draft is running, or after it: the release decides (final piece).
+    (
+        "pause right before release",
+        StreamState(length=530, committed=0, spoken=500, draft_running=True, ended=True),
+        Wait(NEVER),
+    ),
+    (
+        "ended with a draft",
+        StreamState(
+            length=560, committed=0, spoken=500, draft=(0, 525), draft_has_text=True, ended=True
+        ),
+        Wait(NEVER),
+    ),
+    (
+        "cancelled",
+        StreamState(
+            length=560, committed=0, spoken=500, draft=(0, 525), draft_has_text=True, cancelled=True
+        ),
+        Wait(NEVER),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "state", "expected"), GOLDEN, ids=[g[0] for g in GOLDEN])
+def test_golden(name: str, state: StreamState, expected: LiveDecision) -> None:
+    assert decide_live(POLICY, state) == expected
+
+
+@dataclass
+class Replay:
+    """A dictation fed 0.1 s at a time through the policy. Speech is a list of
+    (start, end) intervals; a draft or window takes ``decode`` samples of stream time and
+    has text when its audio holds at least 0.2 s of speech (the model's view)."""
+
+    speech: list[tuple[int, int]]
+    decode: int = 20
+    committed: int = 0
+    pieces: list[tuple[int, int]] = field(default_factory=list)
+    draft: tuple[int, int] | None = None
+    running: tuple[str, int, int, int] | None = None  # kind, start, end, done at
+
+    def spoken(self, length: int) -> int | None:
+        ends = [min(e, length) for s, e in self.speech if e > self.committed and s < length]
+        return max(ends) if ends else None
+
+    def has_text(self, start: int, end: int) -> bool:
+        said = sum(max(0, min(e, end) - max(s, start)) for s, e in self.speech)
+        return said >= 20
+
+    def finish_running(self, length: int) -> None:
+        if self.running is None or length < self.running[3]:
+            return
+        kind, start, end, _ = self.running
+        self.running = None
+        if kind == "draft":
+            self.draft = (start, end)
+        else:  # a window: committed at its cut
+            self.pieces.append((start, end))
+            self.committed = end
+
+    def step(self, length: int) -> None:
+        self.finish_running(length)
+        draft_text = self.draft is not None and self.has_text(*self.draft)
+        state = StreamState(
+            length=length,
+            committed=self.committed,
+            spoken=self.spoken(length),
+            window_running=self.running is not None and self.running[0] == "window",
+            draft_running=self.running is not None and self.running[0] == "draft",
+            draft=self.draft,
+            draft_has_text=draft_text,
+        )
+        decision = decide_live(POLICY, state)
+        if isinstance(decision, CommitDraft):
+            self.pieces.append((decision.start, decision.end))
+            self.committed, self.draft = decision.end, None
+        elif isinstance(decision, StartDraft):
+            self.running = ("draft", decision.start, decision.end, length + self.decode)
+        elif isinstance(decision, CutWindow):
+            cut = length - 100  # the quiet cut: somewhere in the last 2 s (100 here: 1 s)
+            self.running = ("window", self.committed, cut, length + self.decode)
+
+    def run(self, release: int) -> list[tuple[int, int]]:
+        for length in range(10, release + 1, 10):
+            self.step(length)
+        # Release: a running piece ends first, then the tail is the final piece.
+        if self.running is not None:
+            self.finish_running(self.running[3])
+        return [*self.pieces, (self.committed, release)]
+
+
+def assert_tiles(pieces: list[tuple[int, int]], release: int) -> None:
+    """Every sample in exactly one piece: no word can be lost or typed twice."""
+    assert pieces[0][0] == 0 and pieces[-1][1] == release
+    for (_, end), (start, _) in zip(pieces, pieces[1:], strict=False):
+        assert end == start
+
+
+def cuts_in_pauses(pieces: list[tuple[int, int]], speech: list[tuple[int, int]]) -> bool:
+    return all(not s < end < e for _, end in pieces[:-1] for s, e in speech)
+
+
+def test_pauses_commit_each_sentence() -> None:
+    speech = [(20, 300), (360, 700), (780, 1000)]
+    pieces = Replay(speech).run(release=1010)
+    assert_tiles(pieces, 1010)
+    assert pieces == [(0, 330), (330, 730), (730, 1010)]  # fed 0.1 s at a time
+    assert cuts_in_pauses(pieces, speech)
+
+
+def test_no_pause_leaves_everything_to_the_release() -> None:
+    pieces = Replay([(20, 800)]).run(release=805)
+    assert pieces == [(0, 805)]
+
+
+def test_very_long_speech_is_cut_by_windows() -> None:
+    pieces = Replay([(20, 3000)]).run(release=3005)
+    assert_tiles(pieces, 3005)
+    assert len(pieces) == 3  # two windows (12 s each), then the tail
+
+
+def test_a_pause_right_before_release_is_the_final_piece() -> None:
+    # The draft of the last pause is still running at release: not committed early.
+    speech = [(20, 300), (360, 700)]
+    pieces = Replay(speech, decode=50).run(release=730)
+    assert pieces == [(0, 330), (330, 730)]
+
+
+def test_silence_only_commits_nothing_before_release() -> None:
+    replay = Replay([])
+    pieces = replay.run(release=1500)
+    assert_tiles(pieces, 1500)
+    # Windows may cut the silence, but no piece has text: no commit event is sent.
+    assert not any(replay.has_text(*piece) for piece in pieces)
+
+
+def test_a_short_sound_is_not_committed_alone() -> None:
+    # 0.1 s of sound, a pause: its draft has no text, so it stays for the next piece.
+    speech = [(20, 30), (100, 400), (460, 600)]
+    pieces = Replay(speech).run(release=610)
+    assert_tiles(pieces, 610)
+    assert pieces[0][0] == 0 and pieces[0][1] > 400
+
+
+def test_safe_cut_takes_the_quietest_stretch_not_the_quietest_frame() -> None:
+    frame = 10
+    loud, gap, dip = 1.0, 0.05, 0.0
+    levels = [loud] * 40
+    levels[10] = dip  # one silent frame inside a word (a stop consonant)
+    for i in range(25, 25 + CUT_SPAN + 1):
+        levels[i] = gap  # a real gap between words: several quiet frames
+    cut = safe_cut(levels, 0, 40 * frame, frame)
+    assert cut is not None and 25 * frame <= cut <= (26 + CUT_SPAN) * frame
+
+
+def test_safe_cut_needs_enough_frames() -> None:
+    assert safe_cut([0.0] * 3, 0, 30, 10) is None
+    assert safe_cut([1.0] * 10, 0, 100, 10) is not None

@@ -1,0 +1,166 @@
+"""Live streams through the connection and the scheduler (socketpair, fake engine): the
+commit events of docs/protocol.md, "Live dictation"."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from tests.unit.daemon.fakes import s16le, silence, tone
+from tests.unit.daemon.test_connection import PCM, Served, run, serving
+from whisperd.audio import SAMPLE_RATE
+from whisperd.config import DaemonConfig
+from whisperd.daemon import pipeline
+from whisperd.daemon.jobs import Job
+from whisperd.protocol import Transcribe
+
+
+async def stream_live(s: Served, rid: str, audio: np.ndarray[Any, Any], pace: float) -> None:
+    request = {"type": "transcribe", "id": rid, "format": "pcm", **PCM}
+    request["options"] = {"live": True, "without_timestamps": True}
+    assert await s.client.ask(request) == {"type": "accepted", "id": rid}
+    data = s16le(audio)
+    step = SAMPLE_RATE // 10 * 2  # 0.1 s
+    for start in range(0, len(data), step):
+        part = data[start : start + step]
+        await s.client.send({"type": "audio", "id": rid, "size": len(part)}, part)
+        await asyncio.sleep(pace)
+
+
+async def collect(s: Served, rid: str) -> list[dict[str, Any]]:
+    """Commit events and segments, up to the result (or an error)."""
+    replies = []
+    while True:
+        reply = await s.client.recv()
+        assert reply is not None and reply["id"] == rid, reply
+        replies.append(reply)
+        if reply["type"] not in ("segment", "commit"):
+            return replies
+
+
+async def idle(s: Served) -> None:
+    while s.scheduler.busy:
+        await asyncio.sleep(0.01)
+
+
+def check_pieces(replies: list[dict[str, Any]], length: int) -> list[dict[str, Any]]:
+    """The commit events: numbered from 0, only the last final, tiling the stream, and
+    the result's text is their texts joined."""
+    commits = [r for r in replies if r["type"] == "commit"]
+    assert [c["seq"] for c in commits] == list(range(len(commits)))
+    assert [c["final"] for c in commits] == [False] * (len(commits) - 1) + [True]
+    assert commits[0]["start"] == 0.0 and commits[-1]["end"] == length / SAMPLE_RATE
+    for before, after in zip(commits, commits[1:], strict=False):
+        assert before["end"] == after["start"]
+    result = replies[-1]
+    assert result["type"] == "result", result
+    assert result["text"] == " ".join(c["text"] for c in commits if c["text"])
+    # Segment events as before: each of the result's segments, once, in order.
+    sent = [{k: r[k] for k in ("start", "end", "text")} for r in replies if r["type"] == "segment"]
+    assert sent == result["segments"]
+    return commits
+
+
+def test_pauses_commit_pieces_before_the_release() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            first = np.concatenate([tone(1.0), silence(0.6)])
+            await stream_live(s, "live", first, 0.02)
+            await idle(s)
+            # The first sentence is final before the user lets go: its event is here.
+            segment = await s.client.recv()  # the draft's segments come with its commit
+            assert segment is not None and segment["type"] == "segment", segment
+            early = await s.client.recv()
+            assert early is not None and early["type"] == "commit", early
+            assert early["seq"] == 0 and early["final"] is False and early["start"] == 0.0
+            rest = np.concatenate([tone(1.0), silence(0.6), tone(0.5)])
+            await stream_live_more(s, "live", rest)
+            await s.client.send({"type": "end", "id": "live"})
+            replies = [segment, early, *await collect(s, "live")]
+            commits = check_pieces(replies, first.size + rest.size)
+            assert len(commits) == 3
+            # Every sample decoded once: each committed draft, then the tail.
+            sizes = [size for name, size, _ in s.engine.calls if name == "transcribe"]
+            assert sum(sizes) == first.size + rest.size
+            # Pieces are decoded with timestamps (the accuracy fix), never the fast path.
+            options = [o for name, _, o in s.engine.calls if name == "transcribe"]
+            assert all("without_timestamps" not in o and "live" not in o for o in options)
+            assert all(not o.get("fast_short_audio") for o in options)
+
+    run(test)
+
+
+async def stream_live_more(s: Served, rid: str, audio: np.ndarray[Any, Any]) -> None:
+    data = s16le(audio)
+    step = SAMPLE_RATE // 10 * 2
+    for start in range(0, len(data), step):
+        part = data[start : start + step]
+        await s.client.send({"type": "audio", "id": rid, "size": len(part)}, part)
+        await asyncio.sleep(0.02)
+
+
+def test_a_long_pause_free_stream_commits_its_windows() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(stream_window=3.0, draft_pause=0.0)) as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            audio = tone(11.0)
+            await stream_live(s, "w", audio, 0.005)
+            await s.client.send({"type": "end", "id": "w"})
+            replies = await collect(s, "w")
+            commits = check_pieces(replies, audio.size)
+            assert len(commits) >= 2  # windows while streaming, then the final tail
+
+    run(test)
+
+
+def test_release_right_after_a_pause_makes_the_draft_the_final_piece() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            audio = np.concatenate([tone(1.0), silence(0.3)])
+            await stream_live(s, "p", audio, 0.0)
+            await s.client.send({"type": "end", "id": "p"})
+            replies = await collect(s, "p")
+            commits = check_pieces(replies, audio.size)
+            assert len(commits) == 1 and commits[0]["text"]
+
+    run(test)
+
+
+def test_live_needs_a_pcm_stream() -> None:
+    async def test() -> None:
+        async with serving() as s:
+            await s.client.hello()
+            request = {"type": "transcribe", "id": 1, "format": "file", "options": {"live": True}}
+            reply = await s.client.ask(request)
+            assert reply["type"] == "error" and reply["code"] == "bad_field", reply
+
+    run(test)
+
+
+def test_a_stream_without_live_sends_no_commit_events() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            rid = "plain"
+            await s.client.ask({"type": "transcribe", "id": rid, "format": "pcm", **PCM})
+            data = s16le(np.concatenate([tone(1.0), silence(0.6), tone(1.0)]))
+            await s.client.send({"type": "audio", "id": rid, "size": len(data)}, data)
+            await s.client.send({"type": "end", "id": rid})
+            replies = await s.client.until_result(rid)
+            assert {r["type"] for r in replies} <= {"segment", "result"}
+
+    run(test)
+
+
+def test_live_options_decode_pieces_like_a_file_request() -> None:
+    request = Transcribe("s", "pcm", None, {"live": True, "without_timestamps": True})
+    options = pipeline.window_options(Job(request, lambda _: None, None), DaemonConfig())
+    assert options == {}

@@ -1,0 +1,74 @@
+"""The live commit policy: when a dictation's text becomes final while the user speaks.
+
+A stream sent with ``"options": {"live": true}`` is cut into *pieces*; each piece's text
+is sent to the client as a ``commit`` event as soon as it is final, and never rewritten
+(docs/protocol.md, "Live dictation"). Pieces end where the speaker paused:
+
+- at a pause the streaming policy (``streaming.decide``) starts a draft of everything
+  uncommitted up to now; when that draft has decoded some text, this policy commits it:
+  the piece is the draft's audio, ``committed`` moves to the draft's end (inside the
+  pause, so no word is split), and the next piece is decoded after it with the committed
+  text as the model's prompt;
+- very long speech without a pause is cut by a stream window at the quietest stretch of
+  its last seconds (``safe_cut``), and the window's text is committed;
+- at release only the tail after the last commit is decoded (or the last draft is the
+  tail's text when nothing was said after it): the final piece.
+
+A draft is not committed when it gave no text (too short for the model, or the VAD found
+no speech in it): its audio stays uncommitted and becomes part of the next piece, so a
+short word is never dropped by a commit.
+
+Pure functions of positions in samples (like ``streaming.py``), replayed as a few numbers
+by the golden tests in tests/unit/daemon/test_commit_policy.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from whisperd.daemon.streaming import NEVER, Decision, StreamPolicy, StreamState, Wait, decide
+
+
+@dataclass(frozen=True)
+class CommitDraft:
+    """The last draft's text is final: send it, and move ``committed`` to ``end``."""
+
+    start: int
+    end: int
+
+
+LiveDecision = Decision | CommitDraft
+
+
+def decide_live(policy: StreamPolicy, state: StreamState) -> LiveDecision:
+    """What to do with a live stream now: commit a finished draft first, otherwise what
+    the streaming policy says (a window, a draft at a pause, or wait)."""
+    if state.ended or state.cancelled or state.window_running or state.draft_running:
+        return Wait(NEVER)  # the end of the running piece, or the release, decides
+    draft = state.draft
+    if draft is not None and draft[0] == state.committed and state.draft_has_text:
+        return CommitDraft(draft[0], draft[1])
+    return decide(policy, state)
+
+
+# A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN
+# level frames (30 ms each) of its last seconds: a gap between words lasts 100-200 ms,
+# while the quietest single frame may be the closure of a stop consonant inside a word.
+CUT_SPAN = 5
+
+
+def safe_cut(levels: Sequence[float], low: int, high: int, frame: int) -> int | None:
+    """Where to cut a stream whose audio ``low``..``high`` (samples) is searched: the
+    middle of the quietest run of ``CUT_SPAN`` whole level frames in it (the latest of
+    equally quiet runs); None when fewer frames than that were measured there."""
+    first = -(-low // frame)
+    last = min(high // frame, len(levels))
+    if last - first < CUT_SPAN:
+        return None
+    best_start, best_energy = first, float("inf")
+    for start in range(first, last - CUT_SPAN + 1):
+        energy = sum(value * value for value in levels[start : start + CUT_SPAN])
+        if energy <= best_energy:
+            best_start, best_energy = start, energy
+    return best_start * frame + (CUT_SPAN * frame) // 2

@@ -1,0 +1,98 @@
+"""Live streams: committed pieces of text sent while the user still speaks.
+
+The policy (when a piece is final) is ``commit.py``; this module carries its decisions
+out on a job, on the event loop: it records each piece, moves the job's ``committed``
+position, and sends the ``commit`` event (docs/protocol.md, "Live dictation"). Every
+word of the result is in exactly one piece: a piece's segments become the job's
+``segments`` (the earlier text the next piece is conditioned on and the result is merged
+from), and the result's text is the pieces joined.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from whisperd.daemon.commit import CommitDraft, safe_cut
+from whisperd.daemon.jobs import Draft, Job
+from whisperd.protocol import CommitReply, SegmentReply
+
+if TYPE_CHECKING:
+    from whisperd.audio import Samples
+    from whisperd.engine import Segment, Transcription
+
+
+def is_live(job: Job) -> bool:
+    return job.stream is not None and bool(job.request.options.get("live"))
+
+
+def has_text(draft: Draft | None) -> bool:
+    """Whether a draft decoded some text (a draft skipped as too short, or in which the
+    VAD found no speech, is not committed: its audio joins the next piece)."""
+    return draft is not None and not draft.result.skipped and bool(draft.result.text.strip())
+
+
+def _rate() -> int:
+    from whisperd.audio import SAMPLE_RATE
+
+    return SAMPLE_RATE
+
+
+def _text(segments: list[Segment]) -> str:
+    return " ".join(s["text"] for s in segments if s["text"]).strip()
+
+
+def send_piece(job: Job, text: str, start: int, end: int, final: bool = False) -> None:
+    """Record a final piece of text and send it; an empty piece is sent only as the
+    final one (the client learns the stream is complete)."""
+    if not text and not final:
+        return
+    seq = len(job.pieces)
+    job.pieces.append(text)
+    if not job.cancelled:
+        rate = _rate()
+        reply = CommitReply(
+            job.request.id, seq, text, round(start / rate, 3), round(end / rate, 3), final
+        )
+        job.send(reply)
+
+
+def commit_draft(job: Job, decision: CommitDraft) -> None:
+    """The draft over ``decision.start``..``decision.end`` is final: commit its text."""
+    draft = job.draft
+    assert draft is not None and (draft.start, draft.end) == (decision.start, decision.end)
+    job.segments.extend(draft.result.segments)
+    if not job.cancelled:  # a draft sends no segments while it may be thrown away
+        for segment in draft.result.segments:
+            job.send(SegmentReply(job.request.id, segment))
+    job.committed = decision.end
+    job.draft = None
+    send_piece(job, _text(draft.result.segments), decision.start, decision.end)
+
+
+def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> None:
+    """A stream window's text is final (long speech without a pause)."""
+    send_piece(job, _text(segments), start, cut)
+
+
+def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
+    """The audio of the next window of a live stream and where it ends: in the middle of
+    the quietest stretch of its last ``search_seconds`` (``commit.safe_cut``), so that
+    the committed text ends between two words."""
+    from whisperd.audio import LEVEL_FRAME, quiet_cut
+
+    assert job.stream is not None
+    audio = job.stream.audio()
+    low = max(job.committed, audio.size - int(search_seconds * _rate()))
+    cut = safe_cut(job.stream.levels.values, low, audio.size, LEVEL_FRAME)
+    if cut is None:
+        cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
+    return audio[job.committed : cut], cut
+
+
+def finish(job: Job, result: Transcription, earlier: int) -> Transcription:
+    """At release: the tail after the last commit (``result``'s segments after the first
+    ``earlier``) is the final piece; the result's text is every piece joined."""
+    tail = result.segments[earlier:]
+    send_piece(job, _text(tail), job.committed, int(round(result.duration * _rate())), True)
+    result.text = " ".join(piece for piece in job.pieces if piece)
+    return result
