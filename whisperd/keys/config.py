@@ -46,6 +46,7 @@ class KeysConfig:
     socket_path: str = ""
     timeout: float = 120.0
     debug_log_text: bool = False
+    live: bool = True
 
     @property
     def trigger_codes(self) -> tuple[int, ...]:
