@@ -24,6 +24,7 @@ by the golden tests in tests/unit/daemon/test_commit_policy.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,16 +41,45 @@ class CommitDraft:
 
 LiveDecision = Decision | CommitDraft
 
+# A piece decoded from a short stretch of audio came out worse than the same words in a
+# longer one ("And so my fellow Americans" alone: "And so am I fellow Americans"), and a
+# hesitation made one-word pieces. So a draft of less than MIN_PIECE seconds is committed
+# only once the pause after it has lasted LONG_PAUSE (the user stopped to think: show what
+# they said); if they go on sooner, the next pause drafts it again with what follows.
+MIN_PIECE = 4.0
+LONG_PAUSE = 2.0
 
-def decide_live(policy: StreamPolicy, state: StreamState) -> LiveDecision:
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """The live limits in samples (see MIN_PIECE and LONG_PAUSE)."""
+
+    min_piece: int
+    long_pause: int
+
+    @classmethod
+    def from_seconds(cls, min_piece: float, long_pause: float, sample_rate: int) -> LivePolicy:
+        return cls(math.ceil(min_piece * sample_rate), math.ceil(long_pause * sample_rate))
+
+
+def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
     """What to do with a live stream now: commit a finished draft first, otherwise what
     the streaming policy says (a window, a draft at a pause, or wait)."""
     if state.ended or state.cancelled or state.window_running or state.draft_running:
         return Wait(NEVER)  # the end of the running piece, or the release, decides
     draft = state.draft
-    if draft is not None and draft[0] == state.committed and state.draft_has_text:
+    if draft is None or draft[0] != state.committed or not state.draft_has_text:
+        return decide(policy, state)
+    if draft[1] - draft[0] >= live.min_piece:
         return CommitDraft(draft[0], draft[1])
-    return decide(policy, state)
+    spoken = state.spoken
+    if spoken is not None and spoken > draft[1]:
+        return decide(policy, state)  # a short piece, and the user went on: draft again
+    # A short piece and the user is silent: commit it once the pause is long.
+    quiet_since = draft[1] - policy.pause if spoken is None else spoken
+    if state.length >= quiet_since + live.long_pause:
+        return CommitDraft(draft[0], draft[1])
+    return Wait(quiet_since + live.long_pause)
 
 
 # A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN

@@ -24,6 +24,16 @@ class Draft:
     result: Transcription
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A committed stretch of a live stream (samples) and its final text (may be empty:
+    a window of silence)."""
+
+    start: int
+    end: int
+    text: str
+
+
 @dataclass
 class Job:
     """One transcription: audio collected from the client, then run on the worker."""
@@ -48,8 +58,10 @@ class Job:
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
     draft_used: bool = False
-    # A live stream (options.live): the texts of the pieces committed so far (daemon/live.py).
-    pieces: list[str] = field(default_factory=list)
+    # A live stream (options.live): the pieces committed so far, in order, tiling the
+    # audio up to `committed`, and how many commit events were sent (daemon/live.py).
+    pieces: list[Piece] = field(default_factory=list)
+    commits_sent: int = 0
     # Stream length (samples) below which the streaming policy has nothing new to say.
     next_check: int | None = None
     # A file transcribed in shared windows with the file queued before it (packing).

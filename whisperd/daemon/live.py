@@ -10,10 +10,11 @@ from), and the result's text is the pieces joined.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-from whisperd.daemon.commit import CommitDraft, safe_cut
-from whisperd.daemon.jobs import Draft, Job
+from whisperd.daemon.commit import LONG_PAUSE, MIN_PIECE, CommitDraft, LivePolicy, safe_cut
+from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.protocol import CommitReply, SegmentReply
 
 if TYPE_CHECKING:
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 def is_live(job: Job) -> bool:
     return job.stream is not None and bool(job.request.options.get("live"))
+
+
+@functools.cache
+def policy() -> LivePolicy:
+    return LivePolicy.from_seconds(MIN_PIECE, LONG_PAUSE, _rate())
 
 
 def has_text(draft: Draft | None) -> bool:
@@ -42,12 +48,14 @@ def _text(segments: list[Segment]) -> str:
 
 
 def send_piece(job: Job, text: str, start: int, end: int, final: bool = False) -> None:
-    """Record a final piece of text and send it; an empty piece is sent only as the
-    final one (the client learns the stream is complete)."""
+    """Record a final piece of text and send it; an empty piece is recorded (the next
+    piece's context starts after it) but sent only as the final one (the client learns
+    the stream is complete)."""
+    job.pieces.append(Piece(start, end, text))
     if not text and not final:
         return
-    seq = len(job.pieces)
-    job.pieces.append(text)
+    seq = job.commits_sent
+    job.commits_sent += 1
     if not job.cancelled:
         rate = _rate()
         reply = CommitReply(
@@ -94,5 +102,5 @@ def finish(job: Job, result: Transcription, earlier: int) -> Transcription:
     ``earlier``) is the final piece; the result's text is every piece joined."""
     tail = result.segments[earlier:]
     send_piece(job, _text(tail), job.committed, int(round(result.duration * _rate())), True)
-    result.text = " ".join(piece for piece in job.pieces if piece)
+    result.text = " ".join(piece.text for piece in job.pieces if piece.text)
     return result

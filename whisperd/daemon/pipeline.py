@@ -125,9 +125,15 @@ def transcribe_audio(
         for segment in result.segments:
             send_segment(segment)
         return result
+    options = window_options(job, config)
+    if job.request.options.get("live") and job.stream is not None:
+        from whisperd.daemon.pieces import decode_piece
+
+        work = (job.committed, audio.size, options, send_segment, lambda: job.cancelled)
+        return decode_piece(engine, audio, job, *work)
     return engine.transcribe(
         audio[job.committed :],
-        window_options(job, config),
+        options,
         send_segment,
         lambda: job.cancelled,
         job.committed / sample_rate(),

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
-from whisperd.daemon import live, pipeline
-from whisperd.daemon.commit import CommitDraft, decide_live
+from whisperd.daemon import live, pieces, pipeline
+from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.listener import notify
 from whisperd.daemon.state import DaemonState
@@ -383,7 +383,10 @@ class Scheduler:
             draft_has_text=live.has_text(draft),
         )
         is_live = live.is_live(job)
-        decision = decide_live(self.policy, state) if is_live else decide(self.policy, state)
+        if is_live:
+            decision: LiveDecision = decide_live(self.policy, live.policy(), state)
+        else:
+            decision = decide(self.policy, state)
         job.next_check = None
         if isinstance(decision, CommitDraft):
             live.commit_draft(job, decision)
@@ -407,9 +410,14 @@ class Scheduler:
         sender = self.segment_sender(job)
         started = time.monotonic()
         try:
-            result = await self.on_worker(
-                self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
-            )
+            if is_live:
+                assert job.stream is not None
+                work = (job.stream.audio(), job, start, cut, options, sender, lambda: job.cancelled)
+                result = await self.on_worker(pieces.decode_piece, self.engine, *work)
+            else:
+                result = await self.on_worker(
+                    self.engine.transcribe, piece, options, sender, lambda: job.cancelled, offset
+                )
         except Exception as exc:  # noqa: BLE001 - the tail path transcribes it all again
             log.warning("window of a stream failed; it is redone at the end: %s", exc)
             job.window = None
@@ -431,9 +439,13 @@ class Scheduler:
         started = time.monotonic()
         try:
             # No segments are sent: a draft may be thrown away if the user speaks again.
-            result = await self.on_worker(
-                self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
-            )
+            if live.is_live(job):
+                work = (job.stream.audio(), job, start, end, options, None, lambda: job.cancelled)
+                result = await self.on_worker(pieces.decode_piece, self.engine, *work)
+            else:
+                result = await self.on_worker(
+                    self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
+                )
         except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
             log.warning("a draft of a stream failed; the release decodes it: %s", exc)
         else:

@@ -129,6 +129,9 @@ class Engine:
             vad_filter=self._use_vad(options),
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
+            # Live pieces only (set by the daemon, not a client option): the text of the
+            # audio decoded again as context before the new piece (daemon/live.py).
+            prefix=options.get("prefix"),
             word_timestamps=bool(options.get("word_timestamps", False)),
         )
         segments: list[Segment] = []
@@ -170,6 +173,8 @@ class Engine:
         # (where the text must equal faster-whisper's); a request may ask either way.
         if not options.get("fast_short_audio", False) or options.get("word_timestamps"):
             return None
+        if options.get("prefix"):
+            return None  # the fast path decodes no forced prefix
         if not fastpath.is_eligible(audio.size):
             return None
         # Silence cut out by the VAD, as faster-whisper's own path does; no speech at all

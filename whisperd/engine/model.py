@@ -38,6 +38,7 @@ class Model(Protocol):
         language: str | None = ...,
         vad_filter: bool = ...,
         initial_prompt: str | None = ...,
+        prefix: str | None = ...,
         without_timestamps: bool = ...,
         word_timestamps: bool = ...,
     ) -> tuple[Iterable[Any], Any]: ...

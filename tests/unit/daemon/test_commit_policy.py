@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from whisperd.daemon.commit import CUT_SPAN, CommitDraft, LiveDecision, decide_live, safe_cut
+from whisperd.daemon.commit import (
+    CUT_SPAN,
+    CommitDraft,
+    LiveDecision,
+    LivePolicy,
+    decide_live,
+    safe_cut,
+)
 from whisperd.daemon.streaming import (
     NEVER,
     CutWindow,
@@ -20,6 +27,8 @@ from whisperd.daemon.streaming import (
 
 RATE = 100
 POLICY = StreamPolicy.from_seconds(window=10.0, pause=0.25, sample_rate=RATE)
+# Pieces of at least 4 s are committed at once; shorter ones after a 2 s pause.
+LIVE = LivePolicy.from_seconds(min_piece=4.0, long_pause=2.0, sample_rate=RATE)
 
 GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
     ("speaking", StreamState(length=500, committed=0, spoken=500), Wait(525)),
@@ -35,6 +44,28 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
         "spoke again after the draft: commit",
         StreamState(length=700, committed=0, spoken=690, draft=(0, 525), draft_has_text=True),
         CommitDraft(0, 525),
+    ),
+    # A short piece (under 4 s): committed only after a long pause (2 s after speech)...
+    (
+        "short piece, pausing",
+        StreamState(length=400, committed=0, spoken=300, draft=(0, 325), draft_has_text=True),
+        Wait(500),
+    ),
+    (
+        "short piece, long pause",
+        StreamState(length=500, committed=0, spoken=300, draft=(0, 325), draft_has_text=True),
+        CommitDraft(0, 325),
+    ),
+    # ... and drafted again with what follows when the user goes on.
+    (
+        "short piece, spoke again",
+        StreamState(length=460, committed=0, spoken=450, draft=(0, 325), draft_has_text=True),
+        Wait(475),
+    ),
+    (
+        "short piece, spoke again and paused",
+        StreamState(length=480, committed=0, spoken=450, draft=(0, 325), draft_has_text=True),
+        StartDraft(0, 480),
     ),
     # A draft without text (too short, or no speech for the VAD) is not committed: its
     # audio stays in the next piece, and the next pause drafts it again.
@@ -83,7 +114,7 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
 
 @pytest.mark.parametrize(("name", "state", "expected"), GOLDEN, ids=[g[0] for g in GOLDEN])
 def test_golden(name: str, state: StreamState, expected: LiveDecision) -> None:
-    assert decide_live(POLICY, state) == expected
+    assert decide_live(POLICY, LIVE, state) == expected
 
 
 @dataclass
@@ -130,7 +161,7 @@ class Replay:
             draft=self.draft,
             draft_has_text=draft_text,
         )
-        decision = decide_live(POLICY, state)
+        decision = decide_live(POLICY, LIVE, state)
         if isinstance(decision, CommitDraft):
             self.pieces.append((decision.start, decision.end))
             self.committed, self.draft = decision.end, None
@@ -160,11 +191,18 @@ def cuts_in_pauses(pieces: list[tuple[int, int]], speech: list[tuple[int, int]])
     return all(not s < end < e for _, end in pieces[:-1] for s, e in speech)
 
 
-def test_pauses_commit_each_sentence() -> None:
-    speech = [(20, 300), (360, 700), (780, 1000)]
+def test_pauses_commit_pieces_of_at_least_four_seconds() -> None:
+    speech = [(20, 300), (360, 700), (780, 1000), (1100, 1600), (1700, 1900)]
+    pieces = Replay(speech).run(release=1910)
+    assert_tiles(pieces, 1910)
+    # 0-3.3 s is too short and the user went on: drafted again with the next sentence.
+    assert pieces == [(0, 730), (730, 1630), (1630, 1910)]  # fed 0.1 s at a time
+
+
+def test_a_long_pause_commits_a_short_piece() -> None:
+    speech = [(20, 300), (800, 1000)]
     pieces = Replay(speech).run(release=1010)
-    assert_tiles(pieces, 1010)
-    assert pieces == [(0, 330), (330, 730), (730, 1010)]  # fed 0.1 s at a time
+    assert pieces == [(0, 330), (330, 1010)]
     assert cuts_in_pauses(pieces, speech)
 
 
@@ -183,7 +221,7 @@ def test_a_pause_right_before_release_is_the_final_piece() -> None:
     # The draft of the last pause is still running at release: not committed early.
     speech = [(20, 300), (360, 700)]
     pieces = Replay(speech, decode=50).run(release=730)
-    assert pieces == [(0, 330), (330, 730)]
+    assert pieces == [(0, 730)]
 
 
 def test_silence_only_commits_nothing_before_release() -> None:

@@ -1,0 +1,262 @@
+"""Live dictation (issue 12): accuracy of the committed pieces, and how soon they come.
+
+``python -m bench.live [--quick] [--part accuracy|latency|all]``; writes
+bench/live_results.md and bench/live_results.json. Not a timed test: figures only.
+
+Accuracy (in-process, no timing involved): the daemon's real ``Scheduler`` and real
+``Engine`` receive each utterance in 20 ms blocks; after each block the bench waits until
+the worker is idle, so every draft and window the policy asks for is made, as on a machine
+fast enough to keep up. Three requests of the same audio are scored:
+- ``file``: a file request (faster-whisper's own path, timestamps, VAD);
+- ``live``: the live request (whisperd-keys' options plus ``live``), the pieces joined;
+- ``dictation``: the stream request as whisperd-keys sent it before (``without_timestamps``,
+  drafts, windows, the fast path), for comparison.
+Sets: the espeak sentence set, the shared recordings, and long dictations built from
+espeak sentences with natural pauses (0.3-1.2 s), about 30 s and 60 s.
+
+Latency (a real whisperd, audio at real-time pace, tests/integration/live_stream.py):
+- ``pause -> commit``: from the end of a sentence followed by a pause to the arrival of
+  the commit event that holds it;
+- ``release -> final``: from ``end`` to the final commit event, for 5, 30 and 60 s
+  utterances as recorded (trailing room noise) and released 50 ms after the last word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.fastpath_corpus import SENTENCES
+from bench.material import Generator, Item, WerTally, recordings, room
+from whisperd.engine.samples import SAMPLE_RATE
+
+HERE = Path(__file__).resolve().parent
+KEYS_OPTIONS: dict[str, Any] = {"without_timestamps": True}
+BLOCK = int(0.02 * SAMPLE_RATE)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def dictation(gen: Generator, seconds: float, seed: int) -> tuple[Item, list[float]]:
+    """Sentences with natural pauses up to ``seconds``, released 50 ms after the last
+    word; also the times (s) where each sentence but the last ends."""
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    pool = list(SENTENCES)
+    rng.shuffle(pool)
+    parts, texts, ends, used = [room(0.2, nrng)], [], [], 0.2
+    for text in pool:
+        speech, gap = gen.speak(text), rng.uniform(0.3, 1.2)
+        if used + speech.size / SAMPLE_RATE + gap > seconds:
+            break
+        parts += [speech, room(gap, nrng)]
+        texts.append(text)
+        used += speech.size / SAMPLE_RATE
+        ends.append(used)
+        used += gap
+    parts[-1] = room(0.05, nrng)  # released 50 ms after the last word
+    audio = np.concatenate(parts).astype(np.float32)
+    return Item(f"dictation{seconds:g}s-{seed}", audio, " ".join(texts)), ends[:-1]
+
+
+# -- accuracy: the real scheduler in virtual time ---------------------------------------
+
+
+async def stream_virtual(scheduler: Any, audio: np.ndarray, options: dict[str, Any]) -> str:
+    from whisperd.audio import PcmStreamDecoder  # noqa: F401 - loads numpy paths early
+    from whisperd.protocol import PcmFormat, ResultReply, Transcribe
+
+    replies: list[Any] = []
+    request = Transcribe("b", "pcm", PcmFormat("s16le", SAMPLE_RATE, 1), options)
+    job = scheduler.new_job(request, replies.append, object())
+    await scheduler.ensure_loaded()
+    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
+    for start in range(0, pcm.size, BLOCK):
+        scheduler.add_audio(job, pcm[start : start + BLOCK].tobytes())
+        while scheduler.busy or job.window is not None or job.drafting is not None:
+            await asyncio.sleep(0.002)
+    await scheduler.submit(job)
+    result = replies[-1]
+    assert isinstance(result, ResultReply), result
+    if options.get("live"):
+        commits = [r.text for r in replies if getattr(r, "TYPE", "") == "commit"]
+        assert " ".join(t for t in commits if t) == result.result["text"]
+    return str(result.result["text"])
+
+
+def accuracy(quick: bool) -> dict[str, Any]:
+    from whisperd.config import DaemonConfig
+    from whisperd.daemon.scheduler import Scheduler
+    from whisperd.daemon.state import DaemonState
+    from whisperd.engine import Engine
+
+    gen = Generator(Path(tempfile.mkdtemp(prefix="bench-live-")))
+    sets: dict[str, list[Item]] = {
+        "espeak sentences": gen.sentence_set(6 if quick else 20, 0, "s"),
+        "recordings": [r for r in recordings() if r.name in ("jfk", "stereo_left", "mit_full")]
+        if quick
+        else recordings(),
+        "dictation 30 s": [dictation(gen, 30, s)[0] for s in ((1,) if quick else (1, 2, 5))],
+        "dictation 60 s": [dictation(gen, 60, s)[0] for s in ((3,) if quick else (3, 4))],
+    }
+    config = DaemonConfig()
+    engine = Engine(config)
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine)
+        for name, items in sets.items():
+            tallies = {k: WerTally() for k in ("file", "live", "dictation")}
+            for item in items:
+                texts = {
+                    "file": engine.transcribe(item.audio, {}).text,
+                    "live": await stream_virtual(
+                        scheduler, item.audio, {**KEYS_OPTIONS, "live": True}
+                    ),
+                    "dictation": await stream_virtual(scheduler, item.audio, KEYS_OPTIONS),
+                }
+                for key, text in texts.items():
+                    tallies[key].add(item.reference, text)
+                log(
+                    f"{name} {item.name}: "
+                    + ", ".join(f"{k} {t.errors}" for k, t in tallies.items())
+                )
+            out[name] = {
+                k: {"errors": t.errors, "words": t.words, "wer": t.wer} for k, t in tallies.items()
+            }
+        scheduler.shutdown()
+
+    asyncio.run(run())
+    return out
+
+
+# -- latency: a real daemon at real-time pace -------------------------------------------
+
+
+def latency(quick: bool) -> dict[str, Any]:
+    from tests.conftest import start_daemon, stop_daemon
+    from tests.integration.live_stream import stream_live
+
+    gen = Generator(Path(tempfile.mkdtemp(prefix="bench-live-lat-")))
+    work = Path(tempfile.mkdtemp(prefix="bench-live-daemon-"))
+    daemon = start_daemon(work, "--idle-timeout", "600")
+    pauses: list[float] = []
+    release: dict[str, list[float]] = {}
+    try:
+        for seconds in (5, 30, 60):
+            for seed in (11,) if quick else (11, 12, 13):
+                item, ends = dictation(gen, seconds, seed)
+                audio = np.clip(np.round(item.audio * 32768.0), -32768, 32767).astype(np.int16)
+                tail = room(0.6, np.random.default_rng(seed)).astype(np.float32)
+                recorded = np.concatenate([audio, np.round(tail * 32768.0).astype(np.int16)])
+                for how, pcm in (("as recorded", recorded), ("released at the last word", audio)):
+                    with daemon.connect() as sock:
+                        sock.settimeout(300)
+                        from tests import wire
+
+                        sock.sendall(wire.msg({"type": "hello", "id": 0, "version": 1}))
+                        wire.recv(sock)
+                        run = stream_live(sock, "bench", pcm, KEYS_OPTIONS)
+                    final = run.commits[-1]
+                    key = f"{seconds} s {how}"
+                    release.setdefault(key, []).append(
+                        next(t for t, r in run.replies if r is final) - run.end_sent
+                    )
+                    if how == "as recorded":
+                        for end_s in ends:  # each pause: the first commit reaching past it
+                            commit = next((c for c in run.commits if c["end"] >= end_s), None)
+                            if commit is not None and not commit["final"]:
+                                pauses.append(run.arrival(commit) - end_s)
+                    log(f"{key}: release -> final {release[key][-1]:.3f} s")
+    finally:
+        stop_daemon(daemon)
+
+    def summary(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "median": round(statistics.median(ordered), 3),
+            "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 3),
+            "n": len(ordered),
+        }
+
+    return {
+        "pause_to_commit": summary(pauses) if pauses else None,
+        "release_to_final": {k: summary(v) for k, v in release.items()},
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Live dictation figures (bench/live.py)",
+        "",
+        f"Run: {results['when']}, "
+        f"{'quick' if results['quick'] else 'full'}; machine shared with other jobs.",
+        "",
+    ]
+    if "accuracy" in results:
+        lines += [
+            "## Word errors: file request vs live vs dictation before",
+            "",
+            "| set | file | live | dictation (before) |",
+            "|---|---|---|---|",
+        ]
+        for name, row in results["accuracy"].items():
+            cells = [
+                f"{row[k]['errors']}/{row[k]['words']} ({100 * (row[k]['wer'] or 0):.1f} %)"
+                for k in ("file", "live", "dictation")
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "latency" in results:
+        lat = results["latency"]
+        lines += ["## Latency (real daemon, real-time pace)", ""]
+        if lat["pause_to_commit"]:
+            p = lat["pause_to_commit"]
+            lines.append(
+                f"- pause -> its commit event: median {p['median']} s, "
+                f"p90 {p['p90']} s ({p['n']} pauses)"
+            )
+        lines += [
+            "",
+            "| utterance | release -> final commit, median | p90 | runs |",
+            "|---|---|---|---|",
+        ]
+        for key, s in lat["release_to_final"].items():
+            lines.append(f"| {key} | {s['median']} s | {s['p90']} s | {s['n']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--part", choices=("accuracy", "latency", "all"), default="all")
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "quick": args.quick,
+    }
+    if args.part in ("accuracy", "all"):
+        results["accuracy"] = accuracy(args.quick)
+    if args.part in ("latency", "all"):
+        results["latency"] = latency(args.quick)
+    suffix = "" if args.part == "all" else f"_{args.part}"
+    (HERE / f"live_results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / f"live_results{suffix}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Decoding a live piece with the committed audio before it as context (daemon/pieces.py):
+the context chosen, the forced prefix taken off, and the fallback when it fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tests.unit.daemon.fakes import FakeEngine, silence, tone
+from whisperd.audio import SAMPLE_RATE, PcmFormat, Samples
+from whisperd.daemon.jobs import Job, Piece
+from whisperd.daemon.pieces import context, decode_piece, strip_prefix
+from whisperd.engine import Transcription
+from whisperd.protocol import Transcribe
+
+S = SAMPLE_RATE
+
+
+def test_context_takes_whole_recent_pieces_within_the_limit() -> None:
+    pieces = [Piece(0, 5 * S, "one."), Piece(5 * S, 9 * S, ""), Piece(9 * S, 12 * S, "two.")]
+    # A piece 12..15 s with 10 s of context: 5..15 fits, 0..15 does not.
+    # The prefix loses its last full stop (the next piece may go on with the sentence).
+    assert context(pieces, 12 * S, 15 * S, 10 * S) == (5 * S, "two", "one.")
+    assert context(pieces, 12 * S, 15 * S, 20 * S) == (0, "one. two", "")
+    # A piece longer than the limit has no context: decoded alone after the text.
+    assert context(pieces, 12 * S, 40 * S, 10 * S) == (12 * S, "", "one. two.")
+    assert context([], 0, 3 * S, 10 * S) == (0, "", "")
+
+
+def seg(start: float, end: float, text: str) -> dict[str, Any]:
+    return {"start": start, "end": end, "text": text}
+
+
+def test_strip_prefix_keeps_only_the_new_text() -> None:
+    prefix = "Open the window. Close the door"
+    one = [seg(0.0, 9.0, "Open the window. Close the door. Turn left.")]
+    assert strip_prefix(one, prefix, 6.0) == [seg(6.0, 9.0, "Turn left.")]
+    split = [seg(0, 2, "Open the window."), seg(2, 4, "Close the door"), seg(6.5, 8, "Go.")]
+    assert strip_prefix(split, prefix, 6.0) == [seg(6.5, 8, "Go.")]
+    noise = [seg(0, 4, "Open the window. Close the door."), seg(6.5, 8, "//")]
+    assert strip_prefix(noise, prefix, 6.0) == []  # decoder noise is no text
+    assert strip_prefix([seg(0, 4, prefix)], prefix, 6.0) == []  # nothing new
+    assert strip_prefix([seg(0, 4, "Open the win")], prefix, 6.0) is None  # cut short
+    assert strip_prefix([seg(0, 4, "Something else. Go.")], prefix, 6.0) is None
+
+
+class PrefixEngine(FakeEngine):
+    """Echoes a forced prefix, then says ``new`` (or nothing)."""
+
+    def __init__(self, new: str, speech: bool = True) -> None:
+        super().__init__(speech_after_draft=speech)
+        self.new = new
+
+    def transcribe(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        on_segment: Callable[[dict[str, Any]], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        if "prefix" not in options:
+            return super().transcribe(audio, options, on_segment, cancelled, offset)
+        self.calls.append(("transcribe", audio.size, dict(options)))
+        text = f"{options['prefix']} {self.new}".strip()
+        end = offset + audio.size / S
+        return Transcription.of_segments([seg(offset, end, text)], "en", audio.size / S)
+
+
+def live_job(pieces: list[Piece]) -> Job:
+    request = Transcribe("l", "pcm", PcmFormat("s16le", S, 1), {"live": True})
+    job = Job(request, lambda _: None, None)
+    job.pieces = pieces
+    job.committed = pieces[-1].end if pieces else 0
+    return job
+
+
+AUDIO = np.concatenate([tone(3.0), silence(0.5), tone(2.0)])
+PIECES = [Piece(0, int(3.4 * S), "First sentence.")]
+
+
+def decode(engine: FakeEngine, job: Job) -> tuple[Transcription, list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+    start, end = job.committed, AUDIO.size
+    result = decode_piece(engine, AUDIO, job, start, end, {}, sent.append, lambda: False)
+    return result, sent
+
+
+def test_a_piece_is_decoded_with_the_piece_before_it_as_context() -> None:
+    engine = PrefixEngine("Second one.")
+    result, sent = decode(engine, live_job(PIECES))
+    assert result.text == "Second one."
+    assert sent == result.segments and sent[0]["start"] == 3.4  # not before the piece
+    [(_, size, options)] = engine.calls
+    assert size == AUDIO.size and options["prefix"] == "First sentence"
+    assert "initial_prompt" not in options  # all earlier text is in the prefix
+
+
+def test_no_new_text_after_the_prefix_but_speech_falls_back_to_the_piece_alone() -> None:
+    engine = PrefixEngine("", speech=True)
+    result, sent = decode(engine, live_job(PIECES))
+    assert [size for _, size, _ in engine.calls] == [AUDIO.size, AUDIO.size - int(3.4 * S)]
+    fallback = engine.calls[1][2]
+    assert "prefix" not in fallback and fallback["initial_prompt"] == "First sentence."
+    assert result.text == f"{AUDIO.size - int(3.4 * S)} samples" and sent == result.segments
+
+
+def test_no_new_text_and_no_speech_is_an_empty_piece() -> None:
+    engine = PrefixEngine("", speech=False)
+    result, sent = decode(engine, live_job(PIECES))
+    assert result.text == "" and sent == [] and len(engine.calls) == 1
+
+
+def test_the_first_piece_has_no_context() -> None:
+    engine = PrefixEngine("unused")
+    result, _ = decode(engine, live_job([]))
+    [(_, size, options)] = engine.calls
+    assert size == AUDIO.size and "prefix" not in options and "initial_prompt" not in options
