@@ -88,7 +88,7 @@ def test_live_pcm_at_real_time_prints_pieces_before_eof(
 def test_live_plain_output_is_one_piece_a_line(daemon: RunningDaemon, tmp_path: Path) -> None:
     audio = utterance(tmp_path)
     process = whisperctl(daemon, "transcribe", "--live", "-")
-    feed(process, audio.astype("<i2").tobytes(), pace=0.5)
+    feed(process, audio.astype("<i2").tobytes(), pace=1.0)
     lines = [line.rstrip("\n") for _, line in read_lines(process)]
     assert process.wait(120) == 0
     assert all(line.strip() for line in lines)
