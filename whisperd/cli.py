@@ -149,9 +149,6 @@ def cmd_transcribe(client: Client, args: argparse.Namespace) -> int:
 def cmd_transcribe_stdin(client: Client, args: argparse.Namespace, options: dict[str, Any]) -> int:
     from whisperd import stdin_audio
 
-    if args.files != ["-"]:
-        print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
-        return EXIT_USAGE
     if args.live:
         return stdin_audio.transcribe_live(client, options, sys.stdin.buffer, sys.stdout, args.json)
     return stdin_audio.transcribe_whole(client, options, sys.stdin.buffer, sys.stdout, args.json)
@@ -210,6 +207,9 @@ def run(args: argparse.Namespace, config: ClientConfig, socket: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
+        print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "doctor":
         # Before reading the configuration: a broken one is one of doctor's findings.
         from whisperd.doctor import run_doctor
