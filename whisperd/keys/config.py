@@ -38,7 +38,7 @@ class KeysConfig:
     xkb_options: str = ""
     fallback: str = "unicode"
     paste_key: str = "ctrl+v"
-    type_delay: float = 0.004
+    type_delay: float = 0.002
     language: str = ""
     uinput_backend: str = "auto"
     feedback_sound: bool = False

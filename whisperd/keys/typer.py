@@ -78,7 +78,7 @@ class Typer:
         keyboard: VirtualKeyboard,
         charmap: CharMap,
         fallback: Fallback = Fallback.UNICODE,
-        delay: float = 0.004,
+        delay: float = 0.002,
         paste_combo: tuple[int, ...] = (ecodes.KEY_LEFTCTRL, ecodes.KEY_V),
         clipboard: Clipboard | None = None,
         sleep: Callable[[float], None] = time.sleep,

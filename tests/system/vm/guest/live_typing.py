@@ -42,7 +42,9 @@ from chain import (  # noqa: E402 - the payload's shared helpers
 )
 
 SOCKET = "/run/user/1000/standin/whisperd.sock"
-TIMES = "/tmp/standin-times.txt"
+# In the user's private directory: the stand-in runs as the user (a file root made in /tmp
+# would not be writable for it).
+TIMES = "/run/user/1000/standin/commit-times.txt"
 PIECES = ["Live typing works.", "The second piece,", "and a third."]
 RESULT_TEXT = "Live typing works. The second piece, and a third. Done."
 AS_USER = ["setpriv", "--reuid=1000", "--regid=1000", "--init-groups", "env", "HOME=/home/user"]
@@ -52,12 +54,22 @@ def as_user(*cmd: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def
     return subprocess.Popen([*AS_USER, *UENV, *cmd], **kw)
 
 
-def commit_times() -> list[float]:
+def all_commit_times() -> list[float]:
     try:
         with open(TIMES) as times:
             return [float(line.split()[1]) for line in times if line.strip()]
     except OSError:
         return []
+
+
+class Commits:
+    """The stand-in's commit times since this dictation began."""
+
+    def __init__(self) -> None:
+        self.before = len(all_commit_times())
+
+    def __call__(self) -> list[float]:
+        return all_commit_times()[self.before :]
 
 
 def typed_text(out: Reader, since: int) -> str:
@@ -81,7 +93,7 @@ def first_key_after(out: Reader, since: int, moment: float) -> float | None:
 
 
 def dictation(kb, out: Reader) -> None:  # type: ignore[no-untyped-def]
-    open(TIMES, "w").close()
+    commit_times = Commits()
     mark = len(out.events)
     press(kb, e.KEY_INSERT, 1)
     two = PIECES[0] + " " + PIECES[1]
@@ -133,7 +145,7 @@ def dictation(kb, out: Reader) -> None:  # type: ignore[no-untyped-def]
 
 
 def escape_cancels(kb, out: Reader) -> None:  # type: ignore[no-untyped-def]
-    open(TIMES, "w").close()
+    commit_times = Commits()
     mark = len(out.events)
     press(kb, e.KEY_INSERT, 1)
     first = wait_for(lambda: typed_text(out, mark) == PIECES[0], 180)

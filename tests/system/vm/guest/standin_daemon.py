@@ -61,8 +61,11 @@ class Connection:
         rid = self.request["id"] if self.request else None
         send(self.conn, {"type": "commit", "id": rid, "seq": self.seq, "text": text,
                          "start": 0.0, "end": 0.0, "final": final})  # fmt: skip
-        with open(self.times_path, "a") as times:
-            times.write(f"{self.seq} {time.monotonic():.4f}\n")
+        try:
+            with open(self.times_path, "a") as times:
+                times.write(f"{self.seq} {time.monotonic():.4f}\n")
+        except OSError as exc:  # the measurement is lost, the dictation goes on
+            print("cannot note the commit time:", exc, flush=True)
         self.seq += 1
 
     def on_audio(self, size: int) -> None:
