@@ -158,6 +158,9 @@ class SpyClient:
     def start_stream(self, **kwargs: Any) -> SpyStream:
         return SpyStream(self.client.start_stream(**kwargs), self.record)
 
+    def start_live(self, on_commit: Callable[[dict[str, Any]], None], **kwargs: Any) -> SpyStream:
+        return SpyStream(self.client.start_live(on_commit, **kwargs), self.record)
+
     def close(self) -> None:
         self.client.close()
 

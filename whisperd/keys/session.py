@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from whisperd.keys.audio import Capture
+from whisperd.keys.livetype import join_pieces
 
 if TYPE_CHECKING:
     from whisperd.keys.service import DictationService
@@ -32,14 +33,6 @@ class Stream(Protocol):
 
 
 class Client(Protocol):
-    def start_stream(
-        self,
-        sample_rate: int = 16000,
-        channels: int = 1,
-        encoding: str = "s16le",
-        options: dict[str, Any] | None = None,
-    ) -> Stream: ...
-
     def start_live(
         self,
         on_commit: Callable[[dict[str, Any]], None],
@@ -72,7 +65,8 @@ class Session(threading.Thread):
         self.reason = ""
         self.cancelled = threading.Event()
         self.typist = service.new_typist(self.cancelled)
-        self.pieces = 0  # committed pieces with text (live)
+        self.pieces = 0  # committed pieces with text
+        self._kept: list[str] = []  # type-at-release: the pieces, typed at the end
         self._stream: Stream | None = None
         self._lock = threading.Lock()
         self._stop_requested = False
@@ -153,22 +147,24 @@ class Session(threading.Thread):
     def _on_commit(self, event: dict[str, Any]) -> None:
         # From the client's reader thread. Never log the text.
         text = str(event.get("text") or "").strip()
-        if text and not self.cancelled.is_set():
-            self.pieces += 1
+        if not text or self.cancelled.is_set():
+            return
+        self.pieces += 1
+        if self.service.settings.live:
             self._type(text)
+        else:
+            self._kept.append(text)
 
     def _open(self, client: Client, sample_rate: int) -> Stream:
-        config = self.service.settings
-        if config.live:
-            return client.start_live(
-                self._on_commit,
-                sample_rate=sample_rate,
-                channels=1,
-                encoding="s16le",
-                options=config.options,
-            )
-        return client.start_stream(
-            sample_rate=sample_rate, channels=1, encoding="s16le", options=config.options
+        # Always a live stream, also for type-at-release: whisperd decodes live streams in
+        # pieces with timestamps and context, the accurate path (docs/protocol.md); the
+        # pieces are then kept and typed at the end.
+        return client.start_live(
+            self._on_commit,
+            sample_rate=sample_rate,
+            channels=1,
+            encoding="s16le",
+            options=self.service.settings.options,
         )
 
     def _transcribe(self, capture: Capture) -> str:
@@ -212,7 +208,7 @@ class Session(threading.Thread):
             log.info("transcribed text: %r", text)
         if config.live and self.pieces:
             return ""  # every word came in a commit event and is typed or queued
-        return text
+        return join_pieces(self._kept) if self._kept else text
 
     def _end_typing(self) -> None:
         typist = self.typist
