@@ -152,6 +152,7 @@ def latency(quick: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-live-daemon-"))
     daemon = start_daemon(work, "--idle-timeout", "600")
     pauses: list[float] = []
+    own: list[float] = []
     release: dict[str, list[float]] = {}
     try:
         for seconds in (5, 30, 60):
@@ -178,6 +179,10 @@ def latency(quick: bool) -> dict[str, Any]:
                             commit = next((c for c in run.commits if c["end"] >= end_s), None)
                             if commit is not None and not commit["final"]:
                                 pauses.append(run.arrival(commit) - end_s)
+                        for commit in run.commits[:-1]:  # each commit: its own pause
+                            spoken = max((e for e in ends if e <= commit["end"]), default=None)
+                            if spoken is not None:
+                                own.append(run.arrival(commit) - spoken)
                     log(f"{key}: release -> final {release[key][-1]:.3f} s")
     finally:
         stop_daemon(daemon)
@@ -192,6 +197,7 @@ def latency(quick: bool) -> dict[str, Any]:
 
     return {
         "pause_to_commit": summary(pauses) if pauses else None,
+        "commit_after_its_pause": summary(own) if own else None,
         "release_to_final": {k: summary(v) for k, v in release.items()},
     }
 
@@ -224,8 +230,15 @@ def markdown(results: dict[str, Any]) -> str:
         if lat["pause_to_commit"]:
             p = lat["pause_to_commit"]
             lines.append(
-                f"- pause -> its commit event: median {p['median']} s, "
-                f"p90 {p['p90']} s ({p['n']} pauses)"
+                f"- every sentence end followed by a pause -> the commit event that holds it: "
+                f"median {p['median']} s, p90 {p['p90']} s ({p['n']} pauses; a piece is confirmed "
+                "by the draft of the next pause)"
+            )
+        if lat.get("commit_after_its_pause"):
+            p = lat["commit_after_its_pause"]
+            lines.append(
+                f"- the pause that ends a committed piece -> its commit event: median "
+                f"{p['median']} s, p90 {p['p90']} s ({p['n']} commits)"
             )
         lines += [
             "",

@@ -41,41 +41,42 @@ class CommitDraft:
 
 LiveDecision = Decision | CommitDraft
 
-# A piece decoded from a short stretch of audio came out worse than the same words in a
-# longer one ("And so my fellow Americans" alone: "And so am I fellow Americans"), and a
-# hesitation made one-word pieces. So a draft of less than MIN_PIECE seconds is committed
-# only once the pause after it has lasted LONG_PAUSE (the user stopped to think: show what
-# they said); if they go on sooner, the next pause drafts it again with what follows.
-MIN_PIECE = 4.0
+# A piece decoded without the audio after it came out worse than the same words decoded
+# with it ("the lazy nog" at a pause, "the lazy dog" once the next sentence was heard), so
+# the draft made at a pause is not final at once: the next pause's draft, which covers it
+# and the words after it, must begin with the same words (it *confirms* it); then those
+# words are committed, spelled as the later draft has them. If the user stays silent for
+# LONG_PAUSE after a draft, nothing can confirm it soon: it is committed as it is.
 LONG_PAUSE = 2.0
 
 
 @dataclass(frozen=True)
 class LivePolicy:
-    """The live limits in samples (see MIN_PIECE and LONG_PAUSE)."""
+    """The live limits in samples (see LONG_PAUSE)."""
 
-    min_piece: int
     long_pause: int
 
     @classmethod
-    def from_seconds(cls, min_piece: float, long_pause: float, sample_rate: int) -> LivePolicy:
-        return cls(math.ceil(min_piece * sample_rate), math.ceil(long_pause * sample_rate))
+    def from_seconds(cls, long_pause: float, sample_rate: int) -> LivePolicy:
+        return cls(math.ceil(long_pause * sample_rate))
 
 
 def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
-    """What to do with a live stream now: commit a finished draft first, otherwise what
-    the streaming policy says (a window, a draft at a pause, or wait)."""
+    """What to do with a live stream now: commit a confirmed draft (or a draft after a
+    long pause) first, otherwise what the streaming policy says (a window, a draft at a
+    pause, or wait)."""
     if state.ended or state.cancelled or state.window_running or state.draft_running:
         return Wait(NEVER)  # the end of the running piece, or the release, decides
+    previous = state.previous
+    if previous is not None and previous[0] == state.committed and state.previous_confirmed:
+        return CommitDraft(previous[0], previous[1])
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
         return decide(policy, state)
-    if draft[1] - draft[0] >= live.min_piece:
-        return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
-        return decide(policy, state)  # a short piece, and the user went on: draft again
-    # A short piece and the user is silent: commit it once the pause is long.
+        return decide(policy, state)  # the user went on: the next pause's draft confirms
+    # The user is silent after the draft: commit it once the pause is long.
     quiet_since = draft[1] - policy.pause if spoken is None else spoken
     if state.length >= quiet_since + live.long_pause:
         return CommitDraft(draft[0], draft[1])

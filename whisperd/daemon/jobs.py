@@ -55,6 +55,7 @@ class Job:
     # A draft: the audio from `committed` to a pause, transcribed while the user was silent.
     # If nothing is said after it before the stream ends, it is the result.
     draft: Draft | None = None
+    previous: Draft | None = None  # live: the draft before `draft`, awaiting confirmation
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
     draft_used: bool = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from whisperd.daemon.commit import LONG_PAUSE, MIN_PIECE, CommitDraft, LivePolicy, safe_cut
+from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, safe_cut
 from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.protocol import CommitReply, SegmentReply
 
@@ -28,7 +28,7 @@ def is_live(job: Job) -> bool:
 
 @functools.cache
 def policy() -> LivePolicy:
-    return LivePolicy.from_seconds(MIN_PIECE, LONG_PAUSE, _rate())
+    return LivePolicy.from_seconds(LONG_PAUSE, _rate())
 
 
 def has_text(draft: Draft | None) -> bool:
@@ -64,17 +64,84 @@ def send_piece(job: Job, text: str, start: int, end: int, final: bool = False) -
         job.send(reply)
 
 
+def new_draft(job: Job, draft: Draft) -> None:
+    """A draft finished: the one before it, of the same piece and with text, is kept to
+    be confirmed by it (commit.py)."""
+    old = job.draft
+    job.previous = old if has_text(old) and old is not None and old.start == draft.start else None
+    job.draft = draft
+
+
+def confirmation(job: Job) -> tuple[str, str] | None:
+    """The previous draft's words as the latest draft spells them, and the latest draft's
+    words after them; None unless the latest draft begins with exactly those words."""
+    previous, latest = job.previous, job.draft
+    if previous is None or latest is None or previous.start != job.committed:
+        return None
+    if latest.start != previous.start or latest.end <= previous.end:
+        return None
+    return split_confirmed(previous.result.text, latest.result.text)
+
+
+def split_confirmed(earlier: str, later: str) -> tuple[str, str] | None:
+    """(the tokens of ``later`` holding the words of ``earlier``, the rest) when ``later``
+    begins with the words of ``earlier`` (case and punctuation aside); None otherwise."""
+    from whisperd.engine.guard import words
+
+    wanted = words(earlier)
+    tokens = later.split()
+    got: list[str] = []
+    for index, token in enumerate(tokens):
+        got.extend(words(token))
+        if len(got) >= len(wanted):
+            if not wanted or got != wanted:
+                return None
+            return " ".join(tokens[: index + 1]), " ".join(tokens[index + 1 :])
+    return None
+
+
 def commit_draft(job: Job, decision: CommitDraft) -> None:
-    """The draft over ``decision.start``..``decision.end`` is final: commit its text."""
+    """The draft over ``decision.start``..``decision.end`` is final: the previous draft,
+    confirmed by the latest, or the latest after a long pause. Commit its text."""
+    previous = job.previous
+    if previous is not None and (previous.start, previous.end) == (decision.start, decision.end):
+        _commit_confirmed(job, previous)
+        return
     draft = job.draft
     assert draft is not None and (draft.start, draft.end) == (decision.start, decision.end)
-    job.segments.extend(draft.result.segments)
-    if not job.cancelled:  # a draft sends no segments while it may be thrown away
-        for segment in draft.result.segments:
-            job.send(SegmentReply(job.request.id, segment))
+    _send_segments(job, draft.result.segments)
     job.committed = decision.end
-    job.draft = None
+    job.draft = job.previous = None
     send_piece(job, _text(draft.result.segments), decision.start, decision.end)
+
+
+def _send_segments(job: Job, segments: list[Segment]) -> None:
+    job.segments.extend(segments)
+    if not job.cancelled:  # a draft sends no segments while it may be thrown away
+        for segment in segments:
+            job.send(SegmentReply(job.request.id, segment))
+
+
+def _commit_confirmed(job: Job, previous: Draft) -> None:
+    from whisperd.engine import Transcription
+    from whisperd.engine.result import segment
+
+    latest, split = job.draft, confirmation(job)
+    assert latest is not None and split is not None
+    confirmed, rest = split
+    rate = _rate()
+    _send_segments(job, [segment(previous.start / rate, previous.end / rate, confirmed)])
+    job.committed = previous.end
+    # The rest of the latest draft is a draft of the next piece (confirmed by the next
+    # pause, or the answer at release). Empty, it is no draft: the model may have missed
+    # what was said there, so the release decodes it.
+    job.draft = job.previous = None
+    if rest:
+        rest_segment = segment(previous.end / rate, latest.end / rate, rest)
+        language, seconds = latest.result.language, (latest.end - previous.end) / rate
+        result = Transcription.of_segments([rest_segment], language, seconds, latest.result.path)
+        job.draft = Draft(previous.end, latest.end, result)
+    send_piece(job, confirmed, previous.start, previous.end)
 
 
 def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> None:

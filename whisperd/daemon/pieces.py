@@ -2,12 +2,13 @@
 
 Runs on the worker thread. A piece decoded alone (a sentence between two pauses) came out
 worse than the whole utterance decoded at once: the model hears each sentence without the
-voice and the words around it (58 word errors against 48 on five 30-60 s dictations,
-bench/live.py). So a piece is decoded together with the committed pieces just before it
-(up to ``CONTEXT_SECONDS`` of audio, whole pieces), their text forced as the decoder's
-``prefix``, and the text before them as the ``initial_prompt``: the model decodes the new
-speech as if it were transcribing the whole stretch, and only what follows the prefix is
-new. That scored 38 against the whole utterance's 45.
+voice and the words around it (58 word errors against 48 on five 30-60 s dictations, each
+sentence a piece, with only the earlier text as the prompt). So a piece is decoded
+together with the committed pieces just before it (whole pieces, up to
+``CONTEXT_SECONDS`` before it), their text forced as the decoder's ``prefix``, and the
+text before them as the ``initial_prompt``: the model decodes the new speech as if it
+were transcribing the whole stretch, and only what follows the prefix is new (38 against
+45 in the same experiment; bench/live.py measures the daemon as built).
 
 The forced prefix has one known failure: the model may end right after it and return no
 new text, or not reproduce it. Then, when the VAD hears speech in the piece, the piece is
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
     from whisperd.daemon.pipeline import SegmentSender, Transcriber
     from whisperd.engine import Segment, Transcription
 
-# Committed audio decoded again before a piece: the window is 30 s, the piece needs room.
-CONTEXT_SECONDS = 20.0
+# Committed audio decoded again before a piece: whole pieces that start at most
+# CONTEXT_SECONDS before it. A longer prefix made one long forced segment after which the
+# model stopped early: with 26 s of context it dropped the last sentence of a 60 s
+# dictation that 14 s kept. And all of it within one Whisper window (the prefix only
+# applies to the first).
+CONTEXT_SECONDS = 10.0
+WINDOW_SECONDS = 28.0
 PROMPT_CHARS = 200
 TRAILING = ".!?,;: "  # taken off the prefix's end, and off the new text's start
 
@@ -38,18 +44,23 @@ def _rate() -> int:
     return SAMPLE_RATE
 
 
-def context(pieces: list[Piece], start: int, end: int, limit: int) -> tuple[int, str, str]:
+def context(
+    pieces: list[Piece], start: int, end: int, before: int, window: int
+) -> tuple[int, str, str]:
     """For a piece ``start``..``end`` after the committed ``pieces``: where its audio
-    starts (the first of the latest pieces within ``limit`` samples of ``end``), the
-    prefix (their text) and the prompt (the text before them)."""
+    starts (the first of the latest pieces that begin within ``before`` samples before
+    ``start``, all of it within ``window`` samples), the prefix (their text, without its last
+    full stop) and the prompt (the text before them)."""
     first = len(pieces)  # pieces tile the stream up to `start`, in order
-    while first > 0 and end - pieces[first - 1].start <= limit:
+    while first > 0 and start - pieces[first - 1].start <= before:
+        if end - pieces[first - 1].start > window:
+            break
         first -= 1
     around = pieces[first:]
     audio_start = around[0].start if around else start
-    # Without its last full stop: a piece ends where the speaker paused, which the model,
-    # hearing no more, took for a sentence end; given "... this software." as the prefix,
-    # it started the next piece as a new sentence ("An associated" for "and associated").
+    # A piece ends where the speaker paused, which the model, hearing no more, took for a
+    # sentence end; given "... this software." as the prefix, it started the next piece
+    # as a new sentence ("An associated" for "and associated").
     prefix = " ".join(p.text for p in around if p.text).rstrip(TRAILING)
     prompt = " ".join(p.text for p in pieces[:first] if p.text)[-PROMPT_CHARS:]
     return audio_start, prefix, prompt
@@ -93,7 +104,8 @@ def decode_piece(
 
     rate = _rate()
     options = {k: v for k, v in options.items() if k not in ("initial_prompt", "prefix")}
-    audio_start, prefix, prompt = context(job.pieces, start, end, int(CONTEXT_SECONDS * rate))
+    limits = int(CONTEXT_SECONDS * rate), int(WINDOW_SECONDS * rate)
+    audio_start, prefix, prompt = context(job.pieces, start, end, *limits)
     if prompt:
         options["initial_prompt"] = prompt
     duration = (end - start) / rate

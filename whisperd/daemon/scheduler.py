@@ -381,6 +381,8 @@ class Scheduler:
             worker_idle=not self.busy and not self.queued and self.engine.loaded,
             draft=None if draft is None else (draft.start, draft.end),
             draft_has_text=live.has_text(draft),
+            previous=None if job.previous is None else (job.previous.start, job.previous.end),
+            previous_confirmed=live.confirmation(job) is not None,
         )
         is_live = live.is_live(job)
         if is_live:
@@ -449,7 +451,10 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
             log.warning("a draft of a stream failed; the release decodes it: %s", exc)
         else:
-            job.draft = Draft(start, end, result)
+            if live.is_live(job):
+                live.new_draft(job, Draft(start, end, result))
+            else:
+                job.draft = Draft(start, end, result)
         finally:
             job.draft_seconds += time.monotonic() - started
             job.drafting = None

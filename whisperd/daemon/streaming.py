@@ -67,6 +67,8 @@ class StreamState:
     worker_idle: bool = True  # nothing else queued or running, and the model loaded
     draft: tuple[int, int] | None = None  # (start, end) of the last finished draft
     draft_has_text: bool = False  # the last draft decoded some text (live commits, commit.py)
+    previous: tuple[int, int] | None = None  # the draft before the last one (live)
+    previous_confirmed: bool = False  # the last draft begins with its words (live)
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from whisperd.protocol import Transcribe
 S = SAMPLE_RATE
 
 
-def test_context_takes_whole_recent_pieces_within_the_limit() -> None:
+def test_context_takes_whole_recent_pieces_within_the_limits() -> None:
     pieces = [Piece(0, 5 * S, "one."), Piece(5 * S, 9 * S, ""), Piece(9 * S, 12 * S, "two.")]
-    # A piece 12..15 s with 10 s of context: 5..15 fits, 0..15 does not.
-    # The prefix loses its last full stop (the next piece may go on with the sentence).
-    assert context(pieces, 12 * S, 15 * S, 10 * S) == (5 * S, "two", "one.")
-    assert context(pieces, 12 * S, 15 * S, 20 * S) == (0, "one. two", "")
-    # A piece longer than the limit has no context: decoded alone after the text.
-    assert context(pieces, 12 * S, 40 * S, 10 * S) == (12 * S, "", "one. two.")
-    assert context([], 0, 3 * S, 10 * S) == (0, "", "")
+    # A piece 12..15 s: pieces starting within 8 s before it (5 s and 9 s), not 0 s.
+    assert context(pieces, 12 * S, 15 * S, 8 * S, 28 * S) == (5 * S, "two", "one.")
+    assert context(pieces, 12 * S, 15 * S, 12 * S, 28 * S) == (0, "one. two", "")
+    # All of it within one window: a long piece has less context, or none.
+    assert context(pieces, 12 * S, 35 * S, 12 * S, 28 * S) == (9 * S, "two", "one.")
+    assert context(pieces, 12 * S, 45 * S, 12 * S, 28 * S) == (12 * S, "", "one. two.")
+    assert context([], 0, 3 * S, 8 * S, 28 * S) == (0, "", "")
 
 
 def seg(start: float, end: float, text: str) -> dict[str, Any]:
@@ -118,3 +118,42 @@ def test_the_first_piece_has_no_context() -> None:
     result, _ = decode(engine, live_job([]))
     [(_, size, options)] = engine.calls
     assert size == AUDIO.size and "prefix" not in options and "initial_prompt" not in options
+
+
+def test_split_confirmed_needs_the_same_words_in_front() -> None:
+    from whisperd.daemon.live import split_confirmed
+
+    assert split_confirmed("The lazy dog.", "The lazy dog, he said. Go!") == (
+        "The lazy dog,",
+        "he said. Go!",
+    )
+    assert split_confirmed("Ask.", "Ask not what") == ("Ask", "not what")
+    assert split_confirmed("The lazy nog.", "The lazy dog. Go.") is None
+    assert split_confirmed("The lazy dog.", "The lazy") is None  # shorter: not confirmed
+    assert split_confirmed("", "Anything") is None
+    assert split_confirmed("follow-up call", "Follow up call now") == ("Follow up call", "now")
+
+
+def test_a_confirmed_draft_is_committed_with_the_later_spelling() -> None:
+    from whisperd.daemon import live
+    from whisperd.daemon.commit import CommitDraft
+    from whisperd.daemon.jobs import Draft
+
+    sent: list[Any] = []
+    job = live_job([])
+    job.send = sent.append
+    job.stream = object()  # type: ignore[assignment]  # only is_live looks at it
+
+    def result(text: str, end: float) -> Transcription:
+        return Transcription.of_segments([seg(0.0, end, text)], "en", end)
+
+    live.new_draft(job, Draft(0, 2 * S, result("The lazy dog.", 2.0)))
+    live.new_draft(job, Draft(0, 5 * S, result("The lazy dog, he said.", 5.0)))
+    assert live.confirmation(job) == ("The lazy dog,", "he said.")
+    live.commit_draft(job, CommitDraft(0, 2 * S))
+    commits = [r for r in sent if r.TYPE == "commit"]
+    assert [(c.text, c.start, c.end, c.final) for c in commits] == [("The lazy dog,", 0, 2, False)]
+    assert job.committed == 2 * S and job.previous is None
+    # The rest of the later draft is the draft of the next piece.
+    assert job.draft is not None and (job.draft.start, job.draft.end) == (2 * S, 5 * S)
+    assert job.draft.result.text == "he said."

@@ -27,45 +27,61 @@ from whisperd.daemon.streaming import (
 
 RATE = 100
 POLICY = StreamPolicy.from_seconds(window=10.0, pause=0.25, sample_rate=RATE)
-# Pieces of at least 4 s are committed at once; shorter ones after a 2 s pause.
-LIVE = LivePolicy.from_seconds(min_piece=4.0, long_pause=2.0, sample_rate=RATE)
+# A draft is committed when the next draft confirms it, or after a 2 s pause.
+LIVE = LivePolicy.from_seconds(long_pause=2.0, sample_rate=RATE)
 
 GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
     ("speaking", StreamState(length=500, committed=0, spoken=500), Wait(525)),
     ("silence only", StreamState(length=500, committed=0, spoken=None), Wait(None)),
     ("pause: draft", StreamState(length=525, committed=0, spoken=500), StartDraft(0, 525)),
-    # The draft of the pause gave text: it is final, whether or not the user goes on.
+    # The draft of the pause gave text: final once the next draft confirms it, or once
+    # the pause has lasted 2 s (after speech)...
     (
-        "draft with text: commit",
+        "draft, pausing",
         StreamState(length=560, committed=0, spoken=500, draft=(0, 525), draft_has_text=True),
-        CommitDraft(0, 525),
+        Wait(700),
     ),
     (
-        "spoke again after the draft: commit",
+        "draft, long pause",
+        StreamState(length=700, committed=0, spoken=500, draft=(0, 525), draft_has_text=True),
+        CommitDraft(0, 525),
+    ),
+    # ... and when the user goes on, the next pause drafts it again with what follows.
+    (
+        "draft, spoke again",
         StreamState(length=700, committed=0, spoken=690, draft=(0, 525), draft_has_text=True),
+        Wait(715),
+    ),
+    (
+        "draft, spoke again and paused",
+        StreamState(length=720, committed=0, spoken=690, draft=(0, 525), draft_has_text=True),
+        StartDraft(0, 720),
+    ),
+    # The later draft begins with the earlier one's words: the earlier piece is final.
+    (
+        "confirmed",
+        StreamState(
+            length=800,
+            committed=0,
+            spoken=700,
+            draft=(0, 730),
+            draft_has_text=True,
+            previous=(0, 525),
+            previous_confirmed=True,
+        ),
         CommitDraft(0, 525),
     ),
-    # A short piece (under 4 s): committed only after a long pause (2 s after speech)...
     (
-        "short piece, pausing",
-        StreamState(length=400, committed=0, spoken=300, draft=(0, 325), draft_has_text=True),
-        Wait(500),
-    ),
-    (
-        "short piece, long pause",
-        StreamState(length=500, committed=0, spoken=300, draft=(0, 325), draft_has_text=True),
-        CommitDraft(0, 325),
-    ),
-    # ... and drafted again with what follows when the user goes on.
-    (
-        "short piece, spoke again",
-        StreamState(length=460, committed=0, spoken=450, draft=(0, 325), draft_has_text=True),
-        Wait(475),
-    ),
-    (
-        "short piece, spoke again and paused",
-        StreamState(length=480, committed=0, spoken=450, draft=(0, 325), draft_has_text=True),
-        StartDraft(0, 480),
+        "not confirmed",
+        StreamState(
+            length=800,
+            committed=0,
+            spoken=700,
+            draft=(0, 730),
+            draft_has_text=True,
+            previous=(0, 525),
+        ),
+        Wait(900),
     ),
     # A draft without text (too short, or no speech for the VAD) is not committed: its
     # audio stays in the next piece, and the next pause drafts it again.
@@ -128,6 +144,8 @@ class Replay:
     committed: int = 0
     pieces: list[tuple[int, int]] = field(default_factory=list)
     draft: tuple[int, int] | None = None
+    previous: tuple[int, int] | None = None
+    agree: bool = True  # whether a later draft begins with the earlier one's words
     running: tuple[str, int, int, int] | None = None  # kind, start, end, done at
 
     def spoken(self, length: int) -> int | None:
@@ -144,6 +162,9 @@ class Replay:
         kind, start, end, _ = self.running
         self.running = None
         if kind == "draft":
+            old = self.draft
+            keep = old is not None and old[0] == start and self.has_text(*old)
+            self.previous = old if keep else None
             self.draft = (start, end)
         else:  # a window: committed at its cut
             self.pieces.append((start, end))
@@ -160,11 +181,16 @@ class Replay:
             draft_running=self.running is not None and self.running[0] == "draft",
             draft=self.draft,
             draft_has_text=draft_text,
+            previous=self.previous,
+            previous_confirmed=self.previous is not None and self.agree,
         )
         decision = decide_live(POLICY, LIVE, state)
         if isinstance(decision, CommitDraft):
             self.pieces.append((decision.start, decision.end))
-            self.committed, self.draft = decision.end, None
+            latest = self.draft
+            self.committed, self.draft, self.previous = decision.end, None, None
+            if latest is not None and latest[1] > decision.end:  # the rest: a new draft
+                self.draft = (decision.end, latest[1])
         elif isinstance(decision, StartDraft):
             self.running = ("draft", decision.start, decision.end, length + self.decode)
         elif isinstance(decision, CutWindow):
@@ -191,12 +217,18 @@ def cuts_in_pauses(pieces: list[tuple[int, int]], speech: list[tuple[int, int]])
     return all(not s < end < e for _, end in pieces[:-1] for s, e in speech)
 
 
-def test_pauses_commit_pieces_of_at_least_four_seconds() -> None:
+def test_each_pause_commits_the_piece_before_it_once_confirmed() -> None:
     speech = [(20, 300), (360, 700), (780, 1000), (1100, 1600), (1700, 1900)]
     pieces = Replay(speech).run(release=1910)
     assert_tiles(pieces, 1910)
-    # 0-3.3 s is too short and the user went on: drafted again with the next sentence.
-    assert pieces == [(0, 730), (730, 1630), (1630, 1910)]  # fed 0.1 s at a time
+    # Fed 0.1 s at a time: the draft at 3.3 s is confirmed by the one at 7.3 s, ...
+    assert pieces == [(0, 330), (330, 730), (730, 1030), (1030, 1910)]
+    assert cuts_in_pauses(pieces, speech)
+
+
+def test_drafts_that_disagree_leave_the_words_to_the_release() -> None:
+    speech = [(20, 300), (360, 700), (780, 1000)]
+    assert Replay(speech, agree=False).run(release=1010) == [(0, 1010)]
 
 
 def test_a_long_pause_commits_a_short_piece() -> None:
