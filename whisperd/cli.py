@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     transcribe = commands.add_parser("transcribe", help="print the text of audio files")
-    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="'-': standard input")
+    transcribe.add_argument(
+        "--live",
+        action="store_true",
+        help="with '-': stream raw s16le 16 kHz mono PCM (or a WAV stream) from stdin "
+        "and print each piece of text on its own line as soon as it is final",
+    )
     transcribe.add_argument("--json", action="store_true", help="full results, one JSON per line")
     transcribe.add_argument("--language", help="language code (default: detect)")
     transcribe.add_argument("--beam-size", type=int)
@@ -168,6 +174,8 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
     except ProtocolError as exc:
         print(f"whisperctl: --vocabulary: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    if "-" in args.files or args.live:
+        return cmd_transcribe_stdin(client, args, options)
     shaping = Shaping(text, args.raw)
     several = len(args.files) > 1
     failures = 0
@@ -196,6 +204,14 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
             print(outcome["text"])
         sys.stdout.flush()
     return 1 if failures else EXIT_OK
+
+
+def cmd_transcribe_stdin(client: Client, args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from whisperd import stdin_audio
+
+    if args.live:
+        return stdin_audio.transcribe_live(client, options, sys.stdin.buffer, sys.stdout, args.json)
+    return stdin_audio.transcribe_whole(client, options, sys.stdin.buffer, sys.stdout, args.json)
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -264,6 +280,9 @@ def output_gone() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
+        print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "doctor":
         # Before reading the configuration: a broken one is one of doctor's findings.
         from whisperd.doctor import run_doctor
