@@ -91,6 +91,18 @@ def join_pieces(pieces: list[str]) -> str:
     return text
 
 
+BACKSPACE = "\b"  # in queued text: one tap of the BackSpace key (see Shaped)
+
+
+def settle_text(queued: str, erase: int) -> str:
+    """``erase`` BackSpaces after ``queued`` text not typed yet: the queued characters
+    they would delete are dropped, only the rest stay as BackSpaces (the text form of
+    ``whisperd.text.settle``; BackSpaces already queued are never taken back)."""
+    typable = len(queued) - (queued.rfind(BACKSPACE) + 1)  # the text after the last one
+    dropped = min(erase, typable)
+    return queued[: len(queued) - dropped] + BACKSPACE * (erase - dropped)
+
+
 # -- events in ---------------------------------------------------------------------------
 
 
@@ -99,6 +111,16 @@ class Piece:
     """A committed piece of text (or, without live typing, the whole result)."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """Text already shaped by the ``[text]`` rules (``whisperd.text.Shaper``): typed as
+    it is, not joined ("\\n" is Enter). ``erase`` BackSpaces go first ("scratch that"):
+    characters still queued are dropped instead, only the rest become BackSpaces."""
+
+    text: str
+    erase: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,7 +156,7 @@ class Tick:
     time: float
 
 
-Event = Piece | KeysHeld | Typed | Cancel | Finished | Tick
+Event = Piece | Shaped | KeysHeld | Typed | Cancel | Finished | Tick
 
 # -- actions out -------------------------------------------------------------------------
 
@@ -189,6 +211,8 @@ class LiveTypingMachine:
             return []
         if isinstance(event, Piece):
             return self._piece(event.text)
+        if isinstance(event, Shaped):
+            return self._shaped(event)
         if isinstance(event, KeysHeld):
             self._blocked = event.held
             return self._next(event.time)
@@ -207,6 +231,12 @@ class LiveTypingMachine:
         joined = join_piece(self._joined, text)
         self._joined = (self._joined + joined)[-16:]
         self._queue += joined
+        return self._next(None)
+
+    def _shaped(self, event: Shaped) -> list[Action]:
+        if self._cancelled or self._finished_at is not None:
+            return []
+        self._queue = settle_text(self._queue, event.erase) + event.text
         return self._next(None)
 
     def _typed(self, consumed: int) -> list[Action]:

@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from whisperd.config import TextConfig
 from whisperd.keys.audio import AudioRecorder
 from whisperd.keys.feedback import Feedback
 from whisperd.keys.keyboard import KeyboardSource
 from whisperd.keys.keynames import MODIFIER_CODES
 from whisperd.keys.session import Client, ClientFactory, Session
+from whisperd.keys.shaping import KeysShaper
 from whisperd.keys.trigger import (
     Action,
     CancelDictation,
@@ -70,6 +72,7 @@ class DictationService:
         feedback: Feedback | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        text: TextConfig | None = None,
     ) -> None:
         self.machine = machine
         self.source = source
@@ -81,6 +84,11 @@ class DictationService:
         self.feedback = feedback or Feedback()
         self.clock = clock
         self.sleep = sleep
+        self.text = text or TextConfig()
+        # The [text] rules, only when there are any: without them pieces are joined as
+        # whisperd-keys always joined them (livetype.join_piece).
+        active = self.text.rules().active or bool(self.text.hook)
+        self.shaper = KeysShaper(self.text) if active else None
         self.stop_event = threading.Event()
         self.sessions: list[Session] = []
         self._current: Session | None = None
@@ -119,6 +127,8 @@ class DictationService:
                 self.stop_event.set()
 
     def _forward(self, event: KeyEvent) -> None:
+        if event.value == 1 and self.shaper is not None and event.code not in self.machine.combo:
+            self.shaper.user_typed()  # "scratch that" must not erase where the cursor went
         if self.keyboard is not None and self.source.is_grabbed(event.device):
             self.keyboard.emit(event.code, event.value)
 
@@ -174,7 +184,17 @@ class DictationService:
     def new_typist(self, cancelled: threading.Event) -> Typist | None:
         if self.typer is None:
             return None
-        return Typist(self.typer, self.typing_blocked, self._type_lock, cancelled, self.clock)
+        return Typist(
+            self.typer, self.typing_blocked, self._type_lock, cancelled, self.clock, self.shaper
+        )
+
+    def stream_options(self) -> dict[str, Any]:
+        """The options of each stream: ``[keys]``'s and the ``[text]`` vocabulary."""
+        options = dict(self.settings.options or {})
+        vocabulary = self.text.request_vocabulary()
+        if vocabulary:
+            options["vocabulary"] = vocabulary
+        return options
 
     # -- shutdown ----------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -67,6 +67,7 @@ class Session(threading.Thread):
         self.typist = service.new_typist(self.cancelled)
         self.pieces = 0  # committed pieces with text
         self._kept: list[str] = []  # type-at-release: the pieces, typed at the end
+        self._final_fed = False  # the text rules were told the dictation ended
         self._stream: Stream | None = None
         self._lock = threading.Lock()
         self._stop_requested = False
@@ -138,22 +139,27 @@ class Session(threading.Thread):
             self.cancel_stream()
             self._drain(capture)
 
-    def _type(self, text: str) -> None:
+    def _type(self, text: str, final: bool = True) -> None:
         if self.typist is not None:
-            self.typist.piece(text)
+            self.typist.piece(text, final)
+            self._final_fed = self._final_fed or final
         else:
             log.error("no virtual keyboard: %d characters not typed", len(text))
 
     def _on_commit(self, event: dict[str, Any]) -> None:
         # From the client's reader thread. Never log the text.
         text = str(event.get("text") or "").strip()
-        if not text or self.cancelled.is_set():
+        final = bool(event.get("final"))
+        if self.cancelled.is_set():
             return
-        self.pieces += 1
-        if self.service.settings.live:
-            self._type(text)
-        else:
-            self._kept.append(text)
+        if text:
+            self.pieces += 1
+        if not self.service.settings.live:
+            if text:
+                self._kept.append(text)
+        elif text or (final and self.service.shaper is not None):
+            # the final piece, even empty, types what the text rules held back
+            self._type(text, final)
 
     def _open(self, client: Client, sample_rate: int) -> Stream:
         # Always a live stream, also for type-at-release: whisperd decodes live streams in
@@ -164,7 +170,7 @@ class Session(threading.Thread):
             sample_rate=sample_rate,
             channels=1,
             encoding="s16le",
-            options=self.service.settings.options,
+            options=self.service.stream_options(),
         )
 
     def _transcribe(self, capture: Capture) -> str:
@@ -208,7 +214,12 @@ class Session(threading.Thread):
             log.info("transcribed text: %r", text)
         if config.live and self.pieces:
             return ""  # every word came in a commit event and is typed or queued
-        return join_pieces(self._kept) if self._kept else text
+        if service.shaper is None:
+            return join_pieces(self._kept) if self._kept else text
+        pieces = self._kept or [text]  # the text rules see the pieces as in live typing
+        for index, piece in enumerate(pieces):
+            self._type(piece, final=index == len(pieces) - 1)
+        return ""
 
     def _end_typing(self) -> None:
         typist = self.typist
@@ -216,6 +227,8 @@ class Session(threading.Thread):
             return
         if self.cancelled.is_set():
             typist.cancel()
+        elif self.pieces and not self._final_fed and self.service.shaper is not None:
+            typist.piece("", final=True)  # no final commit came: type what is held
         typist.finish()
         typist.join()
         report = typist.report

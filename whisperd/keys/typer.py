@@ -127,6 +127,26 @@ class Typer:
             self._release_mine()
         return report
 
+    def tap(
+        self,
+        code: int,
+        times: int,
+        cancel: threading.Event | None = None,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> int:
+        """Press and release the key ``code`` (Enter, BackSpace) ``times`` times, with the
+        typing delay; stops like ``type_text``. Returns how many taps went out."""
+        done = 0
+        try:
+            for _ in range(times):
+                if (cancel is not None and cancel.is_set()) or (interrupt and interrupt()):
+                    break
+                self._combo((code,))
+                done += 1
+        finally:
+            self._release_mine()
+        return done
+
     def _fallback_char(self, char: str, report: TypeReport) -> None:
         if self.fallback is Fallback.UNICODE and self._unicode(char):
             report.fallback += 1

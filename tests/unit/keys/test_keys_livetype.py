@@ -14,12 +14,14 @@ from whisperd.keys.livetype import (
     KeysHeld,
     LiveTypingMachine,
     Piece,
+    Shaped,
     Tick,
     Typed,
     TypeText,
     ends_sentence,
     join_piece,
     join_pieces,
+    settle_text,
 )
 
 # (text typed so far, piece, what is typed for the piece)
@@ -177,3 +179,39 @@ def test_waiting_for_keys_only_with_text_queued() -> None:
     assert not machine.waiting_for_keys
     machine.feed(Piece("x"))
     assert machine.waiting_for_keys
+
+
+SHAPED: dict[str, tuple[list[Event], list[Action]]] = {
+    "shaped text is typed as it is, not joined": (
+        [Shaped("hello,"), Shaped(" world\nBye."), Finished(1.0)],
+        [TypeText("hello,"), TypeText(" world\nBye."), Done()],
+    ),
+    "scratch that of typed text: BackSpaces": (
+        [Shaped("wrong"), Shaped("right", erase=5), Finished(1.0)],
+        [TypeText("wrong"), TypeText("\b\b\b\b\bright"), Done()],
+    ),
+    "scratch that of queued text: dropped, never typed": (
+        [KeysHeld(True, 0.0), Shaped("keep"), Shaped(" wrong"), Shaped(" right", erase=6),
+         KeysHeld(False, 1.0), Finished(2.0)],
+        [TypeText("keep right"), Done()],
+    ),
+    "scratch that reaching past the queue: the rest are BackSpaces": (
+        [Shaped("typed"), Typed(5), KeysHeld(True, 1.0), Shaped(" new"), Shaped("x", erase=9),
+         KeysHeld(False, 2.0)],
+        [TypeText("typed"), TypeText("\b\b\b\b\bx")],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SHAPED))
+def test_shaped_golden(name: str) -> None:
+    script, expected = SHAPED[name]
+    assert play(script) == expected
+
+
+@pytest.mark.parametrize(
+    ("queued", "erase", "left"),
+    [("abc", 2, "a"), ("abc", 5, "\b\b"), ("a\bbc", 3, "a\b\b"), ("", 1, "\b"), ("ab", 0, "ab")],
+)
+def test_settle_text(queued: str, erase: int, left: str) -> None:
+    assert settle_text(queued, erase) == left

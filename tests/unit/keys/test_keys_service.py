@@ -9,6 +9,7 @@ import pytest
 from evdev import ecodes
 
 from tests.unit.keys.keys_fakes import FakeClient, FakeRecorder, ReplaySource
+from whisperd.config import TextConfig
 from whisperd.keys.config import KeysConfig
 from whisperd.keys.layout import CharMap, LayoutName, decode
 from whisperd.keys.service import DictationService
@@ -42,6 +43,7 @@ class Harness:
         factory_error: Exception | None = None,
         live: bool | None = None,
         combo: tuple[int, ...] = (ecodes.KEY_INSERT,),
+        text: TextConfig | None = None,
     ) -> None:
         self.config = KeysConfig(language="en", live=self.default_live if live is None else live)
         self.client = client or FakeClient()
@@ -68,6 +70,7 @@ class Harness:
             self.config,
             clock=self.clock,
             sleep=lambda s: None,
+            text=text,
         )
 
     def key(self, code: int, value: int, at: float) -> None:
