@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from whisperd.text.commands import Command
 from whisperd.text.rules import TextRules
 from whisperd.text.words import chunk, chunks, fold
-from whisperd.text.writer import Layout, Writer
+from whisperd.text.writer import Layout, Writer, piece_start
 
 MAX_HISTORY = 20
 ENTER = "Enter"
@@ -98,7 +98,7 @@ class Shaper:
         items = chunks(text)
         table = self.rules.commands
         start = self._layout
-        writer = Writer(start)
+        writer = Writer(piece_start(start))
         erase = 0
         at = 0
         while at < len(items):
@@ -111,15 +111,15 @@ class Shaper:
             if match.command is not Command.SCRATCH_THAT:
                 writer.command(match.command)
             elif writer.text and said_at > carried:
-                writer = Writer(start)  # this piece's text so far: never typed
+                writer = Writer(piece_start(start))  # this piece's text so far: never typed
             elif self._history:
                 previous = self._history.pop()
                 erase += previous.chars
                 start = previous.before
-                writer = Writer(start)
+                writer = Writer(piece_start(start))
                 carried = 0
             else:
-                writer = Writer(start)
+                writer = Writer(piece_start(start))
         if final:
             writer.flush()
         return erase, writer.text, start, writer.layout
