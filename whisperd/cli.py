@@ -29,7 +29,7 @@ from whisperd.config import (
 )
 from whisperd.protocol import MAX_VOCABULARY_ENTRIES, ProtocolError, check_vocabulary
 from whisperd.runtime import UnsafeRuntime
-from whisperd.text import TextRules, shape_pieces
+from whisperd.text import Shaper, TextRules, shape_pieces
 from whisperd.text.hook import Hook
 
 
@@ -152,8 +152,18 @@ class Shaping:
         self.rules: TextRules | None = None if raw else text.rules()
         self.hook: Hook | None = None if raw else text.make_hook()
 
+    @property
+    def active(self) -> bool:
+        return self.rules is not None and (self.rules.active or self.hook is not None)
+
+    def shaper(self) -> Shaper | None:
+        """For ``--live``: the pieces shaped one by one, the hook on each piece."""
+        if not self.active or self.rules is None:
+            return None
+        return Shaper(self.rules, post=self.hook)
+
     def apply(self, result: dict[str, Any]) -> dict[str, Any]:
-        if self.rules is None or (not self.rules.active and self.hook is None):
+        if not self.active or self.rules is None:
             return result
         model_text = str(result.get("text", ""))
         segments = result.get("segments")
@@ -174,9 +184,9 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
     except ProtocolError as exc:
         print(f"whisperctl: --vocabulary: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    if "-" in args.files or args.live:
-        return cmd_transcribe_stdin(client, args, options)
     shaping = Shaping(text, args.raw)
+    if "-" in args.files or args.live:
+        return cmd_transcribe_stdin(client, args, options, shaping)
     several = len(args.files) > 1
     failures = 0
     progress = [Progress(path) for path in args.files]
@@ -206,12 +216,16 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
     return 1 if failures else EXIT_OK
 
 
-def cmd_transcribe_stdin(client: Client, args: argparse.Namespace, options: dict[str, Any]) -> int:
+def cmd_transcribe_stdin(
+    client: Client, args: argparse.Namespace, options: dict[str, Any], shaping: Shaping
+) -> int:
     from whisperd import stdin_audio
 
+    stdin, out = sys.stdin.buffer, sys.stdout
     if args.live:
-        return stdin_audio.transcribe_live(client, options, sys.stdin.buffer, sys.stdout, args.json)
-    return stdin_audio.transcribe_whole(client, options, sys.stdin.buffer, sys.stdout, args.json)
+        shaper = shaping.shaper()
+        return stdin_audio.transcribe_live(client, options, stdin, out, args.json, shaper)
+    return stdin_audio.transcribe_whole(client, options, stdin, out, args.json, shaping.apply)
 
 
 def format_status(status: dict[str, Any]) -> str:

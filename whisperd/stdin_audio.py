@@ -15,10 +15,12 @@ import os
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
 from whisperd.client import EXIT_OK, EXIT_USAGE, Client, ClientError
+from whisperd.text import Erase, Shaper, apply_actions
 
 READ_BYTES = 1 << 16
 WAVE_PCM = 1
@@ -108,23 +110,46 @@ def _wav_spec(body: bytes) -> PcmSpec:
 
 
 class LinePrinter:
-    """Prints each committed piece on its own line as soon as it comes (reader thread)."""
+    """Prints each committed piece on its own line as soon as it comes (reader thread).
 
-    def __init__(self, out: TextIO, as_json: bool) -> None:
+    With a ``Shaper`` (the ``[text]`` rules, unless ``--raw``) each piece is printed as
+    the rules make it: a spoken new line breaks the line, words that may begin a phrase
+    wait for the next piece. A line once printed cannot be taken back: "scratch that"
+    drops the words of its piece said before it and words held back, but not lines
+    already printed; ``--json``'s result ``text`` is the text with everything erased
+    (``raw_text`` the model's)."""
+
+    def __init__(self, out: TextIO, as_json: bool, shaper: Shaper | None = None) -> None:
         self.out = out
         self.as_json = as_json
+        self.shaper = shaper
+        self.shaped = ""  # the whole text as the rules made it, erasures applied
         self.lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
         import json
 
-        text = str(event.get("text") or "").strip()
-        with self.lock:
+        with self.lock:  # the Shaper is used by one thread at a time, in order
+            event = self._shape(event)
+            text = str(event.get("text") or "").strip()
             if self.as_json:
                 self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             elif text:
                 self.out.write(text + "\n")
             self.out.flush()
+
+    def _shape(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self.shaper is None:
+            return event
+        raw = str(event.get("text") or "")
+        if event.get("type") == "result":
+            return {**event, "text": self.shaped, "raw_text": raw}
+        if event.get("type") != "commit":
+            return event
+        actions = self.shaper.feed(raw.strip(), final=bool(event.get("final")))
+        self.shaped = apply_actions(self.shaped, actions)
+        piece = apply_actions("", [a for a in actions if not isinstance(a, Erase)])
+        return {**event, "text": piece.strip(" "), "raw_text": raw}
 
 
 def transcribe_live(
@@ -133,6 +158,7 @@ def transcribe_live(
     stdin: BinaryIO,
     out: TextIO,
     as_json: bool = False,
+    shaper: Shaper | None = None,
 ) -> int:
     reader = ByteReader(stdin)
     try:
@@ -140,7 +166,7 @@ def transcribe_live(
     except StdinFormatError as exc:
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    printer = LinePrinter(out, as_json)
+    printer = LinePrinter(out, as_json, shaper)
     stream = client.start_live(printer, spec.sample_rate, spec.channels, spec.encoding, options)
     rest = b""
     try:
@@ -165,10 +191,19 @@ def transcribe_live(
     return EXIT_OK
 
 
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def transcribe_whole(
-    client: Client, options: dict[str, Any], stdin: BinaryIO, out: TextIO, as_json: bool = False
+    client: Client,
+    options: dict[str, Any],
+    stdin: BinaryIO,
+    out: TextIO,
+    as_json: bool = False,
+    shape: Shape | None = None,
 ) -> int:
-    """The whole of stdin is one audio file."""
+    """The whole of stdin is one audio file; ``shape`` applies the ``[text]`` rules to
+    its result as to a file's."""
     import json
 
     data = stdin.read()
@@ -181,6 +216,8 @@ def transcribe_whole(
             raise
         print(f"whisperctl: standard input: {exc.message}", file=sys.stderr)
         return 1
+    if shape is not None:
+        result = shape(result)
     if as_json:
         out.write(json.dumps({"file": "-", **result}, ensure_ascii=False) + "\n")
     else:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
+from typing import Any
 
 import pytest
 
-from whisperd.stdin_audio import ByteReader, PcmSpec, StdinFormatError, read_format
+from whisperd.cli import Shaping
+from whisperd.config import TextConfig
+from whisperd.stdin_audio import (
+    ByteReader,
+    PcmSpec,
+    StdinFormatError,
+    read_format,
+    transcribe_live,
+    transcribe_whole,
+)
+from whisperd.text import Shaper
 
 
 def reader_of(data: bytes) -> ByteReader:
@@ -64,3 +76,76 @@ def test_float_and_extensible_wav() -> None:
 def test_bad_wav_headers_are_refused_with_a_message(data: bytes) -> None:
     with pytest.raises(StdinFormatError):
         read_format(reader_of(data))
+
+
+# -- the [text] rules on standard input ---------------------------------------------------
+
+
+class FakeStdinStream:
+    """The client's stream: commits ``pieces`` (the last one final) when finished."""
+
+    def __init__(self, pieces: list[str], on_commit: Any = None) -> None:
+        self.pieces = pieces
+        self.on_commit = on_commit
+
+    def send(self, pcm: bytes) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    def finish(self) -> dict[str, Any]:
+        for seq, text in enumerate(self.pieces):
+            final = seq == len(self.pieces) - 1
+            if self.on_commit is not None:
+                self.on_commit({"type": "commit", "seq": seq, "text": text, "final": final})
+        text = " ".join(p for p in self.pieces if p)
+        return {"type": "result", "text": text, "segments": [{"text": p} for p in self.pieces]}
+
+
+class FakeStdinClient:
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+
+    def start_live(self, on_commit: Any, *args: Any) -> FakeStdinStream:
+        return FakeStdinStream(self.pieces, on_commit)
+
+    def start_file(self, options: dict[str, Any]) -> FakeStdinStream:
+        return FakeStdinStream(self.pieces)
+
+
+PIECES = ["hello comma", "world new line bye period", "wrong scratch that", "ok"]
+SPOKEN = TextConfig(spoken_punctuation=True)
+
+
+def live(pieces: list[str], shaper: Shaper | None, as_json: bool = False) -> str:
+    out = io.StringIO()
+    client = FakeStdinClient(pieces)
+    assert transcribe_live(client, {}, reader_of(b"\x00" * 64).stream, out, as_json, shaper) == 0  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_live_prints_each_piece_as_the_rules_make_it() -> None:
+    assert live(PIECES, Shaper(SPOKEN.rules())) == "hello,\nworld\nBye.\nOk\n"
+    assert live(PIECES, None) == "".join(p + "\n" for p in PIECES)  # --raw
+
+
+def test_live_scratch_that_cannot_unprint_a_line_but_the_json_result_is_right() -> None:
+    lines = live(["bad words", "scratch that", "good words"], Shaper(SPOKEN.rules()), True)
+    events = [json.loads(line) for line in lines.splitlines()]
+    assert [e["text"] for e in events[:3]] == ["bad words", "", "good words"]
+    assert events[0]["raw_text"] == "bad words"
+    assert events[-1]["type"] == "result" and events[-1]["text"] == "good words"
+    assert events[-1]["raw_text"] == "bad words scratch that good words"
+
+
+def test_whole_stdin_is_shaped_like_a_file() -> None:
+    out = io.StringIO()
+    client = FakeStdinClient(["hello comma", "world new line bye period"])
+    shaping = Shaping(SPOKEN, raw=False)
+    code = transcribe_whole(client, {}, io.BytesIO(b"x"), out, False, shaping.apply)  # type: ignore[arg-type]
+    assert code == 0 and out.getvalue() == "hello, world\nBye.\n"
+    out = io.StringIO()
+    raw = Shaping(SPOKEN, raw=True)
+    transcribe_whole(client, {}, io.BytesIO(b"x"), out, False, raw.apply)  # type: ignore[arg-type]
+    assert out.getvalue() == "hello comma world new line bye period\n"
