@@ -31,13 +31,14 @@ def whisperctl(daemon: RunningDaemon, *args: str) -> subprocess.Popen[bytes]:
 
 
 def utterance(folder: Path) -> np.ndarray:
-    """Three sentences with a second of quiet between them."""
+    """Three sentences with quiet between them: 2.5 s after the first (a pause that long
+    makes it final at once, docs/protocol.md), 1 s after the others."""
     rng = np.random.default_rng(3)
     parts: list[np.ndarray] = []
-    for index in (0, 1, 2):
+    for index, pause in zip((0, 1, 2), (2.5, 1.0, 1.0), strict=True):
         with wave.open(str(espeak_wav(SENTENCES[index][0], folder / f"c{index}.wav"))) as wav:
             parts.append(np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16))
-        parts.append(rng.normal(0, 30, RATE).astype(np.int16))
+        parts.append(rng.normal(0, 30, int(pause * RATE)).astype(np.int16))
     return np.concatenate(parts)
 
 

@@ -45,14 +45,14 @@ def speech(path: Path) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1]
 
 
-def dictation(folder: Path, indices: list[int], pause: float) -> np.ndarray:
-    """Sentences with pauses between them (quiet room noise), released 50 ms after the
-    last word."""
+def dictation(folder: Path, indices: list[int], pauses: list[float]) -> np.ndarray:
+    """Sentences with the given pauses between them (quiet room noise), released 50 ms
+    after the last word."""
     rng = np.random.default_rng(7)
     parts: list[np.ndarray] = [rng.normal(0, 30, RATE // 5).astype(np.int16)]
     for n, index in enumerate(indices):
         parts.append(speech(espeak_wav(SENTENCES[index][0], folder / f"k{index}.wav")))
-        gap = pause if n < len(indices) - 1 else 0.05
+        gap = pauses[n] if n < len(indices) - 1 else 0.05
         parts.append(rng.normal(0, 30, int(gap * RATE)).astype(np.int16))
     return np.concatenate(parts)
 
@@ -157,7 +157,10 @@ def test_pieces_are_typed_during_the_hold_and_make_the_result(
     service, keyboard, seen = live_chain
     recorder = service.recorder
     assert isinstance(recorder, RealTimeRecorder)
-    recorder.pcm = dictation(tmp_path, [0, 1, 2], pause=1.0).astype("<i2").tobytes()
+    # whisperd commits a piece once the next pause confirms it, or after a 2 s pause
+    # (docs/protocol.md): the long first pause makes the first sentence final early.
+    audio = dictation(tmp_path, [0, 1, 2], pauses=[2.5, 1.0])
+    recorder.pcm = audio.astype("<i2").tobytes()
     service.step([KeyEvent(DEV, ecodes.KEY_INSERT, 1, time.monotonic())])
     assert recorder.spoken.wait(60)
     released = time.monotonic()
