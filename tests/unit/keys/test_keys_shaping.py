@@ -8,7 +8,7 @@ import pytest
 from evdev import ecodes
 
 from tests.unit.keys.keys_fakes import FakeClient
-from tests.unit.keys.test_keys_service import Harness
+from tests.unit.keys.test_keys_service import ONE_SECOND, Harness
 from whisperd.config import TextConfig
 
 SPOKEN = TextConfig(spoken_punctuation=True)
@@ -119,3 +119,16 @@ def test_the_hook_runs_on_each_piece(tmp_path: object) -> None:
     h = Harness(FakeClient(pieces=["one two"], final="three"), live=True, text=text)
     dictate(h)
     assert h.typed_text() == "ONE TWO THREE"
+
+
+def test_scratch_that_erases_a_typed_piece_of_the_same_dictation() -> None:
+    client = FakeClient(pieces=["wrong words", "scratch that right"], final="words.")
+    h = Harness(client, chunks=[ONE_SECOND], live=True, text=SPOKEN)
+    client.finish_gate.clear()  # the later pieces come at the end of the stream
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    h.wait_typed("wrong words")  # typed while the key is held
+    h.key(ecodes.KEY_INSERT, 0, 2.0)
+    client.finish_gate.set()
+    h.finish_sessions()
+    assert h.keyboard.events.count((ecodes.KEY_BACKSPACE, 1)) == len("wrong words")
+    assert backspaced(h.typed_text()) == "right words."
