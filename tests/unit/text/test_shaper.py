@@ -296,3 +296,17 @@ def test_pieces_are_joined_as_live_typing_joins_them(pieces: list[str], typed: s
 
 def test_a_sentence_end_inside_a_piece_is_the_models_own() -> None:
     assert shape_text("see e.g. this", OFF) == "see e.g. this"
+
+
+def test_post_hook_sees_the_pieces_own_words_not_the_join() -> None:
+    seen: list[str] = []
+
+    def post(text: str) -> str:
+        seen.append(text)
+        return text.strip().upper()  # a hook that trims, as an LLM cleanup would
+
+    shaper = Shaper(SPOKEN, post)
+    typed = [shaper.feed(p, f) for p, f in [("one two.", False), ("three", False), ("four", True)]]
+    # the previous piece's held "." and the joining space are typed around the hook
+    assert seen == ["one two", "Three", "four"]
+    assert typed == [[Type("ONE TWO")], [Type(". THREE")], [Type(" FOUR")]]
