@@ -132,3 +132,10 @@ def test_scratch_that_erases_a_typed_piece_of_the_same_dictation() -> None:
     h.finish_sessions()
     assert h.keyboard.events.count((ecodes.KEY_BACKSPACE, 1)) == len("wrong words")
     assert backspaced(h.typed_text()) == "right words."
+
+
+def test_at_release_scratch_that_takes_back_the_kept_piece() -> None:
+    client = FakeClient(pieces=["wrong words", "scratch that right"], final="words.")
+    h = Harness(client, live=False, text=SPOKEN)
+    dictate(h)
+    assert backspaced(h.typed_text()) == "right words."
