@@ -118,10 +118,15 @@ class TimedTyper(Typer):
     done = 0.0
     text = ""
 
-    def type_text(self, text: str, cancel: threading.Event | None = None) -> Any:
+    def type_text(
+        self,
+        text: str,
+        cancel: threading.Event | None = None,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> Any:
         self.handoff = time.monotonic()
         self.text = text
-        report = super().type_text(text, cancel)
+        report = super().type_text(text, cancel, interrupt)
         self.done = time.monotonic()
         return report
 
@@ -153,13 +158,18 @@ class SpyClient:
     def start_stream(self, **kwargs: Any) -> SpyStream:
         return SpyStream(self.client.start_stream(**kwargs), self.record)
 
+    def start_live(self, on_commit: Callable[[dict[str, Any]], None], **kwargs: Any) -> SpyStream:
+        return SpyStream(self.client.start_live(on_commit, **kwargs), self.record)
+
     def close(self) -> None:
         self.client.close()
 
 
 class DictationBench:
     def __init__(self, socket_path: str, type_delay: float | None = None) -> None:
-        self.config = KeysConfig(socket_path=socket_path)
+        # Type-at-release: the whole text is handed over once (bench/live_keys.py measures
+        # live typing).
+        self.config = KeysConfig(socket_path=socket_path, live=False)
         if type_delay is not None:
             self.config.type_delay = type_delay
         self.recorder = RealtimeRecorder(self.config.sample_rate)

@@ -29,7 +29,7 @@ from whisperd.config import (
 )
 from whisperd.protocol import MAX_VOCABULARY_ENTRIES, ProtocolError, check_vocabulary
 from whisperd.runtime import UnsafeRuntime
-from whisperd.text import TextRules, shape_pieces
+from whisperd.text import Shaper, TextRules, shape_pieces
 from whisperd.text.hook import Hook
 
 
@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     transcribe = commands.add_parser("transcribe", help="print the text of audio files")
-    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="'-': standard input")
+    transcribe.add_argument(
+        "--live",
+        action="store_true",
+        help="with '-': stream raw s16le 16 kHz mono PCM (or a WAV stream) from stdin "
+        "and print each piece of text on its own line as soon as it is final",
+    )
     transcribe.add_argument("--json", action="store_true", help="full results, one JSON per line")
     transcribe.add_argument("--language", help="language code (default: detect)")
     transcribe.add_argument("--beam-size", type=int)
@@ -146,8 +152,18 @@ class Shaping:
         self.rules: TextRules | None = None if raw else text.rules()
         self.hook: Hook | None = None if raw else text.make_hook()
 
+    @property
+    def active(self) -> bool:
+        return self.rules is not None and (self.rules.active or self.hook is not None)
+
+    def shaper(self) -> Shaper | None:
+        """For ``--live``: the pieces shaped one by one, the hook on each piece."""
+        if not self.active or self.rules is None:
+            return None
+        return Shaper(self.rules, post=self.hook)
+
     def apply(self, result: dict[str, Any]) -> dict[str, Any]:
-        if self.rules is None or (not self.rules.active and self.hook is None):
+        if not self.active or self.rules is None:
             return result
         model_text = str(result.get("text", ""))
         segments = result.get("segments")
@@ -169,6 +185,8 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
         print(f"whisperctl: --vocabulary: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     shaping = Shaping(text, args.raw)
+    if "-" in args.files or args.live:
+        return cmd_transcribe_stdin(client, args, options, shaping)
     several = len(args.files) > 1
     failures = 0
     progress = [Progress(path) for path in args.files]
@@ -196,6 +214,18 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
             print(outcome["text"])
         sys.stdout.flush()
     return 1 if failures else EXIT_OK
+
+
+def cmd_transcribe_stdin(
+    client: Client, args: argparse.Namespace, options: dict[str, Any], shaping: Shaping
+) -> int:
+    from whisperd import stdin_audio
+
+    stdin, out = sys.stdin.buffer, sys.stdout
+    if args.live:
+        shaper = shaping.shaper()
+        return stdin_audio.transcribe_live(client, options, stdin, out, args.json, shaper)
+    return stdin_audio.transcribe_whole(client, options, stdin, out, args.json, shaping.apply)
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -264,6 +294,9 @@ def output_gone() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
+        print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "doctor":
         # Before reading the configuration: a broken one is one of doctor's findings.
         from whisperd.doctor import run_doctor

@@ -12,9 +12,10 @@ import os
 import select
 import socket
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from whisperd.autostart import connect_socket
 from whisperd.clienterrors import (
@@ -63,7 +64,11 @@ __all__ = [
     "SegmentCallback",
 ]
 
+if TYPE_CHECKING:
+    from whisperd.livestream import LiveStream
+
 SegmentCallback = Callable[[dict[str, Any]], None]
+CommitCallback = Callable[[dict[str, Any]], None]
 
 # whisperctl sends this many files ahead of the result it waits for.
 PIPELINE_FILES = 16
@@ -231,6 +236,20 @@ class Client:
         }
         return self._start(message)
 
+    def start_live(
+        self,
+        on_commit: CommitCallback,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        encoding: str = "s16le",
+        options: dict[str, Any] | None = None,
+    ) -> LiveStream:
+        """Begin a live dictation: ``on_commit`` gets each ``commit`` event, from a reader
+        thread, while the audio is still being sent (whisperd/livestream.py)."""
+        from whisperd.livestream import start_live
+
+        return start_live(self, on_commit, sample_rate, channels, encoding, options)
+
     def start_file(self, options: dict[str, Any] | None = None) -> AudioStream:
         return self._start({"type": "transcribe", "format": "file", "options": options or {}})
 
@@ -367,21 +386,29 @@ class AudioStream:
     def __init__(self, client: Client, request_id: int) -> None:
         self.client = client
         self.id = request_id
+        # Writes may come from two threads (audio from the recording, a cancel from the
+        # key loop); whole frames must not interleave.
+        self._write_lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
         view = memoryview(data)
         for start in range(0, len(view), MAX_AUDIO_FRAME):
             part = bytes(view[start : start + MAX_AUDIO_FRAME])
             try:
-                send_audio(self.client.sock, self.id, part)
+                with self._write_lock:
+                    send_audio(self.client.sock, self.id, part)
             except OSError as exc:
                 raise self.client.why_closed(exc) from None
 
+    def _send_message(self, message: dict[str, Any]) -> None:
+        with self._write_lock:
+            self.client.send(message)
+
     def finish(self, on_segment: SegmentCallback | None = None) -> dict[str, Any]:
-        self.client.send({"type": "end", "id": self.id})
+        self._send_message({"type": "end", "id": self.id})
         result = self.client.wait_reply(self.id, on_segment)
         result["text"] = str(result.get("text", "")).strip()
         return result
 
     def cancel(self) -> None:
-        self.client.send({"type": "cancel", "id": self.id})
+        self._send_message({"type": "cancel", "id": self.id})

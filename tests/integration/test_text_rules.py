@@ -125,3 +125,76 @@ def test_whisperctl_runs_the_hook(daemon: RunningDaemon, spoken: Path, tmp_path:
         tmp_path, daemon, f'[text]\nhook = ["{failing}"]\n', "transcribe", str(spoken)
     )
     assert failed.strip() == raw
+
+
+def test_whisperd_keys_types_the_rules_with_the_real_daemon(
+    daemon: RunningDaemon, spoken: Path
+) -> None:
+    """The service of whisperd-keys (microphone and keyboards doubled): its live stream
+    to the real daemon, the [text] rules on each committed piece, the typed keys."""
+    pytest.importorskip("evdev")
+    from evdev import ecodes
+
+    from tests.unit.keys.keys_fakes import FakeRecorder, ReplaySource
+    from whisperd.keys.config import KeysConfig
+    from whisperd.keys.layout import CharMap, LayoutName, decode
+    from whisperd.keys.service import DictationService
+    from whisperd.keys.trigger import KeyEvent, Mode, TriggerMachine
+    from whisperd.keys.typer import Typer
+    from whisperd.keys.virtual import RecordingKeyboard
+
+    with wave.open(str(spoken)) as wav:
+        pcm, rate = wav.readframes(wav.getnframes()), wav.getframerate()
+    keyboard = RecordingKeyboard()
+    charmap = CharMap.for_layout(LayoutName("us"))
+
+    def connect() -> Client:
+        return Client.connect(str(daemon.socket_path), timeout=120, autostart=False)
+
+    service = DictationService(
+        TriggerMachine(combo=(ecodes.KEY_INSERT,), mode=Mode.HOLD, max_recording=60),
+        ReplaySource(),
+        FakeRecorder([pcm[i : i + 6400] for i in range(0, len(pcm), 6400)], rate),
+        keyboard,
+        Typer(keyboard, charmap, delay=0),
+        connect,  # type: ignore[arg-type]
+        KeysConfig(language="en", live=True),
+        text=SPOKEN,
+    )
+    service.step([KeyEvent("/dev/input/event3", ecodes.KEY_INSERT, 1, 0.0)])
+    service.step([KeyEvent("/dev/input/event3", ecodes.KEY_INSERT, 0, 9.0)])
+    for session in service.sessions:
+        session.join(120)
+        assert not session.is_alive()
+    assert (ecodes.KEY_ENTER, 1) in keyboard.events
+    assert keyboard.held() == frozenset()
+    check_shaped(decode(charmap.keymap, keyboard.events), "whisperd-keys")
+
+
+def test_whisperctl_shapes_standard_input(
+    daemon: RunningDaemon, spoken: Path, tmp_path: Path
+) -> None:
+    config = "[text]\nspoken_punctuation = true\n"
+    (tmp_path / "whisperd").mkdir(exist_ok=True)
+    (tmp_path / "whisperd" / "config.toml").write_text(config)
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path), *args],
+            capture_output=True,
+            input=spoken.read_bytes(),
+            timeout=120,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode()
+
+    file_text = run("transcribe", str(spoken)).rstrip("\n")
+    check_shaped(file_text, "file")
+    assert run("transcribe", "-").rstrip("\n") == file_text  # the same audio, the same rules
+    live = run("transcribe", "--live", "-")
+    # one line per piece as the rules made it: the words and marks, no command words
+    assert not COMMAND_WORDS & set(words(live)), live
+    assert "," in live and live.rstrip().endswith("."), live
+    raw_live = run("transcribe", "--raw", "--live", "-")  # --raw: the model's words
+    assert COMMAND_WORDS & set(words(raw_live)) and "\n\n" not in raw_live, raw_live

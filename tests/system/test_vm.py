@@ -168,7 +168,18 @@ CHAIN_STEPS = [
 ]
 
 
-@pytest.mark.parametrize("step", SHELL_STEPS + CHAIN_STEPS)
+# guest/live_typing.py: live typing during the hold, with a stand-in daemon (issue 12)
+LIVE_STEPS = [
+    "live_keys_ready",
+    "live_typed_during_hold",
+    "live_waits_for_shift",
+    "live_text_equals_result",
+    "live_no_key_left_pressed",
+    "live_escape_cancels",
+]
+
+
+@pytest.mark.parametrize("step", SHELL_STEPS + CHAIN_STEPS + LIVE_STEPS)
 def test_vm(vm: VmRun, step: str) -> None:
     got = vm.results.get(step)
     context = "\n".join(vm.lines("TEXT") + vm.lines("TIMING") + vm.lines("INFO"))

@@ -16,7 +16,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from whisperd.config import ConfigError, socket_path
+from whisperd.config import ConfigError, TextConfig, load_section, socket_path
 from whisperd.keys.audio import (
     AudioRecorder,
     AudioUnavailable,
@@ -85,11 +85,13 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
 
 
-def load_config(args: argparse.Namespace) -> KeysConfig:
+def load_config(args: argparse.Namespace) -> tuple[KeysConfig, TextConfig]:
+    """The ``[keys]`` section with the command line on top, and the ``[text]`` rules."""
     from whisperd.config import read_toml
 
     raw = read_toml(args.config)
     config = load_keys_config(raw)
+    text = load_section(raw, "text", TextConfig)
     overrides: dict[str, Any] = {
         key: getattr(args, key)
         for key in (
@@ -114,7 +116,7 @@ def load_config(args: argparse.Namespace) -> KeysConfig:
     # One rule for every program (whisperd.config.socket_path): keys.socket_path or
     # --socket, then $WHISPERD_SOCKET, then daemon.socket_path, then the runtime dir.
     config.socket_path = str(socket_path(config.socket_path or None, raw))
-    return config
+    return config, text
 
 
 def make_typer(config: KeysConfig, keyboard: VirtualKeyboard, charmap: CharMap) -> Typer:
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_audio_devices:
             print("\n".join(list_input_devices()) or "no input devices")
             return 0
-        config = load_config(args)
+        config, text = load_config(args)
         if args.list_keyboards:
             for path, description in list_keyboards(config.trigger_codes):
                 print(f"{path}  {description}")
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("typing with the XKB layout %s (from %s)", layout, layout.source)
         if args.show_keys is not None:
             return show_keys(charmap, args.show_keys)
-        return run(args, config, charmap)
+        return run(args, config, charmap, text)
     except (ConfigError, KeyNameError) as exc:
         print(f"whisperd-keys: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -181,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
 
 
-def run(args: argparse.Namespace, config: KeysConfig, charmap: CharMap) -> int:
+def run(
+    args: argparse.Namespace, config: KeysConfig, charmap: CharMap, text: TextConfig | None = None
+) -> int:
     keyboard = open_virtual_keyboard(config.uinput_backend)
     try:
         typer = make_typer(config, keyboard, charmap)
@@ -194,7 +198,7 @@ def run(args: argparse.Namespace, config: KeysConfig, charmap: CharMap) -> int:
             config.sample_rate,
         )
         try:
-            service = build_service(config, keyboard, typer, recorder)
+            service = build_service(config, keyboard, typer, recorder, text)
             install_signal_handlers(service)
             log.info(
                 "ready: %s triggers dictation (%s mode, suppression %s)",
@@ -211,7 +215,11 @@ def run(args: argparse.Namespace, config: KeysConfig, charmap: CharMap) -> int:
 
 
 def build_service(
-    config: KeysConfig, keyboard: VirtualKeyboard, typer: Typer, recorder: AudioRecorder
+    config: KeysConfig,
+    keyboard: VirtualKeyboard,
+    typer: Typer,
+    recorder: AudioRecorder,
+    text: TextConfig | None = None,
 ) -> DictationService:
     machine = TriggerMachine(
         combo=config.trigger_codes,
@@ -231,6 +239,7 @@ def build_service(
         lambda: client_factory(config),
         config,
         Feedback(config.feedback_sound, config.feedback_notify),
+        text=text,
     )
 
 

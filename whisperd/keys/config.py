@@ -38,7 +38,7 @@ class KeysConfig:
     xkb_options: str = ""
     fallback: str = "unicode"
     paste_key: str = "ctrl+v"
-    type_delay: float = 0.004
+    type_delay: float = 0.002
     language: str = ""
     uinput_backend: str = "auto"
     feedback_sound: bool = False
@@ -46,6 +46,7 @@ class KeysConfig:
     socket_path: str = ""
     timeout: float = 120.0
     debug_log_text: bool = False
+    live: bool = True
 
     @property
     def trigger_codes(self) -> tuple[int, ...]:

@@ -3,6 +3,10 @@
 Nothing here touches hardware or the clock, so the golden tests replay recorded evdev
 sequences (press = 1, auto-repeat = 2, release = 0, hot-plug) and compare the actions.
 
+Cancel: pressing the cancel key (Escape by default) while recording, or while the text
+of a dictation is still being transcribed or typed (``set_busy``), cancels that
+dictation; that press and its release do not reach applications.
+
 Modes:
 - ``hold``: recording runs while the trigger is held (push-to-talk).
 - ``toggle``: a press starts recording, the next press stops it.
@@ -83,7 +87,14 @@ class Panic:
     time: float
 
 
-Action = StartRecording | StopRecording | Forward | Panic
+@dataclass(frozen=True)
+class CancelDictation:
+    """Drop the dictation: stop recording, stop typing (typed text stays)."""
+
+    time: float
+
+
+Action = StartRecording | StopRecording | Forward | Panic | CancelDictation
 
 
 class _State(enum.Enum):
@@ -98,6 +109,7 @@ class TriggerMachine:
     mode: Mode = Mode.HOLD
     hold_threshold: float = 0.35
     max_recording: float = 120.0
+    cancel_key: int | None = ecodes.KEY_ESC
 
     _pressed: dict[str, set[int]] = field(default_factory=dict)
     # (device, code) presses of the main key that triggered: their repeats and release are
@@ -107,10 +119,17 @@ class TriggerMachine:
     _started_at: float = 0.0
     _pressed_at: float = 0.0
     _panicked: bool = False
+    _busy: bool = False
 
     def __post_init__(self) -> None:
         if not self.combo:
             raise ValueError("a trigger needs at least one key")
+        if self.cancel_key in self.combo:
+            self.cancel_key = None  # a trigger key cannot also cancel
+
+    def set_busy(self, busy: bool) -> None:
+        """Whether a dictation is still being transcribed or typed after recording."""
+        self._busy = busy
 
     @property
     def main_key(self) -> int:
@@ -149,7 +168,11 @@ class TriggerMachine:
         down = self._pressed.setdefault(event.device, set())
         down.add(event.code)
         actions: list[Action] = []
-        if event.code == self.main_key and self._others_held():
+        if event.code == self.cancel_key and (self.recording or self._busy):
+            self._suppressed.add((event.device, event.code))
+            self._state = _State.IDLE
+            actions.append(CancelDictation(event.time))
+        elif event.code == self.main_key and self._others_held():
             self._suppressed.add((event.device, event.code))
             if not self._main_held(exclude=event):
                 actions += self._trigger_pressed(event.time)
@@ -166,13 +189,13 @@ class TriggerMachine:
         if key not in self._suppressed:
             return [Forward(event)]
         self._suppressed.discard(key)
-        if self._main_held():
-            return []
+        if event.code != self.main_key or self._main_held():
+            return []  # the cancel key's release, or one of two main keys held
         return self._trigger_released(event.time, "release")
 
     def _device_removed(self, event: DeviceRemoved) -> list[Action]:
         self._pressed.pop(event.device, None)
-        was_held = any(dev == event.device for dev, _ in self._suppressed)
+        was_held = any(k == (event.device, self.main_key) for k in self._suppressed)
         self._suppressed = {k for k in self._suppressed if k[0] != event.device}
         if was_held and not self._main_held():
             return self._trigger_released(event.time, "device_removed")

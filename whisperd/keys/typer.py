@@ -38,6 +38,7 @@ class TypeReport:
     typed: int = 0  # characters typed as key strokes of the layout
     fallback: int = 0  # characters entered through the fallback
     skipped: int = 0  # characters that could not be entered at all
+    consumed: int = 0  # characters of the text handled (all, unless typing was stopped)
     methods: list[str] = field(default_factory=list)  # fallbacks used, in order
 
 
@@ -77,7 +78,7 @@ class Typer:
         keyboard: VirtualKeyboard,
         charmap: CharMap,
         fallback: Fallback = Fallback.UNICODE,
-        delay: float = 0.004,
+        delay: float = 0.002,
         paste_combo: tuple[int, ...] = (ecodes.KEY_LEFTCTRL, ecodes.KEY_V),
         clipboard: Clipboard | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -93,7 +94,15 @@ class Typer:
         self._debug = debug_log_text
         self._pressed: list[int] = []
 
-    def type_text(self, text: str, cancel: threading.Event | None = None) -> TypeReport:
+    def type_text(
+        self,
+        text: str,
+        cancel: threading.Event | None = None,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> TypeReport:
+        """Type ``text``; stop before the next character once ``cancel`` is set or
+        ``interrupt()`` is true (a modifier was pressed: the caller types the rest
+        later). ``report.consumed`` says how far it got."""
         report = TypeReport()
         try:
             pending: list[str] = []  # a run of characters waiting for the clipboard
@@ -101,6 +110,9 @@ class Typer:
                 if cancel is not None and cancel.is_set():
                     log.warning("typing cancelled")
                     break
+                if interrupt is not None and interrupt():
+                    break
+                report.consumed += 1
                 stroke = self.charmap.stroke(char)
                 if stroke is not None:
                     self._flush_clipboard(pending, report)
@@ -114,6 +126,26 @@ class Typer:
         finally:
             self._release_mine()
         return report
+
+    def tap(
+        self,
+        code: int,
+        times: int,
+        cancel: threading.Event | None = None,
+        interrupt: Callable[[], bool] | None = None,
+    ) -> int:
+        """Press and release the key ``code`` (Enter, BackSpace) ``times`` times, with the
+        typing delay; stops like ``type_text``. Returns how many taps went out."""
+        done = 0
+        try:
+            for _ in range(times):
+                if (cancel is not None and cancel.is_set()) or (interrupt and interrupt()):
+                    break
+                self._combo((code,))
+                done += 1
+        finally:
+            self._release_mine()
+        return done
 
     def _fallback_char(self, char: str, report: TypeReport) -> None:
         if self.fallback is Fallback.UNICODE and self._unicode(char):

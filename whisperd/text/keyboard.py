@@ -38,14 +38,7 @@ def perform(
         elif isinstance(action, Key):
             if action.name != ENTER:
                 raise ValueError(f"no key {action.name!r} in the text actions")
-            _tap(typer, ecodes.KEY_ENTER, 1)
-            total.typed += 1
+            total.typed += typer.tap(ecodes.KEY_ENTER, 1, cancel=cancel)
         elif isinstance(action, Erase):
-            _tap(typer, ecodes.KEY_BACKSPACE, action.chars)
+            typer.tap(ecodes.KEY_BACKSPACE, action.chars, cancel=cancel)
     return total
-
-
-def _tap(typer: Typer, code: int, times: int) -> None:
-    for _ in range(times):
-        typer.keyboard.emit(code, 1)
-        typer.keyboard.emit(code, 0)

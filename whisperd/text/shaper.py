@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from whisperd.text.commands import Command
 from whisperd.text.rules import TextRules
 from whisperd.text.words import chunk, chunks, fold
-from whisperd.text.writer import Layout, Writer
+from whisperd.text.writer import Layout, Writer, piece_start
 
 MAX_HISTORY = 20
+# What a piece's text may start with before its own words: the previous piece's held
+# mark, the joining space, Enter.
+JOINING = " \n.,;:!?"
 ENTER = "Enter"
 
 
@@ -81,7 +84,7 @@ class Shaper:
             text, self._held = self._hold_back(text)
         erase, typed, start, layout = self._write(self.rules.replacer.apply(text), final, carried)
         if typed and self.post is not None:
-            typed = self.post(typed)
+            typed = post_around_join(typed, self.post)
         if typed:
             self._history.append(Typed(len(typed), start))
             del self._history[:-MAX_HISTORY]
@@ -98,7 +101,7 @@ class Shaper:
         items = chunks(text)
         table = self.rules.commands
         start = self._layout
-        writer = Writer(start)
+        writer = Writer(piece_start(start))
         erase = 0
         at = 0
         while at < len(items):
@@ -111,15 +114,15 @@ class Shaper:
             if match.command is not Command.SCRATCH_THAT:
                 writer.command(match.command)
             elif writer.text and said_at > carried:
-                writer = Writer(start)  # this piece's text so far: never typed
+                writer = Writer(piece_start(start))  # this piece's text so far: never typed
             elif self._history:
                 previous = self._history.pop()
                 erase += previous.chars
                 start = previous.before
-                writer = Writer(start)
+                writer = Writer(piece_start(start))
                 carried = 0
             else:
-                writer = Writer(start)
+                writer = Writer(piece_start(start))
         if final:
             writer.flush()
         return erase, writer.text, start, writer.layout
@@ -145,6 +148,16 @@ def _proper_prefixes(rules: TextRules) -> frozenset[tuple[str, ...]]:
     if rules.commands is not None:
         phrases += rules.commands.phrases()
     return frozenset(p[:n] for p in phrases for n in range(1, len(p)))
+
+
+def post_around_join(typed: str, post: Callable[[str], str]) -> str:
+    """The hook on the piece's own text: the previous piece's held mark, the joining
+    space and Enter before it are typed around it (a hook that trims its input would
+    otherwise glue pieces together)."""
+    body = typed.lstrip(JOINING)
+    if not body:
+        return typed
+    return typed[: len(typed) - len(body)] + post(body)
 
 
 def to_actions(text: str) -> list[Action]:

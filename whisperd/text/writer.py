@@ -13,6 +13,11 @@ from dataclasses import dataclass, replace
 from whisperd.text.commands import PUNCTUATION, SENTENCE_END, Command
 from whisperd.text.words import Chunk
 
+# Characters that close something: a piece starting with a chunk of only punctuation
+# that begins with one (", three" or ")") sticks to the word before it.
+CLOSING = frozenset(".,;:!?%)]}…»”’")
+CLOSERS_AFTER_END = "\"'”’»)]}"
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -20,6 +25,16 @@ class Layout:
     pending: str = ""  # the model's punctuation after the last word, not typed yet
     capitalize: bool = False  # a spoken sentence end or new line: next word capitalised
     word_before: str = ""  # the last word (folded), "" after punctuation or a new line
+
+
+def piece_start(layout: Layout) -> Layout:
+    """The layout a new piece starts from: after the model's own sentence end at the end
+    of the previous piece (its held "." "?" "!", not "..."), the piece's first word gets a
+    capital, as whisperd-keys' live typing always joined pieces."""
+    end = layout.pending.rstrip(CLOSERS_AFTER_END)
+    if end[-1:] in SENTENCE_END and not end.endswith("..."):
+        return replace(layout, capitalize=True)
+    return layout
 
 
 class Writer:
@@ -43,8 +58,10 @@ class Writer:
 
     def word(self, item: Chunk) -> None:
         layout = self.layout
+        # A piece starting with closing punctuation (", three") joins the word before.
+        closing = not self._out and not item.core and item.lead[:1] in CLOSING
         self._emit(layout.pending)
-        if layout.need_space:
+        if layout.need_space and not closing:
             self._emit(" ")
         core = item.core
         if layout.capitalize and core:

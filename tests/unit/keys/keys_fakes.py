@@ -104,10 +104,56 @@ class FakeStream:
         self.cancelled = True
 
 
-class FakeClient:
-    """The daemon client double, implementing the contract of whisperd.client."""
+class FakeLiveStream(FakeStream):
+    """A live stream: ``client.pieces[i]`` is committed when the i-th chunk is sent (as
+    if the speaker had paused there), the rest of the text as the final piece at finish."""
 
-    def __init__(self, text: str = "Hello world.", skipped: str | None = None) -> None:
+    def __init__(self, client: FakeClient, on_commit: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(client)
+        self.on_commit = on_commit
+        self.seq = 0
+
+    def _commit(self, text: str, final: bool) -> None:
+        self.on_commit({"type": "commit", "seq": self.seq, "text": text, "final": final})
+        self.seq += 1
+
+    def send(self, pcm: bytes) -> None:
+        super().send(pcm)
+        if not self.cancelled and self.seq < len(self.client.pieces):
+            self.client.piece_gate.wait(5)
+            self._commit(self.client.pieces[self.seq], False)
+
+    def finish(self, on_segment: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        self.client.finish_gate.wait(5)
+        if self.cancelled:
+            raise RuntimeError("cancelled")
+        while self.seq < len(self.client.pieces):
+            self._commit(self.client.pieces[self.seq], False)
+        self._commit(self.client.final, True)
+        self.finished = True
+        return dict(self.client.result)
+
+
+class FakeClient:
+    """The daemon client double, implementing the contract of whisperd.client.
+
+    Live: ``pieces`` are committed during the stream, ``final`` at the end; the result's
+    text is the pieces joined by spaces, as whisperd sends it. Without ``pieces`` the
+    whole text is the final piece."""
+
+    def __init__(
+        self,
+        text: str = "Hello world.",
+        skipped: str | None = None,
+        pieces: list[str] | None = None,
+        final: str | None = None,
+    ) -> None:
+        self.pieces = list(pieces or [])
+        self.final = (final if final is not None else "") if pieces else text
+        if pieces:
+            text = " ".join(t for t in [*self.pieces, self.final] if t)
+        self.piece_gate = threading.Event()
+        self.piece_gate.set()
         self.result: dict[str, Any] = {
             "text": text,
             "segments": [{"start": 0.0, "end": 1.0, "text": text}],
@@ -141,6 +187,19 @@ class FakeClient:
         )
         stream = FakeStream(self)
         self.streams.append(stream)
+        return stream
+
+    def start_live(
+        self,
+        on_commit: Callable[[dict[str, Any]], None],
+        sample_rate: int = 16000,
+        channels: int = 1,
+        encoding: str = "s16le",
+        options: dict[str, Any] | None = None,
+    ) -> FakeLiveStream:
+        self.start_stream(sample_rate, channels, encoding, {**(options or {}), "live": True})
+        stream = FakeLiveStream(self, on_commit)
+        self.streams[-1] = stream
         return stream
 
     def close(self) -> None:

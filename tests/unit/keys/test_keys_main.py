@@ -64,3 +64,17 @@ def test_sigterm_stops_the_service_cleanly(
     assert keyboard.destroyed
     assert "SIGTERM: stopping" in caplog.text
     assert "no microphone here; trying again" in caplog.text
+
+
+def test_text_section_is_read_and_checked(
+    fake_hw: list[RecordingKeyboard], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "whisperd").mkdir()
+    config = tmp_path / "whisperd" / "config.toml"
+    config.write_text('[text]\nvocabulary = ["ComfyUI"]\nspoken_punctuation = true\n')
+    args = keys_main.build_parser().parse_args(["--config", str(config)])
+    _, text = keys_main.load_config(args)
+    assert text.vocabulary == ["ComfyUI"] and text.spoken_punctuation
+    config.write_text('[text]\nreplacements = [{ heard = "x" }]\n')
+    assert keys_main.main(["--config", str(config), "--layout", "us", "--type", "x"]) == 2
+    assert "text.replacements[0]" in capsys.readouterr().err

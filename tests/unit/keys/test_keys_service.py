@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 from evdev import ecodes
 
 from tests.unit.keys.keys_fakes import FakeClient, FakeRecorder, ReplaySource
+from whisperd.config import TextConfig
 from whisperd.keys.config import KeysConfig
 from whisperd.keys.layout import CharMap, LayoutName, decode
 from whisperd.keys.service import DictationService
@@ -29,14 +31,21 @@ class Clock:
 
 
 class Harness:
+    # Every test runs with live typing (the default) and with type-at-release (live =
+    # false, the behaviour before live dictation), unless it names one.
+    default_live = True
+
     def __init__(
         self,
         client: FakeClient | None = None,
         chunks: list[bytes] | None = None,
         mode: Mode = Mode.HOLD,
         factory_error: Exception | None = None,
+        live: bool | None = None,
+        combo: tuple[int, ...] = (ecodes.KEY_INSERT,),
+        text: TextConfig | None = None,
     ) -> None:
-        self.config = KeysConfig(language="en")
+        self.config = KeysConfig(language="en", live=self.default_live if live is None else live)
         self.client = client or FakeClient()
         self.source = ReplaySource()
         self.recorder = FakeRecorder(chunks if chunks is not None else [ONE_SECOND, ONE_SECOND])
@@ -52,7 +61,7 @@ class Harness:
             return self.client
 
         self.service = DictationService(
-            TriggerMachine(combo=(ecodes.KEY_INSERT,), mode=mode, max_recording=60),
+            TriggerMachine(combo=combo, mode=mode, max_recording=60),
             self.source,
             self.recorder,
             self.keyboard,
@@ -61,6 +70,7 @@ class Harness:
             self.config,
             clock=self.clock,
             sleep=lambda s: None,
+            text=text,
         )
 
     def key(self, code: int, value: int, at: float) -> None:
@@ -74,6 +84,20 @@ class Harness:
 
     def typed_text(self) -> str:
         return decode(US.keymap, self.keyboard.events)
+
+    def wait_typed(self, text: str) -> None:
+        for _ in range(500):
+            if self.typed_text() == text:
+                return
+            threading.Event().wait(0.01)
+        assert self.typed_text() == text
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["live", "at-release"])
+def live_or_not(request: pytest.FixtureRequest) -> Iterator[None]:
+    Harness.default_live = request.param
+    yield
+    Harness.default_live = True
 
 
 def test_hold_records_streams_and_types(caplog: pytest.LogCaptureFixture) -> None:
@@ -179,7 +203,7 @@ def test_not_grabbed_nothing_forwarded() -> None:
 
 
 def test_max_recording_stops_by_itself() -> None:
-    h = Harness(FakeClient("done"))
+    h = Harness(FakeClient("done"), live=False)
     h.key(ecodes.KEY_INSERT, 1, 0.0)
     h.clock.now = 61.0
     h.service.step([])
@@ -253,3 +277,117 @@ def test_slow_microphone_never_blocks_the_key_loop() -> None:
     h.finish_sessions()
     assert h.recorder.captures[0].stopped
     assert decode(US.keymap, h.keyboard.events[2:]) == "late"
+
+
+# -- live typing (each test names its mode) ------------------------------------------------
+
+
+def live_client() -> FakeClient:
+    return FakeClient(pieces=["First piece.", "second one,"], final="and the last.")
+
+
+def test_live_pieces_are_typed_while_the_key_is_held(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    h = Harness(live_client(), live=True)
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    h.wait_typed("First piece. Second one,")  # before the release
+    assert h.service.sessions[0].is_alive()
+    h.key(ecodes.KEY_INSERT, 0, 2.0)
+    h.finish_sessions()
+    assert h.typed_text() == "First piece. Second one, and the last."
+    assert h.client.stream_args[0]["options"]["live"] is True
+    assert h.keyboard.held() == frozenset()
+    assert "typed 38 characters" in caplog.text and "piece" not in caplog.text
+
+
+def test_at_release_types_only_after_the_key_is_let_go() -> None:
+    h = Harness(live_client(), live=False)
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    threading.Event().wait(0.3)
+    assert h.keyboard.events == []
+    # A live stream all the same: the daemon's accurate path; the pieces wait for the end.
+    assert h.client.stream_args[0]["options"]["live"] is True
+    h.key(ecodes.KEY_INSERT, 0, 2.0)
+    h.finish_sessions()
+    assert h.typed_text() == "First piece. Second one, and the last."  # joined as live
+
+
+def test_live_waits_while_shift_is_held_then_types_during_the_hold() -> None:
+    h = Harness(live_client(), live=True)
+    h.key(ecodes.KEY_LEFTSHIFT, 1, 0.0)  # the user holds Shift on any keyboard
+    h.key(ecodes.KEY_INSERT, 1, 0.1)
+    threading.Event().wait(0.3)
+    assert h.keyboard.events == [(ecodes.KEY_LEFTSHIFT, 1)], "Shift held: nothing typed"
+    h.key(ecodes.KEY_LEFTSHIFT, 0, 0.5)
+    h.keyboard.events = h.keyboard.events[2:]
+    h.wait_typed("First piece. Second one,")  # Insert still held
+    h.key(ecodes.KEY_INSERT, 0, 2.0)
+    h.finish_sessions()
+    assert h.typed_text() == "First piece. Second one, and the last."
+
+
+def test_live_chord_trigger_types_once_its_modifier_is_released() -> None:
+    h = Harness(live_client(), live=True, combo=(ecodes.KEY_RIGHTCTRL, ecodes.KEY_SPACE))
+    h.key(ecodes.KEY_RIGHTCTRL, 1, 0.0)
+    h.key(ecodes.KEY_SPACE, 1, 0.1)
+    threading.Event().wait(0.3)
+    assert h.keyboard.events == [(ecodes.KEY_RIGHTCTRL, 1)], "Ctrl of the chord held"
+    h.key(ecodes.KEY_RIGHTCTRL, 0, 0.5)  # Space (the main key) still held: types now
+    h.keyboard.events = h.keyboard.events[2:]
+    h.wait_typed("First piece. Second one,")
+    h.key(ecodes.KEY_SPACE, 0, 2.0)
+    h.finish_sessions()
+    assert h.typed_text() == "First piece. Second one, and the last."
+
+
+def test_live_max_recording_types_the_rest_while_the_key_is_still_held() -> None:
+    h = Harness(FakeClient("done"), live=True)
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    h.clock.now = 61.0
+    h.service.step([])
+    h.finish_sessions()
+    assert h.typed_text() == "done"
+    h.key(ecodes.KEY_INSERT, 0, 62.0)
+    assert len(h.client.streams) == 1
+
+
+def test_escape_cancels_the_dictation_typed_text_stays(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    client = FakeClient(pieces=["Kept.", "queued"], final="never typed")
+    h = Harness(client, live=True)
+    client.piece_gate.clear()  # the second piece waits for the test
+    h.key(ecodes.KEY_INSERT, 1, 0.0)
+    h.wait_typed("Kept.")
+    h.key(ecodes.KEY_LEFTSHIFT, 1, 0.5)  # the next piece must wait for Shift...
+    client.piece_gate.set()
+    threading.Event().wait(0.2)
+    h.key(ecodes.KEY_ESC, 1, 1.0)  # ...and is dropped by the cancel
+    h.key(ecodes.KEY_ESC, 0, 1.1)
+    h.key(ecodes.KEY_LEFTSHIFT, 0, 1.2)
+    h.key(ecodes.KEY_INSERT, 0, 2.0)
+    h.finish_sessions()
+    codes = [code for code, _ in h.keyboard.events]
+    assert ecodes.KEY_ESC not in codes, "the cancel key does not reach applications"
+    # The user's Shift is the last press (the typer's own Shift for "K" comes earlier).
+    shift = max(i for i, e in enumerate(h.keyboard.events) if e == (ecodes.KEY_LEFTSHIFT, 1))
+    assert decode(US.keymap, h.keyboard.events[:shift]) == "Kept."
+    assert codes[shift + 1 :] == [ecodes.KEY_LEFTSHIFT], "nothing typed after the cancel"
+    assert h.client.streams[0].cancelled and not h.client.streams[0].finished
+    assert "dictation cancelled: 7 characters not typed" in caplog.text
+    assert h.keyboard.held() == frozenset()
+    h.key(ecodes.KEY_ESC, 1, 3.0)  # idle again: Escape is an ordinary key
+    assert h.keyboard.events[-1] == (ecodes.KEY_ESC, 1)
+
+
+def test_escape_after_release_stops_text_waiting_for_modifiers() -> None:
+    h = Harness(FakeClient("waiting text"), live=True)
+    h.key(ecodes.KEY_LEFTCTRL, 1, 0.0)
+    h.key(ecodes.KEY_INSERT, 1, 0.1)
+    h.key(ecodes.KEY_INSERT, 0, 1.0)
+    session = h.service.sessions[0]
+    session.join(0.3)
+    assert session.is_alive(), "Ctrl held: the text waits"
+    h.key(ecodes.KEY_ESC, 1, 1.5)
+    h.finish_sessions()
+    h.key(ecodes.KEY_LEFTCTRL, 0, 2.0)
+    assert h.keyboard.events == [(ecodes.KEY_LEFTCTRL, 1), (ecodes.KEY_LEFTCTRL, 0)]

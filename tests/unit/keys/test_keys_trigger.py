@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from evdev import ecodes
 
 from tests.unit.keys.keys_fakes import DATA, parse_evlog
 from whisperd.keys.keynames import key_name, parse_combo
 from whisperd.keys.trigger import (
     Action,
+    CancelDictation,
     DeviceRemoved,
     Forward,
     KeyEvent,
@@ -35,6 +37,8 @@ def describe(action: Action) -> str:
         return f"{action.time:7.3f} START"
     if isinstance(action, StopRecording):
         return f"{action.time:7.3f} STOP {action.reason}"
+    if isinstance(action, CancelDictation):
+        return f"{action.time:7.3f} CANCEL"
     assert isinstance(action, Panic)
     return f"{action.time:7.3f} PANIC"
 
@@ -128,3 +132,21 @@ def test_other_values_forwarded_and_empty_combo_refused() -> None:
     assert machine.feed(KeyEvent("a", 30, 5, 0.0)) == [Forward(KeyEvent("a", 30, 5, 0.0))]
     with pytest.raises(ValueError):
         TriggerMachine(combo=())
+
+
+def test_escape_cancels_only_while_recording_or_busy() -> None:
+    machine = TriggerMachine(combo=(ecodes.KEY_INSERT,))
+    dev = "/dev/input/event3"
+    esc_down = KeyEvent(dev, ecodes.KEY_ESC, 1, 0.0)
+    assert machine.feed(esc_down) == [Forward(esc_down)]  # idle: an ordinary key
+    machine.feed(KeyEvent(dev, ecodes.KEY_ESC, 0, 0.1))
+    machine.set_busy(True)  # recording over, text still being typed
+    assert machine.feed(KeyEvent(dev, ecodes.KEY_ESC, 1, 1.0)) == [CancelDictation(1.0)]
+    assert machine.feed(KeyEvent(dev, ecodes.KEY_ESC, 2, 1.5)) == []
+    assert machine.feed(KeyEvent(dev, ecodes.KEY_ESC, 0, 2.0)) == []
+
+
+def test_escape_as_trigger_key_does_not_cancel() -> None:
+    machine = TriggerMachine(combo=(ecodes.KEY_ESC,))
+    assert machine.cancel_key is None
+    assert machine.feed(KeyEvent("d", ecodes.KEY_ESC, 1, 0.0)) == [StartRecording(0.0)]

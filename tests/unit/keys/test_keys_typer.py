@@ -159,3 +159,19 @@ def test_release_all_and_close() -> None:
     assert keyboard.destroyed
     keyboard.emit(ecodes.KEY_A, 1)  # ignored after close
     assert keyboard.held() == frozenset()
+
+
+def test_interrupt_stops_before_the_next_character_and_says_how_far() -> None:
+    keyboard = RecordingKeyboard()
+    typer = Typer(keyboard, CharMap.for_layout(LayoutName("us")), delay=0, sleep=lambda s: None)
+    checks: list[int] = []
+
+    def shift_pressed_after_two() -> bool:
+        checks.append(1)
+        return len(checks) > 2
+
+    report = typer.type_text("abcd", interrupt=shift_pressed_after_two)
+    assert report.consumed == 2 and report.typed == 2
+    assert [c for c, v in keyboard.events if v == 1] == [ecodes.KEY_A, ecodes.KEY_B]
+    assert keyboard.held() == frozenset()
+    assert typer.type_text("abcd").consumed == 4

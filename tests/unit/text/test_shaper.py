@@ -271,3 +271,42 @@ def test_scratch_that_after_held_words_takes_back_their_whole_piece() -> None:
     assert shaper.feed("I want a new", False) == [Type(". I want a")]
     # words said in this piece before it: only they go (the held "new" with them)
     assert shaper.feed("thing scratch that ok", True) == [Type(" ok")]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "typed"),
+    [
+        # as whisperd-keys joins pieces without rules (whisperd/keys/livetype.py)
+        (
+            ["First piece.", "second one,", "and the last."],
+            "First piece. Second one, and the last.",
+        ),
+        (["Is it?", "yes."], "Is it? Yes."),
+        (["I think...", "maybe not"], "I think... maybe not"),
+        (["one, two", ", three"], "one, two, three"),
+        (["wait", "?"], "wait?"),
+        (["a list (first", ") and then"], "a list (first) and then"),
+        (["e.g.", "this"], "e.g. This"),  # the joiner's rule too: a piece end is a guess
+    ],
+)
+def test_pieces_are_joined_as_live_typing_joins_them(pieces: list[str], typed: str) -> None:
+    assert shape_pieces(pieces, OFF) == typed
+    assert shape_pieces(pieces, SPOKEN) == typed
+
+
+def test_a_sentence_end_inside_a_piece_is_the_models_own() -> None:
+    assert shape_text("see e.g. this", OFF) == "see e.g. this"
+
+
+def test_post_hook_sees_the_pieces_own_words_not_the_join() -> None:
+    seen: list[str] = []
+
+    def post(text: str) -> str:
+        seen.append(text)
+        return text.strip().upper()  # a hook that trims, as an LLM cleanup would
+
+    shaper = Shaper(SPOKEN, post)
+    typed = [shaper.feed(p, f) for p, f in [("one two.", False), ("three", False), ("four", True)]]
+    # the previous piece's held "." and the joining space are typed around the hook
+    assert seen == ["one two", "Three", "four"]
+    assert typed == [[Type("ONE TWO")], [Type(". THREE")], [Type(" FOUR")]]

@@ -87,6 +87,8 @@ echo "@@TIMING transcribe_wall=$(python3 -c "print(round($T1-$T0,1))") timings=$
 step transcribe_offline bash -c "[ $RC = 0 ] && $(declare -f has_words); WORDS='$WORDS'; has_words \"$TEXT\""
 step journal_model_load_and_timings bash -c "runuser -u user -- env $UENV journalctl --user -u whisperd --no-pager -o cat | tee /tmp/wj.txt | tail -8; grep -q 'model loaded in' /tmp/wj.txt && grep -qE 'request .*audio .*decode' /tmp/wj.txt"
 kill $PROG
+# live typing during the hold, against a stand-in daemon (live_typing.py; its own steps)
+/usr/lib/whisperd/venv/bin/python3 /opt/systest/live_typing.py
 echo "---- whisperd-keys journal"; asuser journalctl --user -u whisperd-keys --no-pager -o cat | tail -40
 echo "---- whisperd journal"; asuser journalctl --user -u whisperd --no-pager -o cat | tail -15
 echo "@@SUMMARY shell_passed=$PASS shell_failed=$FAIL uptime=$(cut -d' ' -f1 /proc/uptime)"
