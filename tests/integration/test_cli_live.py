@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import JFK_TEXT, RunningDaemon, shared_audio, words
-from tests.integration.support import SENTENCES, espeak_wav, wer
+from tests.conftest import JFK_TEXT, RunningDaemon, espeak, shared_audio, words
+from tests.integration.support import SENTENCES, wer
 
 RATE = 16000
 
@@ -36,7 +36,9 @@ def utterance(folder: Path) -> np.ndarray:
     rng = np.random.default_rng(3)
     parts: list[np.ndarray] = []
     for index, pause in zip((0, 1, 2), (2.5, 1.0, 1.0), strict=True):
-        with wave.open(str(espeak_wav(SENTENCES[index][0], folder / f"c{index}.wav"))) as wav:
+        with wave.open(
+            str(espeak(SENTENCES[index][0], folder / f"c{index}.wav", speed=150))
+        ) as wav:
             parts.append(np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16))
         parts.append(rng.normal(0, 30, int(pause * RATE)).astype(np.int16))
     return np.concatenate(parts)

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from evdev import ecodes
 
-from tests.conftest import RunningDaemon, words
-from tests.integration.support import SENTENCES, espeak_wav
+from tests.conftest import RunningDaemon, espeak, words
+from tests.integration.support import SENTENCES
 from tests.unit.keys.keys_fakes import ReplaySource
 from whisperd.client import Client
 from whisperd.keys.audio import QueueCapture
@@ -51,7 +51,7 @@ def dictation(folder: Path, indices: list[int], pauses: list[float]) -> np.ndarr
     rng = np.random.default_rng(7)
     parts: list[np.ndarray] = [rng.normal(0, 30, RATE // 5).astype(np.int16)]
     for n, index in enumerate(indices):
-        parts.append(speech(espeak_wav(SENTENCES[index][0], folder / f"k{index}.wav")))
+        parts.append(speech(espeak(SENTENCES[index][0], folder / f"k{index}.wav", speed=150)))
         gap = pauses[n] if n < len(indices) - 1 else 0.05
         parts.append(rng.normal(0, 30, int(gap * RATE)).astype(np.int16))
     return np.concatenate(parts)
