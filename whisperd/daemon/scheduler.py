@@ -126,6 +126,12 @@ class Scheduler(ModelWorker):
             from whisperd.daemon.pcmstore import CompactStream
 
             job.stream = CompactStream(request.pcm)
+        else:
+            from whisperd.audio import prepare_file_decoder
+
+            # A decoder process starts while the file uploads (a no-op when one is ready),
+            # so the first file after the daemon starts does not wait for PyAV to load.
+            prepare_file_decoder()
         # Start loading while the audio is still arriving: dictation streams as the user speaks.
         self.warm_up()
         return job

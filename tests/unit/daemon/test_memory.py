@@ -91,3 +91,22 @@ def test_all_requests_together_stay_under_the_daemon_wide_cap() -> None:
             assert await second.ask({"type": "ping", "id": 5}) == {"type": "pong", "id": 5}
 
     asyncio.run(asyncio.wait_for(test(), 30))
+
+
+def test_a_file_request_starts_a_decoder_process_while_the_file_uploads() -> None:
+    """The first file after the daemon starts must not wait for Python and PyAV to load in
+    the decoder process: `transcribe` starts one, so it loads during the upload."""
+    from whisperd.audio import release_file_decoder
+    from whisperd.decoding import sandbox
+
+    async def test() -> None:
+        release_file_decoder()
+        assert sandbox._pool._spare is None
+        scheduler = Scheduler(DaemonConfig(), DaemonState(False), nothing, nothing, FakeEngine())
+        scheduler.new_job(Transcribe("f", "file", None, {}), nothing, None)
+        spare = sandbox._pool._spare
+        assert spare is not None and spare.poll() is None
+        scheduler.shutdown()
+        release_file_decoder()
+
+    asyncio.run(test())
