@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,22 @@ def espeak_wavs(folder: Path, count: int = len(SENTENCES), speed: int = 150) -> 
         espeak(text, folder / f"s{i}.wav", speed=speed)
         for i, (text, _) in enumerate(SENTENCES[:count])
     ]
+
+
+def whisperctl(
+    tmp_path: Path, daemon: RunningDaemon, config: str, *args: str, timeout: float = 300
+) -> str:
+    """``whisperctl ARGS`` against ``daemon`` with ``config`` as its config.toml; its stdout
+    (the command must succeed)."""
+    (tmp_path / "whisperd").mkdir(exist_ok=True)
+    (tmp_path / "whisperd" / "config.toml").write_text(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningDaemon, espeak, words
+from tests.integration.support import whisperctl as run_whisperctl
 from whisperd.client import Client
 from whisperd.config import TextConfig
 from whisperd.text import Shaper, shape_pieces
@@ -57,6 +58,10 @@ def check_shaped(text: str, heard_as: object) -> None:
     assert "world" in said and said.index("world") < len(words(first)), why
 
 
+def whisperctl(tmp_path: Path, daemon: RunningDaemon, config: str, *args: str) -> str:
+    return run_whisperctl(tmp_path, daemon, config, *args, timeout=120)
+
+
 def test_dictation_types_punctuation_and_presses_enter(daemon: RunningDaemon, spoken: Path) -> None:
     pytest.importorskip("evdev")
     from evdev import ecodes
@@ -78,21 +83,6 @@ def test_dictation_types_punctuation_and_presses_enter(daemon: RunningDaemon, sp
     check_shaped(typed, pieces)
     # the same pieces shaped as a whole give the same text
     assert shape_pieces(pieces, SPOKEN.rules()) == typed
-
-
-def whisperctl(tmp_path: Path, daemon: RunningDaemon, config: str, *args: str) -> str:
-    (tmp_path / "whisperd").mkdir(exist_ok=True)
-    (tmp_path / "whisperd" / "config.toml").write_text(config)
-    done = subprocess.run(
-        [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_whisperctl_applies_the_rules_unless_raw(

@@ -14,7 +14,14 @@ import numpy as np
 
 from bench.vocabulary import VOCABULARY_50
 from tests.conftest import JFK_TEXT, RunningDaemon, shared_audio
-from tests.integration.support import SENTENCES, espeak_wavs, pcm_fields, transcribe, wer
+from tests.integration.support import (
+    SENTENCES,
+    espeak_wavs,
+    pcm_fields,
+    transcribe,
+    wer,
+    whisperctl,
+)
 from tests.integration.support import connect as connect_daemon
 
 # Bound of the 50-entry list's extra word errors over no list, measured with
@@ -45,21 +52,6 @@ def stream_text(daemon: RunningDaemon, pcm: bytes, **options: Any) -> str:
         )
     assert result["type"] == "result", result
     return str(result["text"])
-
-
-def whisperctl(tmp_path: Path, daemon: RunningDaemon, config: str, *args: str) -> str:
-    (tmp_path / "whisperd").mkdir(exist_ok=True)
-    (tmp_path / "whisperd" / "config.toml").write_text(config)
-    done = subprocess.run(
-        [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def comfy_right(text: str) -> bool:
