@@ -118,6 +118,18 @@ def socket_path(override: str | None = None, raw: Mapping[str, Any] | None = Non
     return default_socket_path()
 
 
+def control_socket_path(override: str | None = None, raw: Mapping[str, Any] | None = None) -> Path:
+    """whisperd-keys' control socket (``whisperctl dictate``, ``status --follow``), one rule
+    for both ends: ``override``, else ``$WHISPERD_KEYS_SOCKET``, else ``keys.control_socket``
+    of ``raw``, else ``$XDG_RUNTIME_DIR/whisperd-keys.sock`` (checked private)."""
+    keys = raw.get("keys") if raw is not None else None
+    configured = keys.get("control_socket") if isinstance(keys, Mapping) else None
+    for candidate in (override, os.environ.get("WHISPERD_KEYS_SOCKET"), configured):
+        if isinstance(candidate, str) and candidate:
+            return Path(candidate).expanduser()
+    return runtime_dir() / "whisperd-keys.sock"
+
+
 @dataclass
 class DaemonConfig:
     model: str = "default"
