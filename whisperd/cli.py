@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --follow: the text dictated so far (needs [keys] status_text = true)",
     )
+    status.add_argument(
+        "--once",
+        action="store_true",
+        help="with --follow: print the current state once and exit (for widgets that poll)",
+    )
     commands.add_parser("load", help="load the model now (warm up)")
     commands.add_parser("unload", help="release the model's memory")
     commands.add_parser("ping", help="check that whisperd answers")
@@ -309,13 +314,13 @@ def follow_status(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     from whisperd.config import control_socket_path
     from whisperd.statusfollow import follow
 
-    return follow(control_socket_path(None, raw), args.format or "json", args.text)
+    return follow(control_socket_path(None, raw), args.format or "json", args.text, args.once)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "status" and (args.format or args.text) and not args.follow:
-        print("whisperctl: status --format and --text need --follow", file=sys.stderr)
+    if args.command == "status" and (args.format or args.text or args.once) and not args.follow:
+        print("whisperctl: status --format, --text and --once need --follow", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
         print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from whisperd.control.protocol import FollowRequest, receive, send
 from whisperd.protocol.framing import ProtocolError
-from whisperd.runtime import check_socket_file, verify_daemon
+from whisperd.runtime import check_socket_dir, check_socket_file, verify_daemon
 from whisperd.statusfmt import check_event, format_event, stopped_event
 
 RETRY_SECONDS = 1.0
@@ -41,6 +41,7 @@ def connect(path: Path) -> socket.socket:
 
     The socket and the process behind it must be ours (UnsafeRuntime otherwise) before a
     byte is sent, as for whisperd's socket."""
+    check_socket_dir(path)
     if not check_socket_file(path):
         raise KeysUnavailable(f"no socket at {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -120,17 +121,36 @@ class Follower:
             self.run_once()
             time.sleep(self.retry)
 
+    def print_current(self) -> None:
+        """``--once``: the state now, one line, for widgets that poll a command."""
+        try:
+            sock = connect(self.path)
+        except KeysUnavailable:
+            self.outage()
+            return
+        with sock:
+            sock.settimeout(CONNECT_TIMEOUT)
+            first = next(events(sock, self.with_text), None)
+        if first is None:
+            self.outage()
+        else:
+            self.emit(first)
+
 
 def raise_stop(signum: int, frame: FrameType | None) -> None:
     raise StopFollowing
 
 
-def follow(path: Path, fmt: str, with_text: bool) -> int:
-    """Run until SIGINT or SIGTERM (status 0); BrokenPipeError and UnsafeRuntime go up to
-    whisperctl's handlers."""
+def follow(path: Path, fmt: str, with_text: bool, once: bool = False) -> int:
+    """Run until SIGINT or SIGTERM (status 0), or print one line with ``once``;
+    BrokenPipeError and UnsafeRuntime go up to whisperctl's handlers."""
     previous = signal.signal(signal.SIGTERM, raise_stop)
+    follower = Follower(path, fmt, with_text, sys.stdout)
     try:
-        Follower(path, fmt, with_text, sys.stdout).run()
+        if once:
+            follower.print_current()
+        else:
+            follower.run()
     except (KeyboardInterrupt, StopFollowing):
         return 0
     finally:

@@ -264,6 +264,41 @@ def test_format_and_text_need_follow() -> None:
 
     assert cli.main(["status", "--format", "waybar"]) == 2
     assert cli.main(["status", "--text"]) == 2
+    assert cli.main(["status", "--once"]) == 2
+
+
+def once(runtime: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_CONFIG_HOME": str(runtime / "config"),
+        "WHISPERD_KEYS_SOCKET": str(runtime / "whisperd-keys.sock"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "status", "--follow", "--once", *options],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+    )
+
+
+def test_once_prints_the_state_now_and_exits(runtime: Path) -> None:
+    release = threading.Event()
+    life = KeysLife(
+        runtime / "whisperd-keys.sock",
+        sends(status("recording", elapsed=7.0), status("typing"), until=release),
+    )
+    done = once(runtime, "--format", "text")
+    release.set()
+    life.end()
+    assert (done.returncode, done.stdout, done.stderr) == (0, "recording 0:07\n", "")
+
+
+def test_once_says_stopped_when_whisperd_keys_is_not_running(runtime: Path) -> None:
+    done = once(runtime, "--format", "waybar")
+    assert done.returncode == 0 and done.stderr == ""
+    assert json.loads(done.stdout)["class"] == "stopped"
 
 
 def test_follow_never_starts_whisperd_and_stays_light(runtime: Path) -> None:
