@@ -45,28 +45,33 @@ def connect(path: Path) -> socket.socket:
     if not check_socket_file(path):
         raise KeysUnavailable(f"no socket at {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT)
     try:
-        sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(str(path))
-        verify_daemon(sock, str(path))
-        sock.settimeout(None)  # events come when the state changes: wait as long as needed
-        return sock
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
+    except OSError as exc:  # refused, gone, its backlog full (EAGAIN): try again later
         sock.close()
         raise KeysUnavailable(str(exc)) from None
+    try:
+        verify_daemon(sock, str(path))
     except BaseException:
         sock.close()
         raise
+    sock.settimeout(None)  # events come when the state changes: wait as long as needed
+    return sock
 
 
 def events(sock: socket.socket, with_text: bool) -> Iterator[dict[str, Any]]:
     """The checked status events of one follow connection, until it ends."""
-    send(sock, FollowRequest(with_text).to_message())
+    # OSError, never BrokenPipeError alone: whisperctl reads that as its reader leaving.
+    try:
+        send(sock, FollowRequest(with_text).to_message())
+    except OSError:
+        return  # whisperd-keys went away between connect and request
     while True:
         try:
             message = receive(sock)
-        except (ConnectionError, ProtocolError, TimeoutError):
-            return  # closed (whisperd-keys stopped) or garbled: reconnect
+        except (OSError, ProtocolError):
+            return  # closed (whisperd-keys stopped), reset, timed out or garbled: reconnect
         if message.get("type") == "error":
             return  # e.g. too many connections: try again like after an outage
         event = check_event(message)

@@ -22,7 +22,7 @@ import pytest
 
 from whisperd.control.protocol import receive, send
 from whisperd.protocol.framing import HEADER
-from whisperd.statusfollow import Follower
+from whisperd.statusfollow import Follower, connect, events
 
 WAIT = 60.0  # seconds: generous, the machine is shared; nothing here measures time
 
@@ -384,3 +384,17 @@ def test_a_socket_of_another_kind_is_refused(runtime: Path) -> None:
     path.write_text("not a socket")
     with pytest.raises(UnsafeRuntime):
         follow_once(path)
+
+
+def test_whisperd_keys_leaving_before_the_request_is_an_outage(runtime: Path) -> None:
+    """A socket error on the request is not a broken stdout (which would end whisperctl)."""
+    path = runtime / "whisperd-keys.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    sock = connect(path)
+    conn, _ = server.accept()
+    conn.close()  # gone before the request: sending it fails (EPIPE)
+    server.close()
+    with sock:
+        assert list(events(sock, False)) == []
