@@ -19,9 +19,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from whisperd.control import client as control_client
 from whisperd.control.protocol import FollowRequest, receive, send
 from whisperd.protocol.framing import ProtocolError
-from whisperd.runtime import check_socket_dir, check_socket_file, verify_daemon
+from whisperd.runtime import UnsafeRuntime
 from whisperd.statusfmt import check_event, format_event, stopped_event
 
 RETRY_SECONDS = 1.0
@@ -37,25 +38,15 @@ class KeysUnavailable(Exception):
 
 
 def connect(path: Path) -> socket.socket:
-    """A connection to our own whisperd-keys; KeysUnavailable when nothing listens.
-
-    The socket and the process behind it must be ours (UnsafeRuntime otherwise) before a
-    byte is sent, as for whisperd's socket."""
-    check_socket_dir(path)
-    if not check_socket_file(path):
-        raise KeysUnavailable(f"no socket at {path}")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(CONNECT_TIMEOUT)
+    """A checked connection to our own whisperd-keys (whisperd.control.client: UnsafeRuntime
+    before a byte is sent if the socket or its process is not ours); KeysUnavailable when
+    nothing answers: not running, refused, gone, its backlog full (EAGAIN)."""
     try:
-        sock.connect(str(path))
-    except OSError as exc:  # refused, gone, its backlog full (EAGAIN): try again later
-        sock.close()
-        raise KeysUnavailable(str(exc)) from None
-    try:
-        verify_daemon(sock, str(path))
-    except BaseException:
-        sock.close()
+        sock = control_client.connect(path, timeout=CONNECT_TIMEOUT)
+    except UnsafeRuntime:
         raise
+    except OSError as exc:
+        raise KeysUnavailable(str(exc)) from None
     sock.settimeout(None)  # events come when the state changes: wait as long as needed
     return sock
 

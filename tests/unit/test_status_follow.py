@@ -287,7 +287,7 @@ def test_once_prints_the_state_now_and_exits(runtime: Path) -> None:
     release = threading.Event()
     life = KeysLife(
         runtime / "whisperd-keys.sock",
-        sends(status("recording", elapsed=7.0), status("typing"), until=release),
+        sends(status("recording", elapsed=7.0), until=release),
     )
     done = once(runtime, "--format", "text")
     release.set()
