@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("unload", help="release the model's memory")
     commands.add_parser("ping", help="check that whisperd answers")
     commands.add_parser("doctor", help="check what dictation needs and say how to fix it")
+    dictate = commands.add_parser(
+        "dictate",
+        help="start, stop, toggle or cancel dictation in a running whisperd-keys "
+        "(for desktop shortcuts; docs/keys.md)",
+    )
+    dictate.add_argument("action", choices=["start", "stop", "toggle", "cancel"])
     return parser
 
 
@@ -317,6 +323,19 @@ def follow_status(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     return follow(control_socket_path(None, raw), args.format or "json", args.text, args.once)
 
 
+def dictate_command(args: argparse.Namespace) -> int:
+    """``whisperctl dictate``: never touches whisperd, only whisperd-keys' control socket."""
+    from whisperd.config import control_socket_path
+    from whisperd.control.command import run_dictate
+
+    try:
+        path = control_socket_path(None, read_toml(args.config))
+    except (ConfigError, UnsafeRuntime) as exc:
+        print(f"whisperctl: {exc}", file=sys.stderr)
+        return 1
+    return run_dictate(path, args.action)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status" and (args.format or args.text or args.once) and not args.follow:
@@ -330,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         from whisperd.doctor import run_doctor
 
         return int(run_doctor(args.config))
+    if args.command == "dictate":
+        return dictate_command(args)
     try:
         raw = read_toml(args.config)
         config = load_section(raw, "client", ClientConfig)

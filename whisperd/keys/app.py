@@ -13,10 +13,20 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from whisperd.config import ConfigError, TextConfig, load_section, socket_path
+from evdev import ecodes
+
+from whisperd.config import (
+    ConfigError,
+    TextConfig,
+    control_socket_path,
+    load_section,
+    socket_path,
+)
+from whisperd.control.server import ControlServer
 from whisperd.keys.audio import (
     AudioRecorder,
     AudioUnavailable,
@@ -26,10 +36,12 @@ from whisperd.keys.audio import (
 )
 from whisperd.keys.config import KeysConfig, apply_overrides, load_keys_config
 from whisperd.keys.feedback import Feedback
-from whisperd.keys.keyboard import EvdevKeyboardSource, list_keyboards
+from whisperd.keys.keyboard import EvdevKeyboardSource, KeyboardSource, list_keyboards
 from whisperd.keys.keynames import KeyNameError, key_name
 from whisperd.keys.layout import CharMap, LayoutError, detect_layout
 from whisperd.keys.service import Client, DictationService
+from whisperd.keys.shortcuts import NoKeyboards, ShortcutPolicy
+from whisperd.keys.statusfeed import StatusFeed
 from whisperd.keys.trigger import Mode, TriggerMachine
 from whisperd.keys.typer import Fallback, Typer
 from whisperd.keys.virtual import UinputUnavailable, VirtualKeyboard, open_virtual_keyboard
@@ -41,6 +53,9 @@ log = logging.getLogger("whisperd.keys")
 # before it has opened the device are lost.
 DEVICE_SETTLE_SECONDS = 0.5
 
+# The trigger machine of trigger = "none" never sees a key; it needs some combo.
+NO_KEYS_COMBO = (ecodes.KEY_MAX - 1,)  # a code no keyboard sends
+
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 1
 
@@ -51,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Push-to-talk dictation: hold the trigger key, speak, release.",
     )
     p.add_argument("--config", help="configuration file (default: the user's config.toml)")
-    p.add_argument("--trigger", help="trigger key or chord, e.g. insert or KEY_RIGHTCTRL+KEY_SPACE")
+    p.add_argument(
+        "--trigger",
+        help="trigger key or chord, e.g. insert or KEY_RIGHTCTRL+KEY_SPACE; 'none': read no "
+        "keyboard, dictate only through `whisperctl dictate` (desktop shortcuts)",
+    )
     p.add_argument("--mode", choices=[m.value for m in Mode], help="hold, toggle or auto")
     p.add_argument("--suppress", choices=["grab", "none"], help="keep the trigger from apps")
     p.add_argument("--keyboard", action="append", dest="keyboards", help="only this device")
@@ -116,6 +135,7 @@ def load_config(args: argparse.Namespace) -> tuple[KeysConfig, TextConfig]:
     # One rule for every program (whisperd.config.socket_path): keys.socket_path or
     # --socket, then $WHISPERD_SOCKET, then daemon.socket_path, then the runtime dir.
     config.socket_path = str(socket_path(config.socket_path or None, raw))
+    config.control_socket = str(control_socket_path(config.control_socket or None, raw))
     return config, text
 
 
@@ -199,19 +219,43 @@ def run(
         )
         try:
             service = build_service(config, keyboard, typer, recorder, text)
-            install_signal_handlers(service)
-            log.info(
-                "ready: %s triggers dictation (%s mode, suppression %s)",
-                config.trigger,
-                config.mode,
-                config.suppress,
-            )
-            service.run()
+            serve_control(service, config)
         finally:
             recorder.close()
     finally:
         keyboard.close()  # releases every key it still holds, then destroys the device
     return 0
+
+
+def serve_control(service: DictationService, config: KeysConfig) -> None:
+    """Run the service with its control socket (``whisperctl dictate``, status followers)."""
+    server = ControlServer(Path(config.control_socket), service, allow_text=config.status_text)
+    server.start()  # refuses a second whisperd-keys before anything else happens
+    try:
+        service.status.listeners.append(server.publish)
+        service.status.watch_daemon(service.stop_event, lambda: server.followers > 0)
+        install_signal_handlers(service)
+        if config.reads_keyboards:
+            log.info(
+                "ready: %s triggers dictation (%s mode, suppression %s); also `whisperctl dictate`",
+                config.trigger,
+                config.mode,
+                config.suppress,
+            )
+        else:
+            log.info("ready: no keyboard is read; dictation through `whisperctl dictate`")
+        service.run()
+    finally:
+        server.close()
+
+
+def keyboard_source(config: KeysConfig) -> KeyboardSource:
+    """The evdev keyboards, or none at all for ``trigger = "none"`` (no /dev/input)."""
+    if not config.reads_keyboards:
+        return NoKeyboards()
+    return EvdevKeyboardSource(
+        config.trigger_codes, grab=config.suppress == "grab", only=config.keyboards
+    )
 
 
 def build_service(
@@ -221,18 +265,17 @@ def build_service(
     recorder: AudioRecorder,
     text: TextConfig | None = None,
 ) -> DictationService:
+    # Without a keyboard trigger the machine is never fed a key: it only carries
+    # max_recording and the (empty) set of held keys. Any combo will do.
     machine = TriggerMachine(
-        combo=config.trigger_codes,
+        combo=config.trigger_codes or NO_KEYS_COMBO,
         mode=Mode(config.mode),
         hold_threshold=config.hold_threshold,
         max_recording=config.max_recording,
     )
-    source = EvdevKeyboardSource(
-        config.trigger_codes, grab=config.suppress == "grab", only=config.keyboards
-    )
     return DictationService(
         machine,
-        source,
+        keyboard_source(config),
         recorder,
         keyboard,
         typer,
@@ -240,6 +283,8 @@ def build_service(
         config,
         Feedback(config.feedback_sound, config.feedback_notify),
         text=text,
+        shortcuts=ShortcutPolicy(config.settle, config.shortcut_live_typing),
+        status=StatusFeed(config.socket_path, keep_text=config.status_text),
     )
 
 

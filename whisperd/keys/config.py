@@ -17,6 +17,9 @@ from whisperd.keys.trigger import Mode
 from whisperd.keys.typer import Fallback
 
 SUPPRESS_CHOICES = ("grab", "none")
+# trigger = "none": no keyboard is read at all; dictation is started and stopped only
+# through the control socket (whisperctl dictate, from a desktop shortcut).
+NO_TRIGGER = "none"
 BACKENDS = ("auto", "python-uinput", "evdev")
 
 
@@ -47,10 +50,24 @@ class KeysConfig:
     timeout: float = 120.0
     debug_log_text: bool = False
     live: bool = True
+    # The control socket (docs/keys.md "Without the input group").
+    control_socket: str = ""
+    status_text: bool = False  # followers may ask for the text so far (privacy: off)
+    # After `whisperctl dictate` start/stop/cancel, typing waits this long: the user may
+    # still hold the shortcut's modifiers, which whisperd-keys cannot see.
+    settle: float = 0.5
+    # Type while a shortcut-started recording runs (toggle shortcuts only: with a
+    # hold-to-talk binding the modifiers are held the whole time).
+    shortcut_live_typing: bool = False
+
+    @property
+    def reads_keyboards(self) -> bool:
+        return self.trigger.strip().lower() != NO_TRIGGER
 
     @property
     def trigger_codes(self) -> tuple[int, ...]:
-        return parse_combo(self.trigger)
+        """The trigger's key codes; none without a keyboard trigger."""
+        return parse_combo(self.trigger) if self.reads_keyboards else ()
 
     @property
     def options(self) -> dict[str, Any] | None:
@@ -65,7 +82,10 @@ class KeysConfig:
         return parse_combo(self.paste_key)
 
     def validate(self) -> None:
-        for key, spec in (("trigger", self.trigger), ("paste_key", self.paste_key)):
+        specs = [("paste_key", self.paste_key)]
+        if self.reads_keyboards:
+            specs.insert(0, ("trigger", self.trigger))
+        for key, spec in specs:
             try:
                 parse_combo(spec)
             except KeyNameError as exc:
@@ -81,6 +101,7 @@ class KeysConfig:
         _need(0 <= self.preroll <= 2, "preroll", "must be 0..2 seconds")
         _need(0 <= self.type_delay <= 0.5, "type_delay", "must be 0..0.5 seconds")
         _need(self.timeout > 0, "timeout", "must be a positive number of seconds")
+        _need(0 <= self.settle <= 5, "settle", "must be 0..5 seconds")
         _need(
             all(isinstance(k, str) and k for k in self.keyboards),
             "keyboards",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from whisperd.keys.audio import Capture
 from whisperd.keys.livetype import join_pieces
+from whisperd.keys.status import Failed, PieceCommitted, TypingDone, TypingStarted
 
 if TYPE_CHECKING:
     from whisperd.keys.service import DictationService
@@ -71,6 +72,9 @@ class Session(threading.Thread):
         self._stream: Stream | None = None
         self._lock = threading.Lock()
         self._stop_requested = False
+        self.by_shortcut = False  # started by `whisperctl dictate` (the control socket)
+        self.began = threading.Event()  # the microphone opened, or could not
+        self.begin_error = ""
 
     def stop(self, when: float, reason: str) -> None:
         with self._lock:
@@ -104,10 +108,14 @@ class Session(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - report any audio failure, keep running
             log.error("cannot start recording: %s", describe(exc))
             service.feedback.error("cannot record")
+            service.status.apply(Failed("cannot record"))
+            self.begin_error = describe(exc)
+            self.began.set()
             return None
         with self._lock:
             self.capture = capture
             stop_now = self._stop_requested
+        self.began.set()
         if stop_now:  # the key was released while the microphone was opening
             capture.stop()
         return capture
@@ -118,7 +126,9 @@ class Session(threading.Thread):
         try:
             self._run()
         finally:
+            self.began.set()
             self._end_typing()
+            self.service.status.apply(TypingDone())
             self.service.session_ended(self)
 
     def _run(self) -> None:
@@ -128,14 +138,18 @@ class Session(threading.Thread):
             return
         try:
             text = self._transcribe(capture)
+            if not self.cancelled.is_set():
+                service.status.apply(TypingStarted())
             if text and not self.cancelled.is_set():
                 self._type(text)
+            service.status.dictation_answered()  # after handing the text on: may block
         except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
             if self.cancelled.is_set():
                 log.debug("session ended by a cancel or shutdown: %s", describe(exc))
                 return
             log.error("dictation failed: %s", describe(exc))
             service.feedback.error(describe(exc))
+            service.status.apply(Failed(describe(exc)))
             self.cancel_stream()
             self._drain(capture)
 
@@ -154,6 +168,7 @@ class Session(threading.Thread):
             return
         if text:
             self.pieces += 1
+            self.service.status.apply(PieceCommitted(text))
         if not self.service.settings.live:
             if text:
                 self._kept.append(text)
