@@ -179,12 +179,13 @@ def check_sequence(events: list[dict]) -> None:  # type: ignore[type-arg]
     states = states_in_order(events)
     recording = [e for e in events if e.get("state") == "recording"]
     texts = [e.get("text", "") for e in recording if e.get("text")]
-    # idle -> recording -> (transcribing and/or typing) -> idle, and nothing else
+    # the follower started first: stopped -> idle -> recording -> (transcribing and/or
+    # typing) -> idle, and nothing else
     ok = (
-        states[:2] == ["idle", "recording"]
+        states[:3] == ["stopped", "idle", "recording"]
         and states[-1] == "idle"
-        and set(states[2:-1]) <= {"transcribing", "typing"}
-        and len(states) >= 4
+        and set(states[3:-1]) <= {"transcribing", "typing"}
+        and len(states) >= 5
         and all(isinstance(e.get("elapsed"), (int, float)) for e in recording)
         and any(t.startswith(PIECES[0]) for t in texts)
     )
@@ -230,7 +231,7 @@ def main() -> int:
         os.makedirs(private, mode=0o700, exist_ok=True)
         os.chown(private, 1000, 1000)
     leave_input_group()
-    _, test_keyboard = make_keyboard("systest keyboard N")  # a keyboard it must not read
+    test_ui, test_keyboard = make_keyboard("systest keyboard N")  # one it must not read
     cannot_read_keyboards(test_keyboard.path)
     uinput_from_uaccess()
     write_config()
@@ -270,6 +271,7 @@ def main() -> int:
         stopped and follower.returncode == 0 and not stderr,
         f"last {follow_events()[-1:]}; follower rc {follower.returncode} {stderr[-300:]!r}",
     )
+    test_ui.close()
     return 0
 
 
