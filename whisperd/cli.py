@@ -29,6 +29,7 @@ from whisperd.config import (
 )
 from whisperd.protocol import MAX_VOCABULARY_ENTRIES, ProtocolError, check_vocabulary
 from whisperd.runtime import UnsafeRuntime
+from whisperd.statusfmt import FORMATS
 from whisperd.text import Shaper, TextRules, shape_pieces
 from whisperd.text.hook import Hook
 
@@ -90,7 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a word or name the model should expect, added to text.vocabulary (repeatable)",
     )
 
-    commands.add_parser("status", help="model, device, idle timeout, requests served")
+    status = commands.add_parser("status", help="model, device, idle timeout, requests served")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="instead: whisperd-keys's dictation state, one line per change, for bars "
+        "(never starts whisperd; docs/keys.md)",
+    )
+    status.add_argument("--format", choices=FORMATS, help="with --follow: the lines (json)")
+    status.add_argument(
+        "--text",
+        action="store_true",
+        help="with --follow: the text dictated so far (needs [keys] status_text = true)",
+    )
+    status.add_argument(
+        "--once",
+        action="store_true",
+        help="with --follow: print the current state once and exit (for widgets that poll)",
+    )
     commands.add_parser("load", help="load the model now (warm up)")
     commands.add_parser("unload", help="release the model's memory")
     commands.add_parser("ping", help="check that whisperd answers")
@@ -298,6 +316,13 @@ def output_gone() -> int:
     return 1
 
 
+def follow_status(args: argparse.Namespace, raw: dict[str, Any]) -> int:
+    from whisperd.config import control_socket_path
+    from whisperd.statusfollow import follow
+
+    return follow(control_socket_path(None, raw), args.format or "json", args.text, args.once)
+
+
 def dictate_command(args: argparse.Namespace) -> int:
     """``whisperctl dictate``: never touches whisperd, only whisperd-keys' control socket."""
     from whisperd.config import control_socket_path
@@ -313,6 +338,9 @@ def dictate_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "status" and (args.format or args.text or args.once) and not args.follow:
+        print("whisperctl: status --format, --text and --once need --follow", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
         print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
         return EXIT_USAGE
@@ -331,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"whisperctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.command == "status" and args.follow:
+            return follow_status(args, raw)
         status = run(args, config, text, str(socket_path(args.socket, raw)))
         sys.stdout.flush()  # a reader that left shows here, not at exit
         return status

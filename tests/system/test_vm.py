@@ -179,7 +179,24 @@ LIVE_STEPS = [
 ]
 
 
-@pytest.mark.parametrize("step", SHELL_STEPS + CHAIN_STEPS + LIVE_STEPS)
+# guest/no_input_group.py: a user outside the input group dictates with `whisperctl
+# dictate toggle` (trigger = "none"), the status followed (issue 13)
+NOGROUP_STEPS = [
+    "nogroup_user_not_in_input",
+    "nogroup_cannot_read_keyboards",
+    "nogroup_uinput_from_uaccess",
+    "nogroup_keys_ready",
+    "nogroup_toggle_starts",
+    "nogroup_toggle_stops",
+    "nogroup_typed_text",
+    "nogroup_no_key_left_pressed",
+    "nogroup_no_input_device_opened",
+    "nogroup_status_sequence",
+    "nogroup_status_stopped_at_exit",
+]
+
+
+@pytest.mark.parametrize("step", SHELL_STEPS + CHAIN_STEPS + LIVE_STEPS + NOGROUP_STEPS)
 def test_vm(vm: VmRun, step: str) -> None:
     got = vm.results.get(step)
     context = "\n".join(vm.lines("TEXT") + vm.lines("TIMING") + vm.lines("INFO"))

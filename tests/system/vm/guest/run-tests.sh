@@ -89,6 +89,9 @@ step journal_model_load_and_timings bash -c "runuser -u user -- env $UENV journa
 kill $PROG
 # live typing during the hold, against a stand-in daemon (live_typing.py; its own steps)
 /usr/lib/whisperd/venv/bin/python3 /opt/systest/live_typing.py
+# dictation by `whisperctl dictate` for a user outside the input group, with the status
+# followed (issue 13; no_input_group.py; last: it takes the user out of 'input')
+/usr/lib/whisperd/venv/bin/python3 /opt/systest/no_input_group.py
 echo "---- whisperd-keys journal"; asuser journalctl --user -u whisperd-keys --no-pager -o cat | tail -40
 echo "---- whisperd journal"; asuser journalctl --user -u whisperd --no-pager -o cat | tail -15
 echo "@@SUMMARY shell_passed=$PASS shell_failed=$FAIL uptime=$(cut -d' ' -f1 /proc/uptime)"
