@@ -239,3 +239,25 @@ def test_client_says_when_whisperd_keys_is_not_running(path: Path) -> None:
     with pytest.raises(client.KeysNotRunning) as caught:
         client.dictate(path, Action.TOGGLE)
     assert "systemctl --user start whisperd-keys" in str(caught.value)
+
+
+def test_whisperctl_dictate_imports_nothing_heavy(server: ControlServer, path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from whisperd.cli import main\n"
+        "status = main(['dictate', 'toggle'])\n"
+        "heavy = [m for m in ('numpy', 'faster_whisper', 'ctranslate2', 'evdev', 'asyncio')"
+        " if m in sys.modules]\n"
+        "print(status, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WHISPERD_KEYS_SOCKET": str(path)},
+    )
+    assert done.stdout.strip() == "0 []", done.stderr

@@ -301,3 +301,26 @@ def test_shortcuts_and_the_trigger_key_together(harnesses: list[Harness]) -> Non
     h.clock.now = 3.0
     h.service.sessions[0].join(5)
     h.wait(lambda: h.typed() == "Hello world.", "typed")
+
+
+def test_a_command_during_shutdown_is_refused_not_kept_waiting() -> None:
+    h = Harness()
+    h.close()  # the main loop has ended
+    with pytest.raises(ControlError) as caught:
+        h.service.dictate(Action.TOGGLE)
+    assert caught.value.code == Code.UNAVAILABLE
+    h.service.stop_event.clear()  # stopped after the check: still refused, not BUSY
+    waiting: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            h.service.dictate(Action.TOGGLE)
+        except ControlError as exc:
+            waiting.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    h.service.stop_event.set()
+    asker.join(5)
+    assert not asker.is_alive()
+    assert isinstance(waiting[0], ControlError) and waiting[0].code == Code.UNAVAILABLE
