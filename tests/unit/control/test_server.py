@@ -261,3 +261,32 @@ def test_whisperctl_dictate_imports_nothing_heavy(server: ControlServer, path: P
         env={**os.environ, "WHISPERD_KEYS_SOCKET": str(path)},
     )
     assert done.stdout.strip() == "0 []", done.stderr
+
+
+def test_random_bytes_never_take_the_server_down(server: ControlServer, path: Path) -> None:
+    import random
+
+    rng = random.Random(13)
+    for _ in range(60):
+        with raw(path) as sock:
+            sock.settimeout(2)
+            kind = rng.randrange(4)
+            if kind == 0:  # pure noise
+                blob = rng.randbytes(rng.randrange(1, 300))
+            elif kind == 1:  # a plausible header with a lying length
+                blob = struct.pack(">I", rng.randrange(0, 1 << 32)) + rng.randbytes(20)
+            elif kind == 2:  # a valid frame of random JSON-ish bytes
+                body = bytes(rng.choice(b'{}[]":,0123456789abctypedisa\\u ') for _ in range(80))
+                blob = struct.pack(">I", len(body)) + body
+            else:  # a real request cut short
+                body = b'{"type":"dictate","action":"start"}'
+                blob = struct.pack(">I", len(body)) + body[: rng.randrange(len(body))]
+            try:
+                sock.sendall(blob)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass  # the server may close on us: that is the point
+    assert client.status(path)["state"] in ("idle", "recording")
+    assert server.running
