@@ -290,3 +290,27 @@ def test_random_bytes_never_take_the_server_down(server: ControlServer, path: Pa
                 pass  # the server may close on us: that is the point
     assert client.status(path)["state"] in ("idle", "recording")
     assert server.running
+
+
+def test_a_peer_of_another_uid_is_refused_both_ways(
+    server: ControlServer, path: Path, handler: Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from whisperd import runtime
+    from whisperd.control import server as server_module
+
+    stranger = runtime.PeerCredentials(pid=4242, uid=os.getuid() + 1, gid=0)
+    # The client: a listener of another uid gets not one byte (checked before sending).
+    monkeypatch.setattr(runtime, "peer_credentials", lambda sock: stranger)
+    with pytest.raises(UnsafeRuntime, match="runs as uid"):
+        client.dictate(path, Action.START)
+    monkeypatch.undo()
+    # The server: a client of another uid is dropped before its request is read.
+    monkeypatch.setattr(server_module, "peer_credentials", lambda sock: stranger)
+    with raw(path) as sock:
+        send(sock, {"type": "dictate", "action": "start"})
+        try:
+            answer = sock.recv(1)
+        except ConnectionResetError:  # closed with our request unread
+            answer = b""
+        assert answer == b""
+    assert handler.actions == []
