@@ -342,13 +342,26 @@ def _trigger_code(keys: dict[str, Any]) -> int:
         return 110
 
 
+def keyboards_and_ways(keys: dict[str, Any], config: dict[str, Any]) -> list[Check]:
+    """The keyboards as this configuration needs them, the way to dictate it uses (trigger
+    key or desktop shortcuts, whisperd/doctorways.py), and whisperd-keys' control socket."""
+    from whisperd import doctorways
+
+    keyboards = check_keyboards(_trigger_code(keys))
+    return [
+        *doctorways.keyboard_checks(keys, keyboards),
+        doctorways.way_check(keys, keyboards),
+        doctorways.control_check(config),
+    ]
+
+
 def collect(config: dict[str, Any]) -> list[Check]:
     daemon = config.get("daemon", {}) if isinstance(config.get("daemon"), dict) else {}
     keys = config.get("keys", {}) if isinstance(config.get("keys"), dict) else {}
     steps: Iterable[Callable[[], Check | list[Check]]] = (
         check_keys_extra,
         check_uinput,
-        lambda: check_keyboards(_trigger_code(keys)),
+        lambda: keyboards_and_ways(keys, config),
         lambda: check_audio(keys.get("audio_device")),
         check_socket,
         check_units,

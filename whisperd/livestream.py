@@ -68,6 +68,11 @@ class LiveStream(AudioStream):
             self._outcome = self._read_until_result()
         except ClientError as exc:
             self._outcome = exc
+        except (OSError, ValueError) as exc:
+            # The socket was closed under us (a cancel closes the client while this thread
+            # is between select() and its read): end the stream, do not die.
+            code = "cancelled" if self._stop.is_set() else "unavailable"
+            self._outcome = ClientError(code, f"the connection to whisperd closed: {exc}")
         finally:
             self._done.set()
 

@@ -129,3 +129,28 @@ def test_no_answer_after_end_is_a_timeout() -> None:
         stream = client.start_live(lambda e: None)
         with pytest.raises(DaemonTimeout):
             stream.finish()
+
+
+def test_closing_the_client_under_the_reader_ends_it_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # whisperd-keys' cancel closes the client while the reader thread may sit between
+    # select() and its read: that thread died with EBADF (seen with `whisperctl dictate
+    # cancel`) instead of ending the stream.
+    crashed: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    answered = threading.Event()
+
+    def script(sock: socket.socket) -> None:
+        rid = accept(sock)
+        sock.sendall(commit(rid, 0, "hello"))
+        answered.wait(5)
+
+    with serve(script) as client:
+        client.timeout = 30
+        stream = client.start_live(lambda e: None)
+        client.sock.close()
+        with pytest.raises(ClientError):
+            stream.finish()
+        answered.set()
+    assert crashed == []

@@ -210,6 +210,10 @@ class ControlServer:
             await self._refuse(writer, exc.code, exc.message)
         except (ConnectionError, OSError, TimeoutError) as exc:
             log.debug("control connection ended: %s", exc)
+        except asyncio.CancelledError:
+            # Shutting down. Ending normally: asyncio's stream callback would log a
+            # cancelled connection task as an error.
+            pass
         finally:
             self.connections -= 1
             if task is not None:

@@ -227,14 +227,16 @@ def run(
     return 0
 
 
-def serve_control(service: DictationService, config: KeysConfig) -> None:
-    """Run the service with its control socket (``whisperctl dictate``, status followers)."""
+def serve_control(service: DictationService, config: KeysConfig, signals: bool = True) -> None:
+    """Run the service with its control socket (``whisperctl dictate``, status followers);
+    ``signals``: stop on SIGTERM/SIGINT/SIGHUP (only the main thread can set that up)."""
     server = ControlServer(Path(config.control_socket), service, allow_text=config.status_text)
     server.start()  # refuses a second whisperd-keys before anything else happens
     try:
         service.status.listeners.append(server.publish)
         service.status.watch_daemon(service.stop_event, lambda: server.followers > 0)
-        install_signal_handlers(service)
+        if signals:
+            install_signal_handlers(service)
         if config.reads_keyboards:
             log.info(
                 "ready: %s triggers dictation (%s mode, suppression %s); also `whisperctl dictate`",

@@ -197,8 +197,12 @@ class DictationService:
         wake = getattr(self.source, "wake", None)
         if callable(wake):
             wake()
-        if not command.done.wait(COMMAND_WAIT):
-            raise ControlError(Code.BUSY, "whisperd-keys did not take the command in time")
+        deadline = time.monotonic() + COMMAND_WAIT
+        while not command.done.wait(0.1):
+            if self.stop_event.is_set():  # the main loop is gone: do not hold the exit up
+                raise ControlError(Code.UNAVAILABLE, "whisperd-keys is stopping")
+            if time.monotonic() >= deadline:
+                raise ControlError(Code.BUSY, "whisperd-keys did not take the command in time")
         started = command.started
         if started is not None and started.began.wait(BEGIN_WAIT) and started.begin_error:
             raise ControlError(Code.UNAVAILABLE, f"cannot record: {started.begin_error}")

@@ -239,3 +239,78 @@ def test_client_says_when_whisperd_keys_is_not_running(path: Path) -> None:
     with pytest.raises(client.KeysNotRunning) as caught:
         client.dictate(path, Action.TOGGLE)
     assert "systemctl --user start whisperd-keys" in str(caught.value)
+
+
+def test_whisperctl_dictate_imports_nothing_heavy(server: ControlServer, path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from whisperd.cli import main\n"
+        "status = main(['dictate', 'toggle'])\n"
+        "heavy = [m for m in ('numpy', 'faster_whisper', 'ctranslate2', 'evdev', 'asyncio')"
+        " if m in sys.modules]\n"
+        "print(status, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WHISPERD_KEYS_SOCKET": str(path)},
+    )
+    assert done.stdout.strip() == "0 []", done.stderr
+
+
+def test_random_bytes_never_take_the_server_down(server: ControlServer, path: Path) -> None:
+    import random
+
+    rng = random.Random(13)
+    for _ in range(60):
+        with raw(path) as sock:
+            sock.settimeout(2)
+            kind = rng.randrange(4)
+            if kind == 0:  # pure noise
+                blob = rng.randbytes(rng.randrange(1, 300))
+            elif kind == 1:  # a plausible header with a lying length
+                blob = struct.pack(">I", rng.randrange(0, 1 << 32)) + rng.randbytes(20)
+            elif kind == 2:  # a valid frame of random JSON-ish bytes
+                body = bytes(rng.choice(b'{}[]":,0123456789abctypedisa\\u ') for _ in range(80))
+                blob = struct.pack(">I", len(body)) + body
+            else:  # a real request cut short
+                body = b'{"type":"dictate","action":"start"}'
+                blob = struct.pack(">I", len(body)) + body[: rng.randrange(len(body))]
+            try:
+                sock.sendall(blob)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass  # the server may close on us: that is the point
+    assert client.status(path)["state"] in ("idle", "recording")
+    assert server.running
+
+
+def test_a_peer_of_another_uid_is_refused_both_ways(
+    server: ControlServer, path: Path, handler: Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from whisperd import runtime
+    from whisperd.control import server as server_module
+
+    stranger = runtime.PeerCredentials(pid=4242, uid=os.getuid() + 1, gid=0)
+    # The client: a listener of another uid gets not one byte (checked before sending).
+    monkeypatch.setattr(runtime, "peer_credentials", lambda sock: stranger)
+    with pytest.raises(UnsafeRuntime, match="runs as uid"):
+        client.dictate(path, Action.START)
+    monkeypatch.undo()
+    # The server: a client of another uid is dropped before its request is read.
+    monkeypatch.setattr(server_module, "peer_credentials", lambda sock: stranger)
+    with raw(path) as sock:
+        send(sock, {"type": "dictate", "action": "start"})
+        try:
+            answer = sock.recv(1)
+        except ConnectionResetError:  # closed with our request unread
+            answer = b""
+        assert answer == b""
+    assert handler.actions == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from whisperd import doctor
+from whisperd import doctor, doctorways
 from whisperd.doctor import Check, Status
 
 
@@ -133,7 +133,9 @@ def test_collect_asks_cuda_only_when_configured(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(doctor, "check_units", lambda: [ok])
     monkeypatch.setattr(doctor, "check_model", lambda spec: ok)
     monkeypatch.setattr(doctor, "check_cuda", lambda: Check(Status.FAIL, "CUDA/cuDNN", "none"))
-    assert len(doctor.collect({})) == 7
+    monkeypatch.setattr(doctorways, "control_check", lambda raw: ok)
+    # 7 steps; the keyboards step also says which way to dictate and checks whisperd-keys
+    assert len(doctor.collect({})) == 9
     assert doctor.collect({"daemon": {"device": "cuda"}})[-1].name == "CUDA/cuDNN"
 
 
