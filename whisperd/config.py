@@ -33,9 +33,9 @@ from whisperd.text.hook import Hook
 from whisperd.text.replacements import RuleError
 from whisperd.text.rules import TextRules, replacement_of
 
-SECTIONS = ("client", "daemon", "keys", "text")
-"""The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; the others:
-docs/configuration.md)."""
+SECTIONS = ("client", "daemon", "keys", "text", "http")
+"""The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; http:
+docs/serving.md; the others: docs/configuration.md)."""
 
 MIN_ACTIVATED_IDLE_TIMEOUT = 5.0
 """The shortest idle timeout of a socket-activated daemon (docs/configuration.md): each
@@ -195,6 +195,21 @@ class DaemonConfig:
             f"{MIN_ACTIVATED_IDLE_TIMEOUT:g} s under socket activation, so that idle exits "
             "cannot hit systemd's start limit (docs/configuration.md)"
         )
+
+
+@dataclass
+class HttpConfig:
+    """The ``[http]`` section: the OpenAI-compatible front (docs/serving.md). Uploads are
+    capped by ``daemon.max_audio_bytes``, as on the Unix socket."""
+
+    listen: str = ""  # "127.0.0.1:8765": bound by whisperd itself when not socket-activated
+    token_file: str = ""  # a file holding a bearer token; needed to listen beyond loopback
+
+    def validate(self) -> None:
+        if self.listen and ":" not in self.listen:
+            raise ConfigError("http.listen", f"{self.listen!r} is not host:port")
+        if self.token_file and not os.path.isabs(os.path.expanduser(self.token_file)):
+            raise ConfigError("http.token_file", "must be an absolute path (or start with ~)")
 
 
 @dataclass
