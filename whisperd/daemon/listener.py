@@ -142,11 +142,12 @@ class BadAddress(Exception):
 
 
 def parse_address(where: str) -> tuple[str, int]:
-    """ "127.0.0.1:8765", "[::1]:8765", "localhost:8765" or "tcp://..." -> (host, port)."""
+    """ "127.0.0.1:8765", "[::1]:8765", "localhost:8765" or "tcp://..." -> (host, port);
+    port 0: any free port (the tests)."""
     text = where.removeprefix("tcp://")
     host, sep, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise BadAddress(f"{where!r} is not host:port (say 127.0.0.1:8765)")
     return host, int(port_text)
 
