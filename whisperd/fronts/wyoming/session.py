@@ -164,8 +164,8 @@ class Session:
             self.result(reply)
         elif isinstance(reply, ErrorReply):
             log.info("wyoming: request %r failed (%s)", reply.id, reply.code)
-            self.write(Error(text=reply.message, code=reply.code).event())
             self.end_request()
+            self.write(Error(text=reply.message, code=reply.code).event())
             self.drop_connection()
         # segment replies: a live client has the same text in the commits
 
@@ -183,13 +183,13 @@ class Session:
             self.chunks_sent = 0
 
     def result(self, reply: ResultReply) -> None:
+        self.end_request()  # answered: first, so no client sees its answer while it counts
         text, language = reply.result.get("text", ""), reply.result.get("language") or None
         if self.served.streaming:
             self.start_transcript()
         self.write(Transcript(text=text, language=language).event())
         if self.served.streaming:
             self.write(TranscriptStop().event())
-        self.end_request()
 
     # -- activity, timeouts, closing
 
