@@ -33,9 +33,9 @@ from whisperd.text.hook import Hook
 from whisperd.text.replacements import RuleError
 from whisperd.text.rules import TextRules, replacement_of
 
-SECTIONS = ("client", "daemon", "keys", "text", "wyoming")
-"""The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; wyoming:
-docs/wyoming.md; the others: docs/configuration.md)."""
+SECTIONS = ("client", "daemon", "keys", "text", "http", "wyoming")
+"""The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; http:
+docs/serving.md; wyoming: docs/wyoming.md; the others: docs/configuration.md)."""
 
 MIN_ACTIVATED_IDLE_TIMEOUT = 5.0
 """The shortest idle timeout of a socket-activated daemon (docs/configuration.md): each
@@ -198,6 +198,21 @@ class DaemonConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The ``[http]`` section: the OpenAI-compatible front (docs/serving.md). Uploads are
+    capped by ``daemon.max_audio_bytes``, as on the Unix socket."""
+
+    listen: str = ""  # "127.0.0.1:8765": bound by whisperd itself when not socket-activated
+    token_file: str = ""  # a file holding a bearer token; needed to listen beyond loopback
+
+    def validate(self) -> None:
+        if self.listen and ":" not in self.listen:
+            raise ConfigError("http.listen", f"{self.listen!r} is not host:port")
+        if self.token_file and not os.path.isabs(os.path.expanduser(self.token_file)):
+            raise ConfigError("http.token_file", "must be an absolute path (or start with ~)")
+
+
+@dataclass
 class ClientConfig:
     timeout: float = 600.0
     connect_timeout: float = 10.0
@@ -300,11 +315,12 @@ class WyomingConfig:
 
 
 def split_tcp_address(listen: str, key: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` (an IPv6 host in brackets) as (host, port); ConfigError else."""
+    """``tcp://HOST:PORT`` or ``HOST:PORT`` (an IPv6 host in brackets) as (host, port);
+    ConfigError else."""
     from urllib.parse import urlsplit
 
     try:
-        parts = urlsplit(listen)
+        parts = urlsplit(listen if "://" in listen else f"tcp://{listen}")
         host, port = parts.hostname, parts.port
     except ValueError as exc:
         raise ConfigError(key, f"not a tcp://HOST:PORT address: {exc}") from None

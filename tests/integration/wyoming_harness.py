@@ -28,7 +28,7 @@ from whisperd.daemon.limits import Limits
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
 from whisperd.fronts.wyoming import WyomingFront, make_front
-from whisperd.fronts.wyoming.interface import FrontConfig
+from whisperd.fronts import FrontConfig
 
 T = TypeVar("T")
 RATE = 16000

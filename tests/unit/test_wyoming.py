@@ -31,7 +31,7 @@ from whisperd.fronts.wyoming.events import (
     encode_event,
     read_event,
 )
-from whisperd.fronts.wyoming.interface import FrontConfig, FrontRefused
+from whisperd.fronts import FrontConfig, FrontRefused
 from whisperd.fronts.wyoming.server import WyomingFront, check_address
 
 RATE = 16000
@@ -100,13 +100,13 @@ def test_a_truncated_event_is_an_error_and_a_clean_end_is_none() -> None:
 
 def test_the_wyoming_section() -> None:
     assert load_section({}, "wyoming", WyomingConfig) == WyomingConfig()
-    for listen in ("tcp://127.0.0.1:10300", "tcp://[::1]:10300", "tcp://localhost:1"):
+    for listen in ("tcp://127.0.0.1:10300", "tcp://[::1]:10300", "localhost:1", "127.0.0.2:9"):
         load_section({"wyoming": {"listen": listen}}, "wyoming", WyomingConfig)
     remote = {"listen": "tcp://0.0.0.0:10300"}
     with pytest.raises(ConfigError, match="allow_remote"):
         load_section({"wyoming": remote}, "wyoming", WyomingConfig)
     load_section({"wyoming": {**remote, "allow_remote": True}}, "wyoming", WyomingConfig)
-    for bad in ("127.0.0.1:10300", "tcp://127.0.0.1", "unix:///tmp/x", "tcp://127.0.0.1:0"):
+    for bad in ("127.0.0.1", "tcp://127.0.0.1", "unix:///tmp/x", "tcp://127.0.0.1:0", "x:y"):
         with pytest.raises(ConfigError, match="wyoming.listen"):
             load_section({"wyoming": {"listen": bad}}, "wyoming", WyomingConfig)
     with pytest.raises(ConfigError, match="wyoming.port"):

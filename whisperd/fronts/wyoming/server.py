@@ -4,14 +4,14 @@ socket-activated by whisperd-wyoming.socket or bound from ``[wyoming] listen``."
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 
 from whisperd.config import WyomingConfig, load_section
 from whisperd.daemon.connection import Scheduler
+from whisperd.daemon.listener import is_loopback
 from whisperd.fronts.wyoming.events import MAX_HEADER, encode_event
-from whisperd.fronts.wyoming.interface import Activity, FrontConfig, FrontRefused
+from whisperd.fronts import Activity, FrontConfig, FrontRefused
 from whisperd.fronts.wyoming.session import Served, Session
 from wyoming.error import Error
 
@@ -21,14 +21,11 @@ log = logging.getLogger("whisperd")
 def check_address(sock: socket.socket, allow_remote: bool) -> None:
     """Wyoming has no authentication: refuse a socket reachable from other machines
     unless ``wyoming.allow_remote`` says so."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or allow_remote:
-        return
-    host = sock.getsockname()[0]
-    if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+    if not allow_remote and not is_loopback(sock):
         raise FrontRefused(
-            f"the Wyoming socket listens on {host}, beyond this machine, and Wyoming has no "
-            "authentication; listen on 127.0.0.1 or set wyoming.allow_remote = true "
-            "(docs/wyoming.md)"
+            f"the Wyoming socket listens on {sock.getsockname()[0]}, beyond this machine, and "
+            "Wyoming has no authentication; listen on 127.0.0.1 or set "
+            "wyoming.allow_remote = true (docs/wyoming.md)"
         )
 
 

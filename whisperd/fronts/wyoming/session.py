@@ -21,7 +21,7 @@ from whisperd.daemon.jobs import Job
 from whisperd.daemon.limits import Limits
 from whisperd.fronts.wyoming import describe
 from whisperd.fronts.wyoming.events import WyomingError, encode_event, read_event
-from whisperd.fronts.wyoming.interface import Activity
+from whisperd.fronts import Activity
 from whisperd.protocol import CommitReply, ErrorReply, PcmFormat, ProtocolError, Reply, ResultReply
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
