@@ -27,8 +27,8 @@ from whisperd.daemon.connection import Connection
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
-from whisperd.fronts.wyoming import WyomingFront, make_front
 from whisperd.fronts import FrontConfig
+from whisperd.fronts.wyoming import WyomingFront, make_front
 
 T = TypeVar("T")
 RATE = 16000

@@ -24,6 +24,7 @@ from whisperd.config import ConfigError, DaemonConfig, WyomingConfig, load_secti
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
+from whisperd.fronts import FrontConfig, FrontRefused
 from whisperd.fronts.wyoming import describe, make_front
 from whisperd.fronts.wyoming.events import (
     MAX_HEADER,
@@ -31,7 +32,6 @@ from whisperd.fronts.wyoming.events import (
     encode_event,
     read_event,
 )
-from whisperd.fronts import FrontConfig, FrontRefused
 from whisperd.fronts.wyoming.server import WyomingFront, check_address
 
 RATE = 16000

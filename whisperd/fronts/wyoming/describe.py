@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wyoming.info import AsrModel, AsrProgram, Attribution, Info
+
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.fronts.wyoming.events import WyomingError
@@ -20,7 +22,6 @@ from whisperd.protocol import (
     Transcribe,
     check_vocabulary,
 )
-from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 FASTER_WHISPER = Attribution(
     name="SYSTRAN faster-whisper", url="https://github.com/SYSTRAN/faster-whisper"

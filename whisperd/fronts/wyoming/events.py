@@ -18,8 +18,9 @@ import asyncio
 import io
 from typing import Any, Final
 
-from whisperd.protocol import MAX_AUDIO_FRAME, MAX_JSON_FRAME, ProtocolError, decode_message
 from wyoming.event import Event, write_event
+
+from whisperd.protocol import MAX_AUDIO_FRAME, MAX_JSON_FRAME, ProtocolError, decode_message
 
 # The header line (the stream reader's limit) and the `data` JSON: options and audio
 # formats are a few hundred bytes; the Unix socket's message cap is plenty.

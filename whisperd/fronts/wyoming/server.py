@@ -7,13 +7,14 @@ import asyncio
 import logging
 import socket
 
+from wyoming.error import Error
+
 from whisperd.config import WyomingConfig, load_section
 from whisperd.daemon.connection import Scheduler
 from whisperd.daemon.listener import is_loopback
-from whisperd.fronts.wyoming.events import MAX_HEADER, encode_event
 from whisperd.fronts import Activity, FrontConfig, FrontRefused
+from whisperd.fronts.wyoming.events import MAX_HEADER, encode_event
 from whisperd.fronts.wyoming.session import Served, Session
-from wyoming.error import Error
 
 log = logging.getLogger("whisperd")
 

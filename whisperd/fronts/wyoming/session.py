@@ -15,20 +15,21 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from whisperd.config import DaemonConfig
-from whisperd.daemon.connection import Scheduler
-from whisperd.daemon.jobs import Job
-from whisperd.daemon.limits import Limits
-from whisperd.fronts.wyoming import describe
-from whisperd.fronts.wyoming.events import WyomingError, encode_event, read_event
-from whisperd.fronts import Activity
-from whisperd.protocol import CommitReply, ErrorReply, PcmFormat, ProtocolError, Reply, ResultReply
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
+
+from whisperd.config import DaemonConfig
+from whisperd.daemon.connection import Scheduler
+from whisperd.daemon.jobs import Job
+from whisperd.daemon.limits import Limits
+from whisperd.fronts import Activity
+from whisperd.fronts.wyoming import describe
+from whisperd.fronts.wyoming.events import WyomingError, encode_event, read_event
+from whisperd.protocol import CommitReply, ErrorReply, PcmFormat, ProtocolError, Reply, ResultReply
 
 log = logging.getLogger("whisperd")
 
