@@ -377,3 +377,32 @@ def test_too_many_requests_at_once_are_told_429(tmp_path: Path) -> None:
             assert (await first)[0] == 200
 
     run(test)
+
+
+def test_a_client_gone_mid_decode_cancels_its_job(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with serving(tmp_path) as s:
+            s.engine.gate = threading.Event()
+            audio = a_wav()
+            body = multipart_head("b0undary") + audio + b"\r\n--b0undary--\r\n"
+            head = (
+                "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: multipart/form-data; boundary=b0undary\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+            writer.write(head + body)
+            while not s.engine.calls:
+                await asyncio.sleep(0.02)
+            jobs = list(s.daemon.scheduler.jobs)
+            assert len(jobs) == 1 and not jobs[0].cancelled
+            writer.close()
+            for _ in range(200):
+                if jobs[0].cancelled:
+                    break
+                await asyncio.sleep(0.02)
+            assert jobs[0].cancelled, "the job of a client gone was not cancelled"
+            assert s.daemon.state.front_requests == 0
+            s.engine.gate.set()
+
+    run(test)
