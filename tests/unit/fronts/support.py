@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ class Served:
     engine: FakeEngine
     task: asyncio.Task[int]
     port: int
+    holder: socket.socket | None = None
+
+    def release(self) -> None:
+        """Close the Unix connection that kept a short idle timeout from firing while the
+        test started (from here the HTTP front alone decides)."""
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
 
     @property
     def url(self) -> str:
@@ -37,8 +46,16 @@ async def serving(
     config: DaemonConfig | None = None,
     limits: Limits | None = None,
     listen: str = "127.0.0.1:0",
+    hold: bool = False,
 ) -> AsyncIterator[Served]:
+    """``hold``: a Unix connection made before the daemon starts keeps it up (a short idle
+    timeout could otherwise fire before a loaded machine gets the HTTP client going)
+    until ``Served.release``."""
     listener = bind_socket(tmp_path / "whisperd.sock")
+    holder = None
+    if hold:  # the socket listens already: the daemon accepts this as it starts
+        holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        holder.connect(str(tmp_path / "whisperd.sock"))
     listener.fronts["http"] = bind_tcp("http", listen)
     port = int(listener.fronts["http"].getsockname()[1])
     engine = FakeEngine()
@@ -47,8 +64,10 @@ async def serving(
     task = asyncio.ensure_future(daemon.run())
     await asyncio.sleep(0.05)  # the front starts before the daemon reports ready
     try:
-        yield Served(daemon, engine, task, port)
+        yield Served(daemon, engine, task, port, holder)
     finally:
+        if holder is not None:
+            holder.close()
         if engine.gate is not None:
             engine.gate.set()
         if not task.done():

@@ -318,13 +318,17 @@ def test_web_pages_are_refused_on_loopback(tmp_path: Path, headers: dict[str, st
 def test_an_idle_keep_alive_connection_does_not_keep_the_daemon_up(tmp_path: Path) -> None:
     async def test() -> None:
         config = DaemonConfig(pack_files=False, idle_timeout=0.5)
-        async with serving(tmp_path, config=config) as s, aiohttp.ClientSession() as session:
+        async with (
+            serving(tmp_path, config=config, hold=True) as s,
+            aiohttp.ClientSession() as session,
+        ):
             form = aiohttp.FormData()
             form.add_field("file", a_wav(), filename="a.wav")
             async with session.post(s.url + "/v1/audio/transcriptions", data=form) as response:
                 assert response.status == 200
                 await response.read()
             assert response.headers.get("Connection", "keep-alive").lower() != "close"
+            s.release()
             # The session keeps its connection open; the daemon exits idle all the same.
             assert await asyncio.wait_for(asyncio.shield(s.task), 90) == 0
 
@@ -334,11 +338,12 @@ def test_an_idle_keep_alive_connection_does_not_keep_the_daemon_up(tmp_path: Pat
 def test_a_request_in_progress_holds_the_idle_exit(tmp_path: Path) -> None:
     async def test() -> None:
         config = DaemonConfig(pack_files=False, idle_timeout=0.3)
-        async with serving(tmp_path, config=config) as s:
+        async with serving(tmp_path, config=config, hold=True) as s:
             s.engine.gate = threading.Event()
             request = asyncio.ensure_future(create(s))
             while not s.engine.calls:
                 await asyncio.sleep(0.02)
+            s.release()  # from here only the HTTP request holds the daemon
             await asyncio.sleep(1.0)  # past the idle timeout, the decode still held
             assert not s.task.done()
             s.engine.gate.set()
