@@ -272,3 +272,19 @@ def test_stopping_lets_a_running_request_finish_within_the_grace() -> None:
             ]
 
     asyncio.run(test())
+
+
+def test_a_stream_may_begin_with_its_first_chunk() -> None:
+    """Some clients send transcribe, chunks and audio-stop without audio-start (the
+    reference server takes that too)."""
+
+    async def test() -> None:
+        async with running(streaming=False) as served, served.client() as client:
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioChunk(RATE, 2, 1, s16le(tone(1.0))).event())
+            await client.write_event(AudioStop().event())
+            event = await asyncio.wait_for(client.read_event(), 10)
+            assert event is not None and event.type == "transcript", event
+            assert event.data["text"] == f"{RATE} samples"
+
+    asyncio.run(test())

@@ -130,9 +130,12 @@ class Session:
         self.chunks_sent = -1
 
     def audio(self, fmt: PcmFormat, payload: bytes) -> None:
+        if self.receiving is None:
+            # Some clients send transcribe, then chunks, without audio-start; the reference
+            # server (wyoming-faster-whisper) starts the stream at the first chunk too.
+            self.start_stream(fmt)
         job = self.receiving
-        if job is None:
-            raise WyomingError("no_stream", "audio-chunk without audio-start")
+        assert job is not None
         if fmt != self.format:
             raise WyomingError(
                 "bad_audio_format", "an audio-chunk's format differs from audio-start's"
