@@ -45,6 +45,8 @@ def audio_items() -> dict[str, bytes]:
     wav = espeak("Turn on the kitchen lights and set them to fifty percent.", folder / "c.wav")
     pcm = wav.read_bytes()[44:]  # sox's plain 44-byte WAV header
     items[f"a voice command ({len(pcm) / 32000:.1f} s, espeak-ng)"] = pcm
+    # Digital silence is answered without the model ("silent"): the fronts' own cost alone.
+    items["1 s of silence (no decode)"] = bytes(32000)
     return items
 
 
