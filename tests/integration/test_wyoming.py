@@ -332,4 +332,8 @@ def test_streamed_chunks_come_while_the_audio_arrives(tmp_path: Path) -> None:
     chunks = [TranscriptChunk.from_event(e).text for e in received.of_type("transcript-chunk")]
     assert "".join(chunks) == received.text
     assert len(chunks) >= 2, chunks
+    early = [
+        e for t, e in received.events if e.type == "transcript-chunk" and t < received.stop_sent
+    ]
+    assert early, "no transcript-chunk came before audio-stop"
     assert_heard(spoken, received.text, max_word_errors=3)
