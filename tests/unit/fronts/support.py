@@ -53,11 +53,11 @@ async def serving(
             engine.gate.set()
         if not task.done():
             daemon.on_signal(signal.SIGTERM)
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, 60)
 
 
 def run(test: Any) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
+    asyncio.run(asyncio.wait_for(test(), 180))
 
 
 def a_wav(seconds: float = 1.0) -> bytes:
