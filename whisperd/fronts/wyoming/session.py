@@ -81,6 +81,9 @@ class Session:
             self.write(Error(text=exc.message, code=exc.code).event())
         except (ConnectionError, BrokenPipeError):
             log.info("wyoming: client went away")
+        except Exception:  # noqa: BLE001 - one connection's bug must not reach the others
+            log.exception("wyoming: unexpected error; closing the connection")
+            self.write(Error(text="internal error in whisperd", code="internal").event())
         finally:
             if self.timer is not None:
                 self.timer.cancel()
