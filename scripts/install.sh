@@ -67,6 +67,7 @@ if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/nu
   systemctl --user enable --now whisperd.socket
   echo "    whisperd.socket enabled; dictation: systemctl --user enable --now whisperd-keys.service"
   echo "    OpenAI-compatible HTTP on 127.0.0.1:8765: systemctl --user enable --now whisperd-http.socket"
+  echo "    Home Assistant (Wyoming) on 127.0.0.1:10300: systemctl --user enable --now whisperd-wyoming.socket"
 else
   say "no systemd user manager here: whisperctl will start whisperd by itself"
 fi

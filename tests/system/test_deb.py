@@ -42,6 +42,8 @@ def test_package_contents(deb: Path) -> None:
         "./usr/lib/systemd/user/whisperd.socket",
         "./usr/lib/systemd/user/whisperd.service",
         "./usr/lib/systemd/user/whisperd-keys.service",
+        "./usr/lib/systemd/user/whisperd-wyoming.socket",
+        "./usr/share/doc/whisperd/wyoming.md",
         "./usr/lib/systemd/user/whisperd-http.socket",
         "./usr/share/doc/whisperd/serving.md",
         "/site-packages/aiohttp/",
@@ -53,6 +55,8 @@ def test_package_contents(deb: Path) -> None:
         "/site-packages/ctranslate2/",
         "/site-packages/faster_whisper/",
         "/site-packages/whisperd/server.py",
+        "/site-packages/wyoming/",
+        "/site-packages/whisperd/fronts/wyoming/session.py",
     ):
         assert path in listing, f"{path} is not in the package"
     assert "./usr/lib/modules-load.d/" in listing

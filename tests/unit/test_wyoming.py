@@ -272,3 +272,58 @@ def test_stopping_lets_a_running_request_finish_within_the_grace() -> None:
             ]
 
     asyncio.run(test())
+
+
+def test_a_stream_may_begin_with_its_first_chunk() -> None:
+    """Some clients send transcribe, chunks and audio-stop without audio-start (the
+    reference server takes that too)."""
+
+    async def test() -> None:
+        async with running(streaming=False) as served, served.client() as client:
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioChunk(RATE, 2, 1, s16le(tone(1.0))).event())
+            await client.write_event(AudioStop().event())
+            event = await asyncio.wait_for(client.read_event(), 10)
+            assert event is not None and event.type == "transcript", event
+            assert event.data["text"] == f"{RATE} samples"
+
+    asyncio.run(test())
+
+
+def test_a_trickled_event_does_not_hold_the_connection() -> None:
+    """The silence timers restart only when a whole event has arrived: a byte now and then
+    inside one event's payload does not keep a stream (or its connection) alive."""
+
+    async def received(reader: asyncio.StreamReader) -> bytes:
+        data = b""
+        try:
+            while chunk := await reader.read(4096):
+                data += chunk
+        except ConnectionError:
+            pass
+        return data
+
+    async def test() -> None:
+        limits = Limits(idle_connection=0.5, stalled_stream=0.5)
+        async with running(limits) as served:
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+            reading = asyncio.ensure_future(received(reader))
+            fmt = {"rate": RATE, "width": 2, "channels": 1}
+            start = json.dumps({"type": "audio-start", "data": fmt}).encode() + b"\n"
+            chunk = json.dumps({"type": "audio-chunk", "data": fmt, "payload_length": 100})
+            writer.write(start + chunk.encode() + b"\n")
+            for _ in range(40):  # a byte every 0.1 s for 4 s: 8 times the stall timeout
+                if reading.done():
+                    break
+                try:
+                    writer.write(b"\x00")
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                await asyncio.sleep(0.1)
+            answer = await asyncio.wait_for(reading, 10)
+            writer.close()
+            assert b'"code": "timeout"' in answer, answer
+            assert served.activity.active == 0
+
+    asyncio.run(test())

@@ -47,7 +47,6 @@ class WyomingFront:
             self.server = await asyncio.start_unix_server(self.accept, sock=sock, limit=MAX_HEADER)
         else:
             self.server = await asyncio.start_server(self.accept, sock=sock, limit=MAX_HEADER)
-        log.info("wyoming: serving %s", sock.getsockname())
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         limit = self.served.limits.max_connections
@@ -72,16 +71,24 @@ class WyomingFront:
     async def stop(self, grace: float) -> None:
         """Stop accepting; requests in progress get ``grace`` seconds to be answered, then
         their clients are told ``shutting_down``; every connection is closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self.server is not None:
             self.server.close()
-        busy = [session.idle.wait() for session in self.sessions if not session.idle.is_set()]
+        busy = [
+            asyncio.ensure_future(session.idle.wait())
+            for session in self.sessions
+            if not session.idle.is_set()
+        ]
         if busy:
-            await asyncio.wait([asyncio.ensure_future(b) for b in busy], timeout=grace)
+            _, late = await asyncio.wait(busy, timeout=grace)
+            for waiting in late:
+                waiting.cancel()
         tasks = list(self.sessions.values())
         for session in list(self.sessions):
             session.shut_down()
-        if tasks:
-            await asyncio.wait(tasks, timeout=max(grace, 0.1))
+        if tasks:  # closing flushes what is left to send: bounded too
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.1))
 
 
 def make_front(scheduler: Scheduler, activity: Activity, config: FrontConfig) -> WyomingFront:

@@ -81,6 +81,9 @@ class Session:
             self.write(Error(text=exc.message, code=exc.code).event())
         except (ConnectionError, BrokenPipeError):
             log.info("wyoming: client went away")
+        except Exception:  # noqa: BLE001 - one connection's bug must not reach the others
+            log.exception("wyoming: unexpected error; closing the connection")
+            self.write(Error(text="internal error in whisperd", code="internal").event())
         finally:
             if self.timer is not None:
                 self.timer.cancel()
@@ -130,9 +133,12 @@ class Session:
         self.chunks_sent = -1
 
     def audio(self, fmt: PcmFormat, payload: bytes) -> None:
+        if self.receiving is None:
+            # Some clients send transcribe, then chunks, without audio-start; the reference
+            # server (wyoming-faster-whisper) starts the stream at the first chunk too.
+            self.start_stream(fmt)
         job = self.receiving
-        if job is None:
-            raise WyomingError("no_stream", "audio-chunk without audio-start")
+        assert job is not None
         if fmt != self.format:
             raise WyomingError(
                 "bad_audio_format", "an audio-chunk's format differs from audio-start's"
