@@ -411,3 +411,20 @@ def test_a_client_gone_mid_decode_cancels_its_job(tmp_path: Path) -> None:
             s.engine.gate.set()
 
     run(test)
+
+
+def test_a_stalled_upload_is_dropped_with_a_408(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with serving(tmp_path, limits=Limits(stalled_stream=0.5)) as s:
+            head = (
+                b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=b0undary\r\n"
+                b"Content-Length: 100000\r\n\r\n"
+            )
+            answer = await raw_exchange(s.port, head, multipart_head("b0undary") + b"RIFF")
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b'"code": "timeout"' in answer
+            assert s.daemon.state.front_requests == 0
+            assert s.daemon.scheduler.held_audio() == 0
+
+    run(test)
