@@ -42,6 +42,12 @@ def test_package_contents(deb: Path) -> None:
         "./usr/lib/systemd/user/whisperd.socket",
         "./usr/lib/systemd/user/whisperd.service",
         "./usr/lib/systemd/user/whisperd-keys.service",
+        "./usr/lib/systemd/user/whisperd-wyoming.socket",
+        "./usr/share/doc/whisperd/wyoming.md",
+        "./usr/lib/systemd/user/whisperd-http.socket",
+        "./usr/share/doc/whisperd/serving.md",
+        "/site-packages/aiohttp/",
+        "/site-packages/whisperd/fronts/http/__init__.py",
         "./usr/lib/udev/rules.d/60-whisperd-uinput.rules",
         "./usr/share/man/man1/whisperctl.1.gz",
         "./usr/share/doc/whisperd/copyright",
@@ -49,6 +55,8 @@ def test_package_contents(deb: Path) -> None:
         "/site-packages/ctranslate2/",
         "/site-packages/faster_whisper/",
         "/site-packages/whisperd/server.py",
+        "/site-packages/wyoming/",
+        "/site-packages/whisperd/fronts/wyoming/session.py",
     ):
         assert path in listing, f"{path} is not in the package"
     assert "./usr/lib/modules-load.d/" in listing
