@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -139,6 +139,13 @@ class DaemonConfig:
     pack_files: bool = True
     debug_log_text: bool = False
     socket_path: str = ""
+    # A remote engine (docs/remote.md): "remote" sends the audio to remote_url.
+    engine: str = "local"
+    remote_url: str = ""
+    remote_model: str = "whisper-1"
+    remote_token_file: str = ""
+    remote_timeout: float = 30.0
+    fallback: str = "local"
 
     def validate(self) -> None:
         def need(ok: bool, key: str, message: str) -> None:
@@ -178,6 +185,32 @@ class DaemonConfig:
             self.draft_pause == 0 or 0.1 <= self.draft_pause <= 5,
             "draft_pause",
             "must be 0 (off) or within 0.1..5 seconds",
+        )
+        self._validate_remote(need)
+
+    def _validate_remote(self, need: Callable[[bool, str, str], None]) -> None:
+        from whisperd.engine.remote.target import BadTarget, parse_target
+
+        need(self.engine in ("local", "remote"), "engine", "must be local or remote")
+        need(self.fallback in ("local", "none"), "fallback", "must be local or none")
+        need(0 < self.remote_timeout <= 3600, "remote_timeout", "must be within 0..3600 s")
+        need(bool(self.remote_model.strip()), "remote_model", "must name the remote's model")
+        if self.engine != "remote":
+            return
+        need(bool(self.remote_url), "remote_url", "is needed with engine = remote")
+        try:
+            target = parse_target(self.remote_url)
+        except BadTarget as exc:
+            raise ConfigError("daemon.remote_url", str(exc)) from None
+        need(
+            not (self.remote_token_file and target.kind == "wyoming"),
+            "remote_token_file",
+            "Wyoming has no authentication: a wyoming:// remote takes no token",
+        )
+        need(
+            not (self.remote_token_file and target.token_in_clear),
+            "remote_token_file",
+            "a token would cross the network in clear text: use https:// (or a loopback address)",
         )
 
     def idle_timeout_when_activated(self) -> str | None:
