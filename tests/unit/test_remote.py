@@ -179,3 +179,26 @@ def test_wyoming_events_are_read_within_bounds() -> None:
         with pytest.raises(RemoteUnavailable) as caught:
             read_events(data)
         assert caught.value.reason == reason, data[:60]
+
+
+@pytest.mark.parametrize(
+    ("shown", "status"),
+    [
+        ("PrivateNetwork=yes\nRestrictAddressFamilies=AF_UNIX\n", "warn"),  # the unit as shipped
+        ("PrivateNetwork=no\nRestrictAddressFamilies=AF_UNIX\n", "warn"),
+        ("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n", "ok"),  # drop-in
+    ],
+)
+def test_doctor_warns_when_the_unit_denies_the_network(
+    shown: str, status: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from whisperd import doctor
+
+    answer = subprocess.CompletedProcess(["systemctl"], 0, shown, "")
+    monkeypatch.setattr(doctor, "_systemctl", lambda *args: answer)
+    check = doctor.check_remote_network()
+    assert check.status.value == status, check
+    if status == "warn":
+        assert "remote-engine.conf" in check.message
