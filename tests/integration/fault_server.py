@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from tests.integration.remote_servers import free_port
 
-MODES = ("slow", "garbage", "too_big", "too_big_unannounced", "drop")
+MODES = ("slow", "garbage", "too_big", "too_big_unannounced", "drop", "picky")
 BIG = 6 * 1024 * 1024  # past whisperd's 4 MiB answer bound
 
 
@@ -25,12 +25,12 @@ def refused_port() -> int:
     return free_port()  # bound once and closed: nothing listens there
 
 
-def _read_http_request(conn: socket.socket, heads: list[bytes]) -> None:
+def _read_http_request(conn: socket.socket, heads: list[bytes]) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
         part = conn.recv(65536)
         if not part:
-            return
+            return b""
         data += part
     head, _, body = data.partition(b"\r\n\r\n")
     heads.append(head)
@@ -45,15 +45,17 @@ def _read_http_request(conn: socket.socket, heads: list[bytes]) -> None:
     else:  # chunked: up to the last, empty chunk
         while not body.endswith(b"0\r\n\r\n") and (part := conn.recv(65536)):
             body += part
+    return body
 
 
-def _read_wyoming_request(conn: socket.socket, heads: list[bytes]) -> None:
+def _read_wyoming_request(conn: socket.socket, heads: list[bytes]) -> bytes:
     data = b""
     while b'"audio-stop"' not in data:
         part = conn.recv(65536)
         if not part:
-            return
+            return b""
         data = data[-64:] + part
+    return data
 
 
 HTTP_ANSWERS = {
@@ -83,6 +85,23 @@ class Double:
     heads: list[bytes] = field(default_factory=list)  # HTTP requests' heads, as received
 
 
+def picky_answer(refuse: bool) -> bytes:
+    if refuse:
+        body = b'{"error": {"message": "unsupported response_format", "type": "invalid"}}'
+        status = b"400 Bad Request"
+    else:
+        body, status = b'{"text": "an answer in plain json"}', b"200 OK"
+    length = str(len(body)).encode()
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + length
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
+
+
 def _serve(
     conn: socket.socket, protocol: str, mode: str, stop: threading.Event, double: Double
 ) -> None:
@@ -90,7 +109,10 @@ def _serve(
         conn.settimeout(30)
         try:
             read = _read_http_request if protocol == "http" else _read_wyoming_request
-            read(conn, double.heads)
+            body = read(conn, double.heads)
+            if mode == "picky":  # an OpenAI-compatible server without verbose_json
+                conn.sendall(picky_answer(b"verbose_json" in body))
+                return
             if mode == "slow":
                 stop.wait(60)
                 return

@@ -9,6 +9,11 @@ says ``local-fallback`` and the log says why, without the text.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +151,78 @@ def test_dictation_stream_falls_back_with_its_commit(
         assert len(words(reply["text"])) >= 15
     finally:
         stop_daemon(daemon)
+
+
+def test_the_token_is_sent_and_never_logged(tmp_path: Path) -> None:
+    token = "tok-" + "7f3a9c" * 6
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    with fault_server("http", "garbage") as double:
+        url = URLS["http"].format(port=double.port)
+        config = remote_config(url, "none", str(token_file))
+        daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=config)
+        try:
+            expect_unavailable(daemon, "token", "garbage")
+        finally:
+            stop_daemon(daemon)
+    assert any(f"Authorization: Bearer {token}".encode() in head for head in double.heads)
+    assert token not in daemon.log()
+    assert "7f3a9c" not in daemon.log()
+
+
+def self_signed_https(tmp_path: Path) -> tuple[socket.socket, ssl.SSLContext]:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return socket.create_server(("127.0.0.1", 0)), context
+
+
+def test_tls_is_verified(tmp_path: Path) -> None:
+    """An https:// remote whose certificate no authority signed is refused (reason tls):
+    verification is on by default, and nothing here turns it off."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    listener, context = self_signed_https(tmp_path)
+    handshakes: list[str] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True):
+                handshakes.append("completed")  # must not happen
+        except (ssl.SSLError, OSError) as exc:
+            handshakes.append(type(exc).__name__)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}/v1"
+    daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=remote_config(url, "none"))
+    try:
+        expect_unavailable(daemon, "tls", "tls")
+    finally:
+        stop_daemon(daemon)
+        thread.join(10)
+        listener.close()
+    assert handshakes and handshakes[0] != "completed"
+
+
+def test_a_server_without_verbose_json_is_asked_for_json(tmp_path: Path) -> None:
+    with fault_server("http", "picky") as double:
+        url = URLS["http"].format(port=double.port)
+        daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=remote_config(url, "none"))
+        try:
+            with connect(daemon) as sock:
+                segments, reply = transcribe(sock, 1, jfk_bytes())
+        finally:
+            stop_daemon(daemon)
+    assert len(double.heads) == 2  # verbose_json refused, then json
+    assert reply["type"] == "result" and reply["engine"] == "remote", reply
+    assert reply["text"] == "an answer in plain json"  # the double's words, not a model's
+    assert [s["text"] for s in segments] == [reply["text"]]
+    assert reply["segments"] == [{"start": 0.0, "end": reply["duration"], "text": reply["text"]}]

@@ -43,12 +43,26 @@ class OpenAIRemote:
         self.timeout = timeout
 
     async def transcribe(self, samples: Samples, options: dict[str, Any]) -> Transcription:
-        """The remote's transcription of 16 kHz ``samples``; RemoteUnavailable otherwise."""
-        import aiohttp
+        """The remote's transcription of 16 kHz ``samples``; RemoteUnavailable otherwise.
 
+        verbose_json first (segments with times); a server that refuses it with 400 or
+        422 (some vLLM versions) is asked once more for plain json."""
         token = read_token(self.token_file)
         duration = samples.size / SAMPLE_RATE
-        form = self._form(samples, options)
+        status, body = await self._post(samples, options, token, "verbose_json")
+        if status in (400, 422):
+            log.info("the remote refused verbose_json (HTTP %d): asking for json", status)
+            status, body = await self._post(samples, options, token, "json")
+        if status != 200:
+            raise RemoteUnavailable("http_status", f"answered HTTP {status}{_error_of(body)}")
+        return parse_answer(body, duration)
+
+    async def _post(
+        self, samples: Samples, options: dict[str, Any], token: str | None, answer_format: str
+    ) -> tuple[int, bytes]:
+        import aiohttp
+
+        form = self._form(samples, options, answer_format)
         headers = {"Accept-Encoding": "identity", "Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -58,29 +72,32 @@ class OpenAIRemote:
                 aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session,
                 session.post(self.target.transcriptions_url, data=form, headers=headers) as answer,
             ):
-                body = await read_bounded(answer)
-                status = answer.status
+                return answer.status, await read_bounded(answer)
         except RemoteUnavailable:
             raise
         except TimeoutError:
             raise RemoteUnavailable(
                 "timeout", f"no answer within daemon.remote_timeout = {self.timeout:g} s"
             ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # TLS verification is on (the system's certificates): never turned off here.
+            raise RemoteUnavailable(
+                "tls", f"the server's certificate is not trusted: {_short(exc.certificate_error)}"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise RemoteUnavailable("refused", f"cannot connect: {exc.strerror or exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RemoteUnavailable("dropped", f"the exchange failed: {_short(exc)}") from None
-        if status != 200:
-            raise RemoteUnavailable("http_status", f"answered HTTP {status}{_error_of(body)}")
-        return parse_answer(body, duration)
 
-    def _form(self, samples: Samples, options: dict[str, Any]) -> aiohttp.FormData:
+    def _form(
+        self, samples: Samples, options: dict[str, Any], answer_format: str
+    ) -> aiohttp.FormData:
         import aiohttp
 
         form = aiohttp.FormData()
         form.add_field("file", wav_bytes(samples), filename="audio.wav", content_type="audio/wav")
         form.add_field("model", self.model)
-        form.add_field("response_format", "verbose_json")
+        form.add_field("response_format", answer_format)
         if language := options.get("language"):
             form.add_field("language", str(language))
         if prompt := prompt_of(options):
