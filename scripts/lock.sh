@@ -14,8 +14,8 @@ export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_CONSTRAINT
 echo "lock.sh: + $PYTHON -m venv $work/venv"
 "$PYTHON" -m venv "$work/venv"
-echo "lock.sh: + pip install '.[model,keys,dev,remote]' (newest allowed versions from PyPI)"
-"$work/venv/bin/pip" install -q --no-cache-dir '.[model,keys,dev,remote]'
+echo "lock.sh: + pip install '.[model,keys,serve,dev]' (newest allowed versions from PyPI)"
+"$work/venv/bin/pip" install -q --no-cache-dir '.[model,keys,serve,dev]'
 {
   sed -n '/^#/p' constraints.txt
   "$work/venv/bin/pip" freeze --exclude-editable | grep -v -e '^#' -e '^whisperd[= @]' | sort -f

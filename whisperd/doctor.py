@@ -372,7 +372,7 @@ def check_remote_network() -> Check:
     missing = [m for m in ("aiohttp", "wyoming") if not _importable(m)]
     if missing:
         return Check(
-            Status.FAIL, name, f"{', '.join(missing)} missing: pip install 'whisperd[remote]'"
+            Status.FAIL, name, f"{', '.join(missing)} missing: pip install 'whisperd[serve]'"
         )
     shown = _systemctl("show", "whisperd.service", "-p", "PrivateNetwork,RestrictAddressFamilies")
     if shown is None or shown.returncode != 0:

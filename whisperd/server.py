@@ -9,18 +9,21 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from whisperd import __version__, privacy
 from whisperd.config import (
     ConfigError,
     DaemonConfig,
+    HttpConfig,
     apply_overrides,
     load_section,
     read_toml,
     socket_path,
 )
 from whisperd.daemon.lifecycle import EarlySignals, run_daemon
-from whisperd.daemon.listener import SocketInUse, open_listener
+from whisperd.daemon.listener import BadAddress, SocketInUse, open_listener
+from whisperd.fronts import FRONT_NAMES, configured_listen
 from whisperd.runtime import UnsafeRuntime
 
 log = logging.getLogger("whisperd")
@@ -70,11 +73,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_config(args: argparse.Namespace) -> tuple[DaemonConfig, Path]:
-    """The daemon's section with the command line laid over it, and its socket path (by
-    the one rule every program uses: whisperd.config.socket_path)."""
+def build_config(args: argparse.Namespace) -> tuple[DaemonConfig, Path, dict[str, Any]]:
+    """The daemon's section with the command line laid over it, its socket path (by the
+    one rule every program uses: whisperd.config.socket_path) and the whole file (the
+    fronts' sections, checked here too so that a mistake shows at start)."""
     raw = read_toml(args.config)
     config = load_section(raw, "daemon", DaemonConfig)
+    load_section(raw, "http", HttpConfig)
     overrides = {
         "idle_timeout": args.idle_timeout,
         "model": args.model,
@@ -86,7 +91,7 @@ def build_config(args: argparse.Namespace) -> tuple[DaemonConfig, Path]:
         "debug_log_text": args.debug_log_text,
     }
     apply_overrides(config, "daemon", overrides)
-    return config, socket_path(args.socket, raw)
+    return config, socket_path(args.socket, raw), raw
 
 
 def stop_blas_spinning() -> None:
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config, path = build_config(args)
+        config, path, raw = build_config(args)
     except ConfigError as exc:
         print(f"whisperd: {exc}", file=sys.stderr)  # stderr is the journal under systemd
         return 2
@@ -118,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for late in privacy.keep_local(config.allow_download):  # before faster_whisper loads
         log.warning("%s was imported before its telemetry was switched off", late)
+    listens = {name: configured_listen(raw, name) for name in FRONT_NAMES}
     try:
-        listener = open_listener(path)
-    except (SocketInUse, UnsafeRuntime) as exc:
+        listener = open_listener(path, listens)
+    except (SocketInUse, UnsafeRuntime, BadAddress) as exc:
         log.error("%s", exc)
         return 1
     if listener.activated and (raised := config.idle_timeout_when_activated()):
         log.warning("%s", raised)
-    return run_daemon(config, listener, early)
+    return run_daemon(config, listener, early, raw=raw)
 
 
 if __name__ == "__main__":

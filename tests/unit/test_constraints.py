@@ -1,5 +1,5 @@
 """constraints.txt, the lock that install.sh, CI and the .deb use, is complete and consistent:
-every package whisperd[model,keys,dev,remote] pulls in is pinned, every pin satisfies what
+every package whisperd[model,keys,serve,dev] pulls in is pinned, every pin satisfies what
 pyproject.toml and the other packages ask for, and debian/venv-packages.txt only names
 pinned packages. (scripts/lock.sh refreshes the lock.)"""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRAS = {"model", "keys", "dev", "remote"}
+EXTRAS = {"model", "keys", "serve", "dev"}
 
 
 def canonical(name: str) -> str:
@@ -56,7 +56,7 @@ def test_every_pin_satisfies_pyproject() -> None:
 
 
 def test_the_installed_closure_is_pinned_and_consistent() -> None:
-    """Walk the dependencies of whisperd[model,keys,dev,remote] as installed here: each one is in
+    """Walk the dependencies of whisperd[model,keys,serve,dev] as installed here: each one is in
     the lock, and the locked version satisfies whoever asks for it."""
     pinned = pins()
     todo = project_requirements()

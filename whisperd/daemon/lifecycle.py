@@ -1,6 +1,7 @@
-"""The daemon's life: accept connections, the idle timer and its deadline race, signals,
-shutdown and status notifications. Shaped like uvicorn's Server: ``run()`` starts up,
-waits for a reason to stop, and shuts down; ``DaemonState`` is what the parts share.
+"""The daemon's life: accept connections, the fronts (whisperd/fronts: HTTP, Wyoming), the
+idle timer and its deadline race, signals, shutdown and status notifications. Shaped like
+uvicorn's Server: ``run()`` starts up, waits for a reason to stop, and shuts down;
+``DaemonState`` is what the parts share.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from types import FrameType
+from typing import Any
 
 from whisperd import __version__
-from whisperd.config import DaemonConfig
+from whisperd.config import ConfigError, DaemonConfig
 from whisperd.daemon.connection import Connection
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.listener import Listener, notify, peer_uid
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
 from whisperd.daemon.worker import ModelHost
+from whisperd.fronts import Front, FrontConfig, FrontFactory, FrontRefused, load_factory
 from whisperd.protocol import ErrorCode, ErrorReply, encode_reply
 
 log = logging.getLogger("whisperd")
@@ -80,6 +84,29 @@ class Daemon:
         self.accept_log_at = 0.0
         self.refuse_log_at = 0.0
         self.stop_deadline: float | None = None  # set by a stop signal: when we exit at last
+        self.fronts: list[tuple[Front, socket.socket]] = []
+
+    def build_fronts(
+        self,
+        raw: Mapping[str, Any] | None = None,
+        factories: Mapping[str, FrontFactory] | None = None,
+    ) -> None:
+        """A front for each front socket the listener holds; FrontRefused when one cannot
+        be built (its library missing, its section wrong). ``raw``: the parsed config file."""
+        config = FrontConfig(self.config, raw or {}, self.limits)
+        for name, sock in sorted(self.listener.fronts.items()):
+            factory = (factories or {}).get(name) or load_factory(name)
+            self.fronts.append((factory(self.scheduler, self, config), sock))
+
+    # -- the fronts' requests count as activity (whisperd.fronts.Activity)
+
+    def begin(self) -> None:
+        self.state.front_requests += 1
+        self.cancel_idle_timer()
+
+    def end(self) -> None:
+        self.state.front_requests = max(0, self.state.front_requests - 1)
+        self.maybe_arm_idle_timer()
 
     # -- connections
 
@@ -161,8 +188,9 @@ class Daemon:
             self.idle_handle = None
 
     def maybe_arm_idle_timer(self) -> None:
-        """Armed only when the last connection closes and no work is left."""
-        if self.state.open_connections or self.scheduler.busy:
+        """Armed only when the last connection closes (or front request ends) and no work
+        is left."""
+        if self.state.in_use or self.scheduler.busy:
             return
         if self.state.stopping:
             # Past the deadline already (clients that arrived at it are now served).
@@ -177,7 +205,7 @@ class Daemon:
     def on_idle_timer(self) -> None:
         self.idle_handle = None
         # Re-checked when it fires: something may have started since it was armed.
-        if self.state.open_connections or self.scheduler.busy or self.state.stopping:
+        if self.state.in_use or self.scheduler.busy or self.state.stopping:
             return
         remaining = self.idle_since + self.config.idle_timeout - time.monotonic()
         if remaining > 0.001:
@@ -249,6 +277,8 @@ class Daemon:
         self.listener.sock.setblocking(False)
         self.loop.add_reader(self.listener.sock.fileno(), self.on_readable)
         self.install_signal_handlers()
+        if not self.done.done() and not await self.start_fronts():
+            self.finish(2)
         if self.done.done():
             await self.shutdown()
             return self.done.result()
@@ -267,14 +297,31 @@ class Daemon:
         await self.shutdown()
         return code
 
+    async def start_fronts(self) -> bool:
+        """Start every front before we report ready; False (logged) when one refuses."""
+        for front, sock in self.fronts:
+            try:
+                await front.start(sock)
+            except FrontRefused as exc:
+                log.error("not starting: %s", exc)
+                return False
+            log.info("serving %s on %s", front.name, describe_socket(sock))
+        return True
+
+    async def stop_fronts(self) -> None:
+        """Stop the fronts first: their requests in flight are answered or told we stop."""
+        if self.fronts:
+            grace = self.grace_left()
+            await asyncio.gather(*(front.stop(grace) for front, _ in self.fronts))
+
     async def shutdown(self) -> None:
+        await self.stop_fronts()
         connections = [c for c in self.state.connections if isinstance(c, Connection)]
         for connection in connections:
             connection.shut_down()  # `shutting_down` for each request in flight
         await self.close_all(connections)
         self.scheduler.shutdown()
-        self.listener.release_own_socket()
-        self.listener.sock.close()
+        self.listener.close_all()
 
     async def close_all(self, connections: list[Connection]) -> None:
         """Flush and close every connection, within the stop grace: a client that reads
@@ -305,14 +352,32 @@ def refuse(conn: socket.socket, code: str, message: str) -> None:
     conn.close()
 
 
+def describe_socket(sock: socket.socket) -> str:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return "an inherited socket"
+    if isinstance(name, tuple):
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(name) or "an unnamed socket"
+
+
 def run_daemon(
     config: DaemonConfig,
     listener: Listener,
     early: EarlySignals | None,
     limits: Limits | None = None,
     engine: ModelHost | None = None,
+    raw: Mapping[str, Any] | None = None,
 ) -> int:
     daemon = Daemon(config, listener, early, limits, engine)
+    try:
+        daemon.build_fronts(raw)
+    except (FrontRefused, ConfigError) as exc:
+        log.error("not starting: %s", exc)
+        listener.close_all()
+        return 2
     code = asyncio.run(daemon.run())
     # A decode still running was cancelled (its client told `shutting_down`); it stops at
     # its next segment. Do not wait past the grace (from the signal) for it: the worker thread

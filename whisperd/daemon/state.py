@@ -16,7 +16,15 @@ class DaemonState:
     connections: set[object] = field(default_factory=set)
     pending: set[object] = field(default_factory=set)
     stopping: bool = False  # no longer accepting: an idle deadline or a signal
+    # Requests of the fronts (HTTP, Wyoming) begun and not yet answered. Their connections
+    # are not counted: an idle keep-alive connection must not keep the daemon up.
+    front_requests: int = 0
 
     @property
     def open_connections(self) -> bool:
         return bool(self.connections or self.pending)
+
+    @property
+    def in_use(self) -> bool:
+        """A Unix connection is open or a front's request is in progress."""
+        return self.open_connections or self.front_requests > 0
