@@ -129,3 +129,36 @@ def test_dictation_streams_to_wyoming(
     assert words(str(commits[0]["text"])) == words(str(expected["text"]))
     assert words(str(result["text"])) == words(str(expected["text"]))
     assert words(str(plain["text"])) == words(str(expected["text"]))
+
+
+@pytest.mark.parametrize("front", ["http", "wyoming"])
+def test_whisperd_as_another_whisperds_remote(
+    front: str, tmp_path: Path, audio_files: list[Path]
+) -> None:
+    """whisperd's own fronts (OpenAI-compatible HTTP with a token, Wyoming) as the remote of
+    another whisperd: the words are those the serving daemon gives on its Unix socket."""
+    port = remote_servers.free_port()
+    token = tmp_path / "token"
+    token.write_text("a-token-for-this-test\n")
+    token.chmod(0o600)
+    if front == "http":
+        serving_config = f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_file = "{token}"\n'
+        url, token_line = f"http://127.0.0.1:{port}/v1", f'remote_token_file = "{token}"\n'
+    else:
+        serving_config = f'[wyoming]\nlisten = "tcp://127.0.0.1:{port}"\n'
+        url, token_line = f"wyoming://127.0.0.1:{port}", ""
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "using").mkdir()
+    serving = start_daemon(tmp_path / "serving", "--idle-timeout", "600", config=serving_config)
+    config = f'[daemon]\nengine = "remote"\nremote_url = "{url}"\nfallback = "none"\n{token_line}'
+    using = start_daemon(tmp_path / "using", "--idle-timeout", "600", config=config)
+    try:
+        expected = local_results(serving, audio_files)
+        got = local_results(using, audio_files)
+    finally:
+        stop_daemon(using)
+        stop_daemon(serving)
+    for path, mine, theirs in zip(audio_files, expected, got, strict=True):
+        assert theirs["type"] == "result" and theirs["engine"] == "remote", (path.name, theirs)
+        assert words(str(theirs["text"])) == words(str(mine["text"])), path.name
+    assert "a-token-for-this-test" not in using.log() + serving.log()
