@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import wire
-from tests.conftest import RunningDaemon, start_daemon, stop_daemon, words
+from tests.conftest import RunningDaemon, shared_audio, start_daemon, stop_daemon, words
 from tests.integration.fault_server import fault_server, refused_port
 from tests.integration.support import connect, jfk_bytes, pcm_fields, ping, transcribe
 
@@ -226,3 +227,21 @@ def test_a_server_without_verbose_json_is_asked_for_json(tmp_path: Path) -> None
     assert reply["text"] == "an answer in plain json"  # the double's words, not a model's
     assert [s["text"] for s in segments] == [reply["text"]]
     assert reply["segments"] == [{"start": 0.0, "end": reply["duration"], "text": reply["text"]}]
+
+
+def test_whisperctl_exits_3_when_the_remote_is_unavailable(
+    faulty: tuple[str, int, RunningDaemon],
+) -> None:
+    """docs/protocol.md: remote_unavailable is "not now, not here" for whisperctl."""
+    _, _, daemon = faulty
+    done = subprocess.run(
+        [sys.executable, "-m", "whisperd.cli", "--socket", str(daemon.socket_path)]
+        + ["transcribe", str(shared_audio("jfk.flac"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "remote engine" in done.stderr and "(refused)" in done.stderr
+    assert "Traceback" not in done.stderr
