@@ -189,29 +189,14 @@ class DaemonConfig:
         self._validate_remote(need)
 
     def _validate_remote(self, need: Callable[[bool, str, str], None]) -> None:
-        from whisperd.engine.remote.target import BadTarget, parse_target
+        from whisperd.engine.remote.target import remote_problem
 
-        need(self.engine in ("local", "remote"), "engine", "must be local or remote")
-        need(self.fallback in ("local", "none"), "fallback", "must be local or none")
-        need(0 < self.remote_timeout <= 3600, "remote_timeout", "must be within 0..3600 s")
-        need(bool(self.remote_model.strip()), "remote_model", "must name the remote's model")
-        if self.engine != "remote":
-            return
-        need(bool(self.remote_url), "remote_url", "is needed with engine = remote")
-        try:
-            target = parse_target(self.remote_url)
-        except BadTarget as exc:
-            raise ConfigError("daemon.remote_url", str(exc)) from None
-        need(
-            not (self.remote_token_file and target.kind == "wyoming"),
-            "remote_token_file",
-            "Wyoming has no authentication: a wyoming:// remote takes no token",
-        )
-        need(
-            not (self.remote_token_file and target.token_in_clear),
-            "remote_token_file",
-            "a token would cross the network in clear text: use https:// (or a loopback address)",
-        )
+        problem = remote_problem(
+            self.engine, self.remote_url, self.remote_token_file, self.fallback,
+            self.remote_timeout, self.remote_model,
+        )  # fmt: skip
+        if problem is not None:
+            need(False, *problem)
 
     def idle_timeout_when_activated(self) -> str | None:
         """Raise ``idle_timeout`` to ``MIN_ACTIVATED_IDLE_TIMEOUT`` for a daemon that

@@ -245,3 +245,13 @@ def test_whisperctl_exits_3_when_the_remote_is_unavailable(
     assert done.returncode == 3, done.stderr
     assert "remote engine" in done.stderr and "(refused)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_status_says_where_the_audio_goes(faulty: tuple[str, int, RunningDaemon]) -> None:
+    protocol, port, daemon = faulty
+    with connect(daemon) as sock:
+        sock.sendall(wire.msg({"type": "status", "id": "s"}))
+        status = wire.recv(sock)
+    assert status["engine"] == "remote"
+    assert status["remote"] == URLS[protocol].format(port=port)
+    assert status["model_loaded"] is False  # the local model waits for a fallback

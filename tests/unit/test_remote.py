@@ -202,3 +202,18 @@ def test_doctor_warns_when_the_unit_denies_the_network(
     assert check.status.value == status, check
     if status == "warn":
         assert "remote-engine.conf" in check.message
+
+
+def test_a_remote_engine_without_its_client_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wyoming" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"whisperd\[serve\]") as caught:
+        daemon_section(engine="remote", remote_url="wyoming://127.0.0.1:10300")
+    assert caught.value.key == "daemon.engine"
+    daemon_section(engine="remote", remote_url="http://127.0.0.1:8000/v1")  # aiohttp is here

@@ -116,6 +116,7 @@ class Scheduler(ModelWorker):
             "queue_length": len(self.queued),
             "requests_served": self.requests_served,
             "socket_activated": self.state.socket_activated,
+            **(self.remote.describe() if self.remote is not None else {}),
         }
 
     # -- jobs

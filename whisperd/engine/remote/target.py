@@ -9,6 +9,7 @@ Imported by whisperd.config, so nothing here imports aiohttp or numpy.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -90,3 +91,40 @@ def parse_target(url: str) -> Target:
         return Target(WYOMING, scheme, host, port, "")
     path = parts.path.rstrip("/")
     return Target(OPENAI, scheme, host, port or DEFAULT_PORTS[scheme], path)
+
+
+def remote_problem(
+    engine: str, url: str, token_file: str, fallback: str, timeout: float, model: str
+) -> tuple[str, str] | None:
+    """The first thing wrong with the [daemon] section's remote-engine keys, as
+    (key, message), or None (whisperd.config raises it as a ConfigError)."""
+    if engine not in ("local", "remote"):
+        return "engine", "must be local or remote"
+    if fallback not in ("local", "none"):
+        return "fallback", "must be local or none"
+    if not 0 < timeout <= 3600:
+        return "remote_timeout", "must be within 0..3600 s"
+    if not model.strip():
+        return "remote_model", "must name the remote's model"
+    if engine != "remote":
+        return None
+    if not url:
+        return "remote_url", "is needed with engine = remote"
+    try:
+        target = parse_target(url)
+    except BadTarget as exc:
+        return "remote_url", str(exc)
+    if token_file and target.kind == WYOMING:
+        return (
+            "remote_token_file",
+            "Wyoming has no authentication: a wyoming:// remote takes no token",
+        )
+    if token_file and target.token_in_clear:
+        return (
+            "remote_token_file",
+            "a token would cross the network in clear text: use https:// (or a loopback address)",
+        )
+    client = "aiohttp" if target.kind == OPENAI else "wyoming"
+    if importlib.util.find_spec(client) is None:
+        return "engine", f"a remote engine needs {client}: pip install 'whisperd[serve]'"
+    return None
