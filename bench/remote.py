@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -90,7 +91,7 @@ def both_ways(
     files: list[Path],
     direct: Callable[[str, Path], tuple[float, str]],
     url: str,
-) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+) -> tuple[list[tuple[float, str]], list[tuple[float, str, dict[str, float]]]]:
     """Each file straight to the server, then through whisperd, alternating: on a shared
     machine the load drifts, and both paths see the same drift."""
     straight, via = [], []
@@ -100,7 +101,7 @@ def both_ways(
             started = time.monotonic()
             _, reply = transcribe(sock, i, path.read_bytes())
             assert reply["type"] == "result" and reply.get("engine") == "remote", reply
-            via.append((time.monotonic() - started, str(reply["text"])))
+            via.append((time.monotonic() - started, str(reply["text"]), reply["timings"]))
     return straight, via
 
 
@@ -147,6 +148,7 @@ def run(files_n: int, dictations: int, out: Path) -> dict[str, Any]:
                 results[kind] = measure(kind, server.url, files, utterances, tmp)
     finally:
         stop_daemon(local)
+        shutil.rmtree(tmp, ignore_errors=True)
     results["load"] = Path("/proc/loadavg").read_text().split()[0]
     write_report(results, out)
     return results
@@ -188,6 +190,9 @@ def measure(
         "whisperd_ms": [round(t * 1000, 1) for t, _ in via],
         "overhead_ms": [round(t * 1000, 1) for t in overhead],
         "same_words": same,
+        # whisperd's own account of each request: its decoder process, the remote's answer
+        "audio_decode_ms": [round(v[2]["audio_decode"] * 1000, 1) for v in via],
+        "remote_exchange_ms": [round(v[2]["decode"] * 1000, 1) for v in via],
         "release_to_text_ms": release,
     }
 
@@ -203,14 +208,16 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         f"## The same {results['files']} files, one at a time",
         "",
-        "| remote | direct | through whisperd | overhead | same words |",
-        "|---|---|---|---|---|",
+        "| remote | direct | through whisperd | overhead | of it: decoder process | "
+        "whisperd's remote exchange | same words |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind in ("wyoming", "openai"):
         r = results[kind]
         lines.append(
             f"| {kind} | {ms(r['direct_ms'])} | {ms(r['whisperd_ms'])} | "
-            f"{ms(r['overhead_ms'])} | {r['same_words']}/{results['files']} |"
+            f"{ms(r['overhead_ms'])} | {ms(r['audio_decode_ms'])} | "
+            f"{ms(r['remote_exchange_ms'])} | {r['same_words']}/{results['files']} |"
         )
     lines += [
         "",
