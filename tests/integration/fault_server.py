@@ -9,6 +9,7 @@ of an answer (``drop``). A port nobody listens on is ``refused_port()``.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tests.integration.remote_servers import free_port
 
-MODES = ("slow", "garbage", "too_big", "too_big_unannounced", "drop", "picky")
+MODES = ("slow", "garbage", "too_big", "too_big_unannounced", "drop", "picky", "listen")
 BIG = 6 * 1024 * 1024  # past whisperd's 4 MiB answer bound
 
 
@@ -83,6 +84,23 @@ WYOMING_ANSWERS = {
 class Double:
     port: int
     heads: list[bytes] = field(default_factory=list)  # HTTP requests' heads, as received
+    audio_bytes: int = 0  # "listen": Wyoming audio-chunk payload received so far
+
+
+def _listen_wyoming(conn: socket.socket, double: Double) -> None:
+    """A well-behaved Wyoming server that counts the audio as it arrives and answers
+    ``transcript`` "streamed" after ``audio-stop``."""
+    reader = conn.makefile("rb")
+    while line := reader.readline():
+        header = json.loads(line)
+        data_length = header.get("data_length") or 0
+        reader.read(data_length)
+        payload = reader.read(header.get("payload_length") or 0)
+        if header["type"] == "audio-chunk":
+            double.audio_bytes += len(payload)
+        if header["type"] == "audio-stop":
+            conn.sendall(b'{"type": "transcript", "data": {"text": "streamed"}}\n')
+            return
 
 
 def picky_answer(refuse: bool) -> bytes:
@@ -108,6 +126,9 @@ def _serve(
     with conn:
         conn.settimeout(30)
         try:
+            if mode == "listen":
+                _listen_wyoming(conn, double)
+                return
             read = _read_http_request if protocol == "http" else _read_wyoming_request
             body = read(conn, double.heads)
             if mode == "picky":  # an OpenAI-compatible server without verbose_json

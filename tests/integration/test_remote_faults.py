@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -255,3 +256,33 @@ def test_status_says_where_the_audio_goes(faulty: tuple[str, int, RunningDaemon]
     assert status["engine"] == "remote"
     assert status["remote"] == URLS[protocol].format(port=port)
     assert status["model_loaded"] is False  # the local model waits for a fallback
+
+
+def test_dictation_audio_reaches_a_wyoming_remote_during_the_hold(tmp_path: Path) -> None:
+    """The first half of a dictation is at the server before the client ends the stream:
+    the audio goes out as it arrives, not at release."""
+    with fault_server("wyoming", "listen") as double:
+        url = URLS["wyoming"].format(port=double.port)
+        daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=remote_config(url, "none"))
+        try:
+            with connect(daemon) as sock:
+                fields = {**pcm_fields(), "options": {"live": True}}
+                sock.sendall(wire.msg({"type": "transcribe", "id": 1, "format": "pcm", **fields}))
+                assert wire.recv(sock) == {"type": "accepted", "id": 1}
+                half = b"\x10\x20" * 16000  # 1 s
+                sock.sendall(wire.msg({"type": "audio", "id": 1, "size": len(half)}))
+                sock.sendall(wire.frame(half))
+                deadline = time.monotonic() + 30
+                while double.audio_bytes < len(half) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                before_end = double.audio_bytes
+                sock.sendall(wire.msg({"type": "audio", "id": 1, "size": len(half)}))
+                sock.sendall(wire.frame(half))
+                sock.sendall(wire.msg({"type": "end", "id": 1}))
+                while (reply := wire.recv(sock))["type"] not in ("result", "error"):
+                    pass
+        finally:
+            stop_daemon(daemon)
+    assert before_end == len(half)  # all of the first second, before `end` was sent
+    assert double.audio_bytes == 2 * len(half)
+    assert reply["type"] == "result" and reply["text"] == "streamed", reply
