@@ -217,3 +217,23 @@ def test_a_remote_engine_without_its_client_package_is_a_config_error(
         daemon_section(engine="remote", remote_url="wyoming://127.0.0.1:10300")
     assert caught.value.key == "daemon.engine"
     daemon_section(engine="remote", remote_url="http://127.0.0.1:8000/v1")  # aiohttp is here
+
+
+def test_newest_pcm_reads_the_tail_of_a_stream_without_joining_it() -> None:
+    import numpy as np
+
+    from whisperd.daemon.pcmstore import CompactStream
+    from whisperd.daemon.remote import newest_pcm
+    from whisperd.protocol import PcmFormat
+
+    stream = CompactStream(PcmFormat("s16le", 16000, 1))
+    frames = [np.arange(i * 800, (i + 1) * 800, dtype="<i2").tobytes() for i in range(5)]
+    sent = 0
+    out = b""
+    for frame in frames:
+        stream.feed(frame)
+        out += newest_pcm(stream, stream.length - sent)
+        sent = stream.length
+    assert out == b"".join(frames)  # exactly the client's samples, in order
+    assert len(stream.parts) == 5  # nothing was joined
+    assert newest_pcm(stream, 1200) == b"".join(frames)[-2400:]  # across two parts
