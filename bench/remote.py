@@ -187,7 +187,7 @@ def measure(
     overhead = [b[0] - a[0] for a, b in zip(straight, via, strict=True)]
     return {
         "direct_ms": [round(t * 1000, 1) for t, _ in straight],
-        "whisperd_ms": [round(t * 1000, 1) for t, _ in via],
+        "whisperd_ms": [round(v[0] * 1000, 1) for v in via],
         "overhead_ms": [round(t * 1000, 1) for t in overhead],
         "same_words": same,
         # whisperd's own account of each request: its decoder process, the remote's answer
