@@ -43,7 +43,9 @@ class UntrustedDaemon(DaemonUnavailable):
 
 
 # Error codes that say "not now, not here": the request itself was fine.
-UNAVAILABLE_CODES = frozenset({"too_many_connections", "forbidden", "shutting_down"})
+UNAVAILABLE_CODES = frozenset(
+    {"too_many_connections", "forbidden", "shutting_down", "remote_unavailable"}
+)
 
 
 def reply_error(message: dict[str, Any]) -> ClientError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -151,6 +151,13 @@ class DaemonConfig:
     pack_files: bool = True
     debug_log_text: bool = False
     socket_path: str = ""
+    # A remote engine (docs/remote.md): "remote" sends the audio to remote_url.
+    engine: str = "local"
+    remote_url: str = ""
+    remote_model: str = "whisper-1"
+    remote_token_file: str = ""
+    remote_timeout: float = 30.0
+    fallback: str = "local"
 
     def validate(self) -> None:
         def need(ok: bool, key: str, message: str) -> None:
@@ -191,6 +198,17 @@ class DaemonConfig:
             "draft_pause",
             "must be 0 (off) or within 0.1..5 seconds",
         )
+        self._validate_remote(need)
+
+    def _validate_remote(self, need: Callable[[bool, str, str], None]) -> None:
+        from whisperd.engine.remote.target import remote_problem
+
+        problem = remote_problem(
+            self.engine, self.remote_url, self.remote_token_file, self.fallback,
+            self.remote_timeout, self.remote_model,
+        )  # fmt: skip
+        if problem is not None:
+            need(False, *problem)
 
     def idle_timeout_when_activated(self) -> str | None:
         """Raise ``idle_timeout`` to ``MIN_ACTIVATED_IDLE_TIMEOUT`` for a daemon that

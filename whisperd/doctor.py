@@ -373,7 +373,36 @@ def collect(config: dict[str, Any]) -> list[Check]:
         checks += result if isinstance(result, list) else [result]
     if daemon.get("device") == "cuda":
         checks.append(check_cuda())
+    if daemon.get("engine") == "remote":
+        checks.append(check_remote_network())
     return checks
+
+
+def check_remote_network() -> Check:
+    """engine = remote: the remote extra is installed and whisperd.service may reach the
+    network (the unit denies it unless units/dropins/remote-engine.conf is installed)."""
+    name = "remote engine"
+    missing = [m for m in ("aiohttp", "wyoming") if not _importable(m)]
+    if missing:
+        return Check(
+            Status.FAIL, name, f"{', '.join(missing)} missing: pip install 'whisperd[serve]'"
+        )
+    shown = _systemctl("show", "whisperd.service", "-p", "PrivateNetwork,RestrictAddressFamilies")
+    if shown is None or shown.returncode != 0:
+        return Check(Status.SKIP, name, "cannot ask systemd how whisperd.service is confined")
+    props = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
+    families = props.get("RestrictAddressFamilies", "")
+    denied = props.get("PrivateNetwork") == "yes" or (
+        bool(families) and "AF_INET" not in families and not families.startswith("~")
+    )
+    if denied:
+        return Check(
+            Status.WARN,
+            name,
+            "whisperd.service denies the network, so every request falls back: install "
+            "units/dropins/remote-engine.conf (docs/remote.md)",
+        )
+    return Check(Status.OK, name, "whisperd.service may reach the network")
 
 
 def run_doctor(config_path: str | None = None, out: TextIO | None = None) -> int:

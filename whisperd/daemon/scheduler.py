@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
-from whisperd.daemon import live, pieces, pipeline
+from whisperd.daemon import live, pieces, pipeline, remote
 from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.limits import Limits
@@ -71,6 +71,7 @@ class Scheduler(ModelWorker):
         self.state = state
         self.queued: list[Job] = []
         self._policy: StreamPolicy | None = None
+        self.remote = remote.route_of(config)  # daemon.engine = remote (daemon/remote.py)
 
     @property
     def policy(self) -> StreamPolicy:
@@ -115,6 +116,7 @@ class Scheduler(ModelWorker):
             "queue_length": len(self.queued),
             "requests_served": self.requests_served,
             "socket_activated": self.state.socket_activated,
+            **(self.remote.describe() if self.remote is not None else {}),
         }
 
     # -- jobs
@@ -132,6 +134,9 @@ class Scheduler(ModelWorker):
             # A decoder process starts while the file uploads (a no-op when one is ready),
             # so the first file after the daemon starts does not wait for PyAV to load.
             prepare_file_decoder()
+        if self.remote is not None:
+            self.remote.open(job)  # the local model loads only for a fallback
+            return job
         # Start loading while the audio is still arriving: dictation streams as the user speaks.
         self.warm_up()
         return job
@@ -167,6 +172,9 @@ class Scheduler(ModelWorker):
                 "the stream exceeds daemon.max_audio_seconds",
                 job.request.id,
             )
+        if self.remote is not None:
+            self.remote.fed(job)  # to a Wyoming remote as it arrives; no local windows
+            return
         self.advance_stream(job)
 
     def held_audio(self) -> int:
@@ -219,6 +227,8 @@ class Scheduler(ModelWorker):
         return send_segment
 
     async def _run_job(self, job: Job) -> Reply:
+        if self.remote is not None:
+            return await self.remote.run(self, job)
         load_wait = await self.ensure_loaded()
         # A window or draft in flight: its text is part of the result (and the worker is
         # busy with it anyway).

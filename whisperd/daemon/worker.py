@@ -7,10 +7,11 @@ thing at a time, in order. The scheduler (scheduler.py) builds on this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -91,6 +92,18 @@ class ModelWorker:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self.worker, on_thread)
+        finally:
+            self.busy -= 1
+            self._on_settled()
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Busy while waiting on something other than the worker (a remote engine's
+        answer): the idle timer stays off as it does while the worker runs."""
+        self.busy += 1
+        self._on_busy()
+        try:
+            yield
         finally:
             self.busy -= 1
             self._on_settled()

@@ -60,6 +60,7 @@ class ErrorCode:
     OVERLOADED = "overloaded"
     BAD_AUDIO = "bad_audio"
     MODEL_UNAVAILABLE = "model_unavailable"
+    REMOTE_UNAVAILABLE = "remote_unavailable"  # daemon.engine = remote, daemon.fallback = none
     CANCELLED = "cancelled"
     SHUTTING_DOWN = "shutting_down"
     TIMEOUT = "timeout"
