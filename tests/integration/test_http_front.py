@@ -17,7 +17,14 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import RunningDaemon, assert_heard_jfk, shared_audio, start_daemon, stop_daemon
+from tests.conftest import (
+    RunningDaemon,
+    assert_heard_jfk,
+    shared_audio,
+    start_daemon,
+    stop_daemon,
+    words,
+)
 from tests.integration.support import connect, transcribe
 
 pytestmark = pytest.mark.slow
@@ -83,6 +90,31 @@ def test_openai_text_srt_and_verbose_json_carry_the_unix_segments(
     cues = [cue.splitlines() for cue in srt.strip().split("\n\n")]
     assert [cue[2] for cue in cues] == [s["text"] for s in segments]
     assert cues[0][0] == "1" and " --> " in cues[0][1]
+
+
+def test_openai_word_timestamps_time_the_words_of_the_text(
+    served: tuple[RunningDaemon, str],
+) -> None:
+    """timestamp_granularities=["word"]: OpenAI's ``words``, the text's words in order,
+    timed within the audio; the same words and times as the Unix socket's
+    ``word_timestamps`` for the same audio (two paths, one machine)."""
+    verbose = create(served[1], response_format="verbose_json", timestamp_granularities=["word"])
+    assert_heard_jfk(verbose.text)
+    timed = verbose.words
+    assert timed, "no words"
+    assert words(" ".join(w.word for w in timed)) == words(verbose.text)
+    ends = [0.0] + [w.end for w in timed]
+    for previous_end, item in zip(ends, timed, strict=False):
+        assert previous_end <= item.start <= item.end <= verbose.duration, item
+    with connect(served[0]) as sock:
+        _, unix = transcribe(
+            sock, "words", shared_audio("jfk.flac").read_bytes(), options={"word_timestamps": True}
+        )
+    assert unix["type"] == "result", unix
+    unix_words = [w for s in unix["segments"] for w in s["words"]]
+    assert [(w.word, w.start, w.end) for w in timed] == [
+        (w["word"], w["start"], w["end"]) for w in unix_words
+    ]
 
 
 def test_openai_stream_deltas_make_the_unix_text(

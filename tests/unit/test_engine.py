@@ -137,3 +137,52 @@ def test_importing_the_engine_loads_neither_numpy_nor_faster_whisper() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+class _Timed:
+    """faster-whisper's Word and Segment as far as the engine reads them."""
+
+    def __init__(self, start: float, end: float, text: str, words: Any = None) -> None:
+        self.start, self.end, self.word, self.text, self.words = start, end, text, text, words
+
+
+class _WordModel:
+    """A WhisperModel answering one segment, with words when ``word_timestamps`` is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[bool] = []
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> tuple[Any, Any]:
+        self.asked.append(kwargs["word_timestamps"])
+        words = [_Timed(0.1, 0.5, " Hello"), _Timed(0.5, 0.9, " world."), _Timed(0.9, 0.9, " ")]
+        timed = kwargs["word_timestamps"]
+        segment = _Timed(0.1, 0.9, " Hello world.", words if timed else None)
+
+        class Info:
+            language = "en"
+
+        return iter([segment]), Info()
+
+
+def test_word_timestamps_put_the_words_into_the_segments() -> None:
+    import numpy as np
+
+    eng = engine.Engine(DaemonConfig())
+    fake = _WordModel()
+    eng._model = fake  # type: ignore[assignment]
+    audio = np.full(32000, 0.1, dtype=np.float32)
+    timed = eng.transcribe(audio, {"word_timestamps": True}, offset=2.0)
+    assert timed.segments == [
+        {
+            "start": 2.1,
+            "end": 2.9,
+            "text": "Hello world.",
+            "words": [
+                {"word": "Hello", "start": 2.1, "end": 2.5},
+                {"word": "world.", "start": 2.5, "end": 2.9},
+            ],
+        }
+    ]
+    plain = eng.transcribe(audio, {})
+    assert plain.segments == [{"start": 0.1, "end": 0.9, "text": "Hello world."}]
+    assert fake.asked == [True, False]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from whisperd.config import DaemonConfig
@@ -24,7 +24,14 @@ from whisperd.engine.model import (
     choose_device,
     resolve_model,
 )
-from whisperd.engine.result import Segment, SegmentCallback, Transcription, segment
+from whisperd.engine.result import (
+    Segment,
+    SegmentCallback,
+    Transcription,
+    Word,
+    segment,
+    word,
+)
 from whisperd.engine.samples import SAMPLE_RATE, duration_of
 
 if TYPE_CHECKING:
@@ -179,11 +186,13 @@ class Engine:
             word_timestamps=bool(options.get("word_timestamps", False)),
             **vocabulary_options(options),
         )
+        with_words = bool(options.get("word_timestamps", False))
         segments: list[Segment] = []
         for decoded in segments_iter:
             if cancelled is not None and cancelled():
                 break  # the client is gone: stop decoding the rest of a long file
-            item = segment(decoded.start, decoded.end, decoded.text, offset)
+            words = timed_words(decoded.words, offset) if with_words else None
+            item = segment(decoded.start, decoded.end, decoded.text, offset, words)
             segments.append(item)
             if on_segment is not None:
                 on_segment(item)
@@ -326,6 +335,16 @@ class Engine:
             "device": self.device.device if self.device else None,
             "compute_type": self.device.compute_type if self.device else None,
         }
+
+
+def timed_words(decoded: Iterable[Any] | None, offset: float) -> list[Word]:
+    """faster-whisper's ``Word``s of one segment (``word_timestamps=True``) as the
+    protocol's, without the empty ones a segment may end with."""
+    return [
+        word(float(item.start), float(item.end), str(item.word), offset)
+        for item in decoded or ()
+        if str(item.word).strip()
+    ]
 
 
 def hotwords_of(options: dict[str, Any]) -> str | None:

@@ -13,14 +13,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Segment = dict[str, Any]
-"""One segment as the protocol sends it: ``{"start": s, "end": s, "text": str}``."""
+"""One segment as the protocol sends it: ``{"start": s, "end": s, "text": str}``, and
+``"words"`` when the request asked for ``word_timestamps``."""
+
+Word = dict[str, Any]
+"""One timed word: ``{"word": str, "start": s, "end": s}`` (OpenAI's shape)."""
 
 SegmentCallback = Callable[[Segment], None]
 
 
-def segment(start: float, end: float, text: str, offset: float = 0.0) -> Segment:
-    """A segment shifted by ``offset`` seconds, times rounded to ms, text stripped."""
-    return {"start": round(start + offset, 3), "end": round(end + offset, 3), "text": text.strip()}
+def segment(
+    start: float, end: float, text: str, offset: float = 0.0, words: list[Word] | None = None
+) -> Segment:
+    """A segment shifted by ``offset`` seconds, times rounded to ms, text stripped; its
+    ``words`` (already shifted, see ``word``) only when they were asked for."""
+    item: Segment = {
+        # float(): faster-whisper's word-timed segments have numpy times
+        "start": round(float(start) + offset, 3),
+        "end": round(float(end) + offset, 3),
+        "text": text.strip(),
+    }
+    if words is not None:
+        item["words"] = words
+    return item
+
+
+def word(start: float, end: float, text: str, offset: float = 0.0) -> Word:
+    """A word shifted by ``offset`` seconds, times rounded to ms, its leading space (how
+    Whisper's tokens spell a word boundary) stripped."""
+    return {"word": text.strip(), "start": round(start + offset, 3), "end": round(end + offset, 3)}
 
 
 def joined_text(segments: Iterable[Segment]) -> str:

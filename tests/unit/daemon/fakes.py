@@ -57,11 +57,14 @@ class FakeEngine:
         if self.gate is not None:
             self.gate.wait(10)
         text = f"{audio.size} samples"
-        segment: dict[str, Any] = {
-            "start": round(offset, 3),
-            "end": round(offset + audio.size / SAMPLE_RATE, 3),
-            "text": text,
-        }
+        end = offset + audio.size / SAMPLE_RATE
+        segment: dict[str, Any] = {"start": round(offset, 3), "end": round(end, 3), "text": text}
+        if options.get("word_timestamps"):  # the two words, each half of the audio
+            middle = round((offset + end) / 2, 3)
+            segment["words"] = [
+                {"word": str(audio.size), "start": round(offset, 3), "end": middle},
+                {"word": "samples", "start": middle, "end": round(end, 3)},
+            ]
         if on_segment is not None:
             on_segment(segment)
         return Transcription(text, [segment], "en", audio.size / SAMPLE_RATE)

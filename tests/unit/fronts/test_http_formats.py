@@ -97,6 +97,47 @@ def test_bad_fields(fields: dict[str, str], param: str) -> None:
     assert caught.value.status == 400 and caught.value.param == param
 
 
+def test_words_are_the_segments_words_in_openai_shape() -> None:
+    timed = {
+        **RESULT,
+        "segments": [
+            {
+                "start": 0.0,
+                "end": 1.5,
+                "text": "Hello there.",
+                "words": [
+                    {"word": "Hello", "start": 0.0, "end": 0.7},
+                    {"word": "there.", "start": 0.7, "end": 1.5},
+                ],
+            },
+            {"start": 1.5, "end": 2.0, "text": " ", "words": []},
+            {"start": 2.0, "end": 2.1, "text": ""},  # no words, no text: nothing missing
+        ],
+    }
+    verbose = json.loads(formats.render(timed, "verbose_json", ("word",))[0])
+    assert verbose["words"] == [
+        {"word": "Hello", "start": 0.0, "end": 0.7},
+        {"word": "there.", "start": 0.7, "end": 1.5},
+    ]
+    assert "words" not in json.loads(formats.render(timed, "verbose_json", ("segment",))[0])
+    assert "words" not in json.loads(formats.render(timed, "verbose_json")[0])["segments"][0]
+
+
+def test_words_asked_of_an_engine_without_them_is_not_an_empty_list() -> None:
+    with pytest.raises(formats.NoWords):
+        formats.render(RESULT, "verbose_json", ("word",))
+
+
+def test_word_granularity_asks_the_engine_for_word_timestamps() -> None:
+    fields = {"response_format": "verbose_json"}
+    word = Form(fields=fields, repeated={"timestamp_granularities[]": ["word"]}, has_file=True)
+    assert options.parse(word).options["word_timestamps"] is True
+    segment = Form(
+        fields=fields, repeated={"timestamp_granularities[]": ["segment"]}, has_file=True
+    )
+    assert "word_timestamps" not in options.parse(segment).options
+
+
 def test_granularities_need_verbose_json() -> None:
     segment = Form(fields={}, repeated={"timestamp_granularities[]": ["segment"]}, has_file=True)
     with pytest.raises(ApiError):

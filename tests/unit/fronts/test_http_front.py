@@ -52,6 +52,27 @@ def test_every_response_format_through_the_openai_client(tmp_path: Path) -> None
     run(test)
 
 
+def test_word_timestamps_through_the_openai_client(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with serving(tmp_path) as s:
+            verbose = await create(
+                s, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+            )
+            assert s.engine.calls[-1][2]["word_timestamps"] is True
+            assert [(w.word, w.start, w.end) for w in verbose.words] == [
+                ("16000", 0.0, 0.5),
+                ("samples", 0.5, 1.0),
+            ]
+            assert verbose.segments[0].text == "16000 samples"
+            plain = await create(
+                s, response_format="verbose_json", timestamp_granularities=["segment"]
+            )
+            assert plain.words is None  # not asked: not timed, not sent
+            assert "word_timestamps" not in s.engine.calls[-1][2]
+
+    run(test)
+
+
 def test_stream_true_gives_openai_text_events(tmp_path: Path) -> None:
     async def test() -> None:
         async with serving(tmp_path) as s:
@@ -95,7 +116,8 @@ def test_models_and_health(tmp_path: Path) -> None:
         ({"language": "klingon"}, 400, "language"),
         ({"temperature": "7"}, 400, "temperature"),
         ({"stream": "true", "response_format": "srt"}, 400, "stream"),
-        ({"timestamp_granularities[]": "word", "response_format": "verbose_json"}, 400, None),
+        ({"timestamp_granularities[]": "word", "response_format": "json"}, 400, None),
+        ({"timestamp_granularities[]": "char", "response_format": "verbose_json"}, 400, None),
         ({"stream": "maybe"}, 400, "stream"),
     ],
 )

@@ -18,8 +18,11 @@ CONTENT_TYPES = {
 }
 
 
-def render(result: dict[str, Any], response_format: str) -> tuple[str, str]:
-    """The body and its content type (without charset: UTF-8 is added by the caller)."""
+def render(
+    result: dict[str, Any], response_format: str, granularities: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """The body and its content type (without charset: UTF-8 is added by the caller).
+    ``granularities``: the request's ``timestamp_granularities[]`` (verbose_json only)."""
     if response_format == "text":
         body = result["text"] + "\n"
     elif response_format == "srt":
@@ -27,7 +30,7 @@ def render(result: dict[str, Any], response_format: str) -> tuple[str, str]:
     elif response_format == "vtt":
         body = vtt(result["segments"])
     elif response_format == "verbose_json":
-        body = dumps(verbose(result))
+        body = dumps(verbose(result, "word" in granularities))
     else:
         body = dumps({"text": result["text"], "usage": usage(result)})
     return body, CONTENT_TYPES[response_format]
@@ -42,10 +45,11 @@ def usage(result: dict[str, Any]) -> dict[str, Any]:
     return {"type": "duration", "seconds": math.ceil(float(result.get("duration") or 0.0))}
 
 
-def verbose(result: dict[str, Any]) -> dict[str, Any]:
+def verbose(result: dict[str, Any], with_words: bool = False) -> dict[str, Any]:
     """verbose_json. Segments carry what whisperd knows (id, seek, start, end, text); it
     does not report token ids or log probabilities, so those keys are left out rather
-    than made up."""
+    than made up. ``with_words``: OpenAI's top-level ``words`` (word, start, end), from
+    the segments' words (the job asked the engine for ``word_timestamps``)."""
     segments = [
         {
             "id": index,
@@ -56,7 +60,7 @@ def verbose(result: dict[str, Any]) -> dict[str, Any]:
         }
         for index, seg in enumerate(result["segments"])
     ]
-    return {
+    body = {
         "task": "transcribe",
         "language": result.get("language") or "",
         "duration": result.get("duration") or 0.0,
@@ -64,6 +68,29 @@ def verbose(result: dict[str, Any]) -> dict[str, Any]:
         "segments": segments,
         "usage": usage(result),
     }
+    if with_words:
+        body["words"] = words(result["segments"])
+    return body
+
+
+class NoWords(Exception):
+    """Word times were asked for, but the engine that answered gave none (a remote one)."""
+
+
+def words(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every segment's words in order, as OpenAI's ``{"word", "start", "end"}``. A segment
+    with text but no ``words`` comes from an engine that does not time words: NoWords,
+    rather than a list that silently misses them."""
+    timed: list[dict[str, Any]] = []
+    for seg in segments:
+        if "words" not in seg:
+            if str(seg.get("text", "")).strip():
+                raise NoWords
+            continue
+        timed.extend(
+            {"word": w["word"], "start": w["start"], "end": w["end"]} for w in seg["words"]
+        )
+    return timed
 
 
 def timestamp(seconds: float, separator: str) -> str:

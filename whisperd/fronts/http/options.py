@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from whisperd.fronts.http.errors import ApiError, bad_field
+from whisperd.fronts.http.errors import bad_field
 from whisperd.fronts.http.formats import FORMATS
 from whisperd.fronts.http.upload import Form
 
@@ -50,6 +50,8 @@ def parse(form: Form) -> Request:
         )
     parse_temperature(fields.get("temperature", ""))
     options: dict[str, Any] = {}
+    if "word" in granularities:
+        options["word_timestamps"] = True  # the engine times words only when asked: it costs
     language = parse_language(fields.get("language", ""))
     if language:
         options["language"] = language
@@ -72,14 +74,6 @@ def parse_granularities(values: list[str]) -> tuple[str, ...]:
             raise bad_field(
                 "timestamp_granularities",
                 f"timestamp granularity {value[:40]!r} is not one of segment, word",
-            )
-        if value == "word":
-            raise ApiError(
-                400,
-                "word timestamps are not available from whisperd yet; ask for "
-                "timestamp_granularities[]=segment",
-                "unsupported_value",
-                "timestamp_granularities",
             )
     return tuple(dict.fromkeys(values))
 

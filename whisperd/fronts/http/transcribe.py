@@ -97,7 +97,16 @@ async def answer(
     if parsed.stream:
         return await stream(request, transcription)
     result = await transcription.result()
-    body, content_type = formats.render(result, parsed.response_format)
+    try:
+        body, content_type = formats.render(result, parsed.response_format, parsed.granularities)
+    except formats.NoWords:
+        raise ApiError(
+            400,
+            "this whisperd transcribes with an engine that reports no word timestamps "
+            "(a remote engine); ask for timestamp_granularities[]=segment",
+            "unsupported_value",
+            "timestamp_granularities",
+        ) from None
     return web.Response(text=body, content_type=content_type, charset="utf-8")
 
 
