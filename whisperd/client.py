@@ -9,13 +9,10 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import select
 import socket
-import stat
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from whisperd.autostart import connect_socket
 from whisperd.clienterrors import (
@@ -32,15 +29,13 @@ from whisperd.clienterrors import (
     ProtocolMismatch,
     UntrustedDaemon,
     reply_error,
-    too_large,
 )
+from whisperd.clientupload import AudioStream, SegmentCallback, check_size, send_file, upload
 from whisperd.protocol import (
-    MAX_AUDIO_FRAME,
     PROTOCOL_VERSION,
     ProtocolError,
     RequestId,
     recv_message,
-    send_audio,
     send_message,
 )
 from whisperd.runtime import UnsafeRuntime
@@ -67,7 +62,6 @@ __all__ = [
 if TYPE_CHECKING:
     from whisperd.livestream import LiveStream
 
-SegmentCallback = Callable[[dict[str, Any]], None]
 CommitCallback = Callable[[dict[str, Any]], None]
 
 # whisperctl sends this many files ahead of the result it waits for.
@@ -266,9 +260,9 @@ class Client:
         on_segment: SegmentCallback | None = None,
     ) -> dict[str, Any]:
         with open(path, "rb") as handle:
-            self._check_size(handle)
+            check_size(self, handle)
             stream = self.start_file(options)
-            self._upload(stream, handle)
+            upload(self, stream, handle)
             return stream.finish(on_segment)
 
     def transcribe_files(
@@ -289,7 +283,7 @@ class Client:
         done = 0
         while done < len(paths):
             while index < len(paths) and len(sent) < ahead:
-                sent.append((index, self._send_file(paths[index], options)))
+                sent.append((index, send_file(self, paths[index], options)))
                 index += 1
             position, pending = sent.popleft()
             done += 1
@@ -305,110 +299,10 @@ class Client:
             result["text"] = str(result.get("text", "")).strip()
             yield result
 
-    def _send_file(
-        self, path: str | os.PathLike[str], options: dict[str, Any] | None
-    ) -> AudioStream | ClientError | OSError:
-        try:
-            handle = open(path, "rb")
-        except OSError as exc:
-            return exc
-        with handle:
-            try:
-                self._check_size(handle)
-                stream = self.start_file(options)
-            except ClientError as exc:
-                return exc
-            self.held[stream.id] = collections.deque()
-            try:
-                self._upload(stream, handle)
-            except OSError as exc:  # unreadable midway: drop the request
-                self.held.pop(stream.id, None)
-                stream.cancel()
-                return exc
-            except ClientError as exc:
-                self.held.pop(stream.id, None)
-                if exc.exit_code != EXIT_REQUEST_FAILED:
-                    raise
-                return exc  # this file's error; the next files go on
-            self.send({"type": "end", "id": stream.id})
-        return stream
-
-    # -- uploads: stop as soon as the daemon said no, never send past its limit
+    # -- uploads (whisperd/clientupload.py): stop as soon as the daemon said no, never
+    # send past its limit
 
     def max_audio_bytes(self) -> int | None:
         limits = self.server_info.get("limits")
         value = limits.get("max_audio_bytes") if isinstance(limits, dict) else None
         return value if isinstance(value, int) and value > 0 else None
-
-    def _check_size(self, handle: BinaryIO) -> None:
-        """Refuse a regular file over the daemon's limit before a request is made."""
-        limit = self.max_audio_bytes()
-        try:
-            info = os.fstat(handle.fileno())
-        except (OSError, ValueError):
-            return
-        if limit is not None and stat.S_ISREG(info.st_mode) and info.st_size > limit:
-            raise too_large(limit)
-
-    def _upload(self, stream: AudioStream, handle: BinaryIO) -> None:
-        """Send a file's bytes; stops at the daemon's limit (a pipe or a device may never
-        end) and at an error the daemon sent meanwhile (it drops the rest of the audio)."""
-        limit = self.max_audio_bytes()
-        sent = 0
-        for chunk in _chunks(handle):
-            sent += len(chunk)
-            if limit is not None and sent > limit:
-                stream.cancel()
-                raise too_large(limit)
-            stream.send(chunk)
-            self._read_early_replies(stream.id)
-
-    def _read_early_replies(self, request_id: RequestId) -> None:
-        """Take what the daemon has sent already, without waiting: replies to earlier
-        requests are held for later; an error for this one ends its upload."""
-        while select.select([self.sock], [], [], 0)[0]:
-            message = self.receive()
-            other = message.get("id")
-            if message.get("type") == "error" and other in (request_id, None):
-                raise reply_error(message)
-            if isinstance(other, (int, str)) and (other == request_id or other in self.held):
-                self.held.setdefault(other, collections.deque()).append(message)
-
-
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    while chunk := handle.read(MAX_AUDIO_FRAME):
-        yield chunk
-
-
-class AudioStream:
-    """Audio of one transcription, sent as it becomes available."""
-
-    def __init__(self, client: Client, request_id: int) -> None:
-        self.client = client
-        self.id = request_id
-        # Writes may come from two threads (audio from the recording, a cancel from the
-        # key loop); whole frames must not interleave.
-        self._write_lock = threading.Lock()
-
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), MAX_AUDIO_FRAME):
-            part = bytes(view[start : start + MAX_AUDIO_FRAME])
-            try:
-                with self._write_lock:
-                    send_audio(self.client.sock, self.id, part)
-            except OSError as exc:
-                raise self.client.why_closed(exc) from None
-
-    def _send_message(self, message: dict[str, Any]) -> None:
-        with self._write_lock:
-            self.client.send(message)
-
-    def finish(self, on_segment: SegmentCallback | None = None) -> dict[str, Any]:
-        self._send_message({"type": "end", "id": self.id})
-        result = self.client.wait_reply(self.id, on_segment)
-        result["text"] = str(result.get("text", "")).strip()
-        return result
-
-    def cancel(self) -> None:
-        self._send_message({"type": "cancel", "id": self.id})

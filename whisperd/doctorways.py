@@ -5,7 +5,7 @@
 - **Desktop shortcuts** (``trigger = "none"``): the desktop runs ``whisperctl dictate``;
   whisperd-keys reads no keyboard and needs only /dev/uinput and the microphone.
 
-Standard library only at import time, like doctor.py.
+Standard library only at import time, like whisperd/doctor/.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""whisperd/config.py: every key is typed and validated, and errors name the key."""
+"""whisperd/config/: every key is typed and validated, and errors name the key."""
 
 from __future__ import annotations
 

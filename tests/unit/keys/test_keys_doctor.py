@@ -13,14 +13,15 @@ import pytest
 
 from whisperd import doctor, doctorways
 from whisperd.doctor import Check, Status
+from whisperd.doctor import keys as doctor_keys
 
 
 @pytest.fixture()
 def no_uinput(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(doctor, "UINPUT_PATH", str(tmp_path / "uinput"))
-    monkeypatch.setattr(doctor, "SYS_MODULE_DIR", str(tmp_path / "sys"))
-    monkeypatch.setattr(doctor, "MODULES_DIR", str(tmp_path / "modules"))
-    monkeypatch.setattr(doctor.platform, "release", lambda: "6.1.0-test")
+    monkeypatch.setattr(doctor_keys, "UINPUT_PATH", str(tmp_path / "uinput"))
+    monkeypatch.setattr(doctor_keys, "SYS_MODULE_DIR", str(tmp_path / "sys"))
+    monkeypatch.setattr(doctor_keys, "MODULES_DIR", str(tmp_path / "modules"))
+    monkeypatch.setattr(doctor_keys.platform, "release", lambda: "6.1.0-test")
     return tmp_path
 
 
@@ -42,15 +43,15 @@ def test_uinput_module_not_loaded(no_uinput: Path) -> None:
 
 def test_uinput_access(no_uinput: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (no_uinput / "uinput").touch()
-    monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(doctor_keys.os, "access", lambda path, mode: False)
     check = doctor.check_uinput()
     assert check.status is Status.FAIL and "cannot open it" in check.message
-    monkeypatch.setattr(doctor.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(doctor_keys.os, "access", lambda path, mode: True)
     assert doctor.check_uinput().status is Status.OK
 
 
 def test_no_input_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "INPUT_GLOB", str(tmp_path / "event*"))
+    monkeypatch.setattr(doctor_keys, "INPUT_GLOB", str(tmp_path / "event*"))
     [check] = doctor.check_keyboards()
     assert check.status is Status.FAIL
 

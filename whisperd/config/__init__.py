@@ -8,6 +8,10 @@ lays command-line values over it and checks again, and ``socket_path`` finds the
 daemon's socket by one rule. Every key is documented with its default in
 docs/configuration.md. A bad value is refused at start with a ``ConfigError`` that names
 the key (``daemon.idle_timeout``) or the file; programs print it on one line, exit 2.
+
+Here: the file, the socket paths and the ``[daemon]`` and ``[client]`` sections; the
+loader in ``loading.py``, ``[http]`` and ``[wyoming]`` in ``fronts.py``, ``[text]`` in
+``text.py`` (all importable from ``whisperd.config``).
 """
 
 from __future__ import annotations
@@ -16,22 +20,36 @@ import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any
 
-from whisperd.protocol import (
-    DEFAULT_MAX_AUDIO_BYTES,
-    MAX_AUDIO_FRAME,
-    MAX_VOCABULARY_ENTRIES,
-    MAX_VOCABULARY_ENTRY_CHARS,
-    ProtocolError,
-    check_vocabulary,
-)
-from whisperd.text.commands import DEFAULT_LITERAL_AFTER, Command
-from whisperd.text.hook import Hook
-from whisperd.text.replacements import RuleError
-from whisperd.text.rules import TextRules, replacement_of
+from whisperd.config.fronts import HttpConfig, WyomingConfig, is_loopback, split_tcp_address
+from whisperd.config.loading import ConfigError, Section, apply_overrides, load_section
+from whisperd.config.text import TextConfig
+from whisperd.protocol import DEFAULT_MAX_AUDIO_BYTES, MAX_AUDIO_FRAME
+
+__all__ = [
+    "MIN_ACTIVATED_IDLE_TIMEOUT",
+    "SECTIONS",
+    "ClientConfig",
+    "ConfigError",
+    "DaemonConfig",
+    "HttpConfig",
+    "Section",
+    "TextConfig",
+    "WyomingConfig",
+    "apply_overrides",
+    "config_path",
+    "control_socket_path",
+    "default_socket_path",
+    "is_loopback",
+    "load_section",
+    "read_toml",
+    "runtime_dir",
+    "socket_path",
+    "split_tcp_address",
+]
 
 SECTIONS = ("client", "daemon", "keys", "text", "http", "wyoming")
 """The sections config.toml may have (keys: docs/keys.md; text: docs/text.md; http:
@@ -41,15 +59,6 @@ MIN_ACTIVATED_IDLE_TIMEOUT = 5.0
 """The shortest idle timeout of a socket-activated daemon (docs/configuration.md): each
 start then lasts at least 5 s, so idle exits alone can never make the five starts in
 10 s that trip systemd's default start limit and switch the socket off."""
-
-
-class ConfigError(Exception):
-    """A configuration value that cannot be used; ``key`` names it as ``section.key``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"configuration error in {key}: {message}")
-        self.key = key
-        self.message = message
 
 
 def config_path() -> Path:
@@ -228,21 +237,6 @@ class DaemonConfig:
 
 
 @dataclass
-class HttpConfig:
-    """The ``[http]`` section: the OpenAI-compatible front (docs/serving.md). Uploads are
-    capped by ``daemon.max_audio_bytes``, as on the Unix socket."""
-
-    listen: str = ""  # "127.0.0.1:8765": bound by whisperd itself when not socket-activated
-    token_file: str = ""  # a file holding a bearer token; needed to listen beyond loopback
-
-    def validate(self) -> None:
-        if self.listen and ":" not in self.listen:
-            raise ConfigError("http.listen", f"{self.listen!r} is not host:port")
-        if self.token_file and not os.path.isabs(os.path.expanduser(self.token_file)):
-            raise ConfigError("http.token_file", "must be an absolute path (or start with ~)")
-
-
-@dataclass
 class ClientConfig:
     timeout: float = 600.0
     connect_timeout: float = 10.0
@@ -257,196 +251,3 @@ class ClientConfig:
             raise ConfigError("client.timeout", "must be a positive number of seconds")
         if self.connect_timeout <= 0:
             raise ConfigError("client.connect_timeout", "must be a positive number of seconds")
-
-
-@dataclass
-class TextConfig:
-    """The ``[text]`` section (docs/text.md): read by the clients, which send the
-    vocabulary with each request and apply the other rules to the text they get."""
-
-    vocabulary: list[str] = field(default_factory=list)
-    replacements: list[dict[str, str]] = field(default_factory=list)
-    spoken_punctuation: bool = False
-    hint_commands: bool = True
-    commands: dict[str, list[str]] = field(default_factory=dict)
-    literal_after: list[str] = field(default_factory=lambda: list(DEFAULT_LITERAL_AFTER))
-    hook: list[str] = field(default_factory=list)
-    hook_timeout: float = 5.0
-
-    def validate(self) -> None:
-        try:
-            self.vocabulary = check_vocabulary(self.vocabulary)
-        except ProtocolError as exc:
-            raise ConfigError("text.vocabulary", exc.message) from None
-        for index, entry in enumerate(self.replacements):
-            key = f"text.replacements[{index}]"
-            if not isinstance(entry, dict):
-                raise ConfigError(key, 'must be a table such as {heard = "...", written = "..."}')
-            try:
-                replacement_of(entry).compile()
-            except RuleError as exc:
-                raise ConfigError(key, str(exc)) from None
-        known = {command.value for command in Command}
-        for name, phrases in self.commands.items():
-            if name not in known:
-                raise ConfigError(
-                    f"text.commands.{name}", f"unknown command (known: {', '.join(sorted(known))})"
-                )
-            _need_words(f"text.commands.{name}", phrases)
-        _need_words("text.literal_after", self.literal_after)
-        if self.hook:
-            _need_words("text.hook", self.hook)
-        if not 0.1 <= self.hook_timeout <= 120:
-            raise ConfigError("text.hook_timeout", "must be within 0.1..120 seconds")
-
-    def rules(self) -> TextRules:
-        return TextRules.build(
-            [replacement_of(entry) for entry in self.replacements],
-            self.spoken_punctuation,
-            self.commands,
-            self.literal_after,
-        )
-
-    def request_vocabulary(self) -> list[str]:
-        """What the clients send as the ``vocabulary`` option: the user's entries, then,
-        with spoken punctuation and ``hint_commands``, the command phrases (tiny.en hears
-        "comma" as "comment" unless told to expect it: docs/text.md), at most 100."""
-        entries = list(self.vocabulary)
-        if self.spoken_punctuation and self.hint_commands:
-            seen = {entry.casefold() for entry in entries}
-            for phrase in self.rules().command_phrases():
-                if phrase.casefold() not in seen and len(phrase) <= MAX_VOCABULARY_ENTRY_CHARS:
-                    entries.append(phrase)
-                    seen.add(phrase.casefold())
-        return entries[:MAX_VOCABULARY_ENTRIES]
-
-    def make_hook(self) -> Hook | None:
-        return Hook(self.hook, self.hook_timeout) if self.hook else None
-
-
-@dataclass
-class WyomingConfig:
-    """The ``[wyoming]`` section (docs/wyoming.md): the Wyoming front for Home Assistant."""
-
-    listen: str = ""  # "tcp://127.0.0.1:10300" when not socket-activated; "" = off
-    allow_remote: bool = False  # Wyoming has no authentication: loopback only unless set
-    streaming: bool = True  # transcript-chunk events from live dictation's commits
-
-    def validate(self) -> None:
-        if not self.listen:
-            return
-        host, _port = split_tcp_address(self.listen, "wyoming.listen")
-        if not self.allow_remote and not is_loopback(host):
-            raise ConfigError(
-                "wyoming.listen",
-                f"{host} is not a loopback address; Wyoming has no authentication, so "
-                "listening beyond this machine needs wyoming.allow_remote = true",
-            )
-
-
-def split_tcp_address(listen: str, key: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` or ``HOST:PORT`` (an IPv6 host in brackets) as (host, port);
-    ConfigError else."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(listen if "://" in listen else f"tcp://{listen}")
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ConfigError(key, f"not a tcp://HOST:PORT address: {exc}") from None
-    if parts.scheme != "tcp" or not host or port is None or parts.path not in ("", "/"):
-        raise ConfigError(key, f"{listen!r} is not a tcp://HOST:PORT address")
-    if not 1 <= port <= 65535:
-        raise ConfigError(key, "the port must be within 1..65535")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    """An address of this machine only: 127.0.0.0/8, ::1 or the name localhost."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # another host name: it may resolve anywhere
-
-
-def _need_words(key: str, value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(key, "must be a list of non-empty strings")
-
-
-class Section(Protocol):
-    """A section's dataclass: typed fields with defaults and a ``validate`` method."""
-
-    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
-
-    def validate(self) -> None: ...
-
-
-_Section = TypeVar("_Section", bound=Section)
-
-_TYPES: dict[str, type] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-}
-
-
-def _accepted_types(field: Field[Any]) -> tuple[type, ...]:
-    """The Python types a field takes, from its annotation ("float", "str | int",
-    "list[str]", "dict[str, list[str]]")."""
-    annotation = field.type if isinstance(field.type, str) else field.type.__name__
-    names = [part.strip() for part in annotation.split("|")]
-    return tuple(_TYPES[name.split("[")[0]] for name in names)
-
-
-def _coerce(key: str, value: Any, field: Field[Any]) -> Any:
-    """Check one value against its field's type; ints are taken for floats."""
-    accepted = _accepted_types(field)
-    if isinstance(value, bool):
-        ok = bool in accepted
-    elif isinstance(value, int) and float in accepted and int not in accepted:
-        value, ok = float(value), True
-    else:
-        ok = isinstance(value, accepted)
-    if not ok:
-        expected = " or ".join(t.__name__ for t in accepted)
-        raise ConfigError(key, f"must be {expected}, got {type(value).__name__} {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(key, f"must be a finite number, got {value!r}")
-    return value
-
-
-def _set(instance: Section, section: str, values: Mapping[str, Any]) -> None:
-    known = instance.__dataclass_fields__
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(
-                f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})"
-            )
-        setattr(instance, key, _coerce(f"{section}.{key}", value, known[key]))
-
-
-def load_section(raw: Mapping[str, Any], section: str, cls: type[_Section]) -> _Section:
-    """The section ``section`` of the parsed file ``raw`` as a checked ``cls``."""
-    values = raw.get(section, {})
-    if not isinstance(values, dict):
-        raise ConfigError(section, "must be a table")
-    instance = cls()
-    _set(instance, section, values)
-    instance.validate()
-    return instance
-
-
-def apply_overrides(config: _Section, section: str, overrides: Mapping[str, Any]) -> _Section:
-    """Lay command-line values over a loaded section (None = not given), checked by the
-    same rules as the file's."""
-    _set(config, section, {k: v for k, v in overrides.items() if v is not None})
-    config.validate()
-    return config
