@@ -267,6 +267,7 @@ def format_status(status: dict[str, Any]) -> str:
             else ("loading" if status.get("loading") else "not loaded (loads on first request)")
         ),
         f"requests: {status.get('requests_served')} served, {status.get('queue_length')} queued",
+        clients_line(status),
     ]
     idle = status.get("idle_exit_in")
     lines.append(
@@ -275,6 +276,16 @@ def format_status(status: dict[str, Any]) -> str:
         else "idle:     busy; the idle timer starts when work is done"
     )
     return "\n".join(lines)
+
+
+def clients_line(status: dict[str, Any]) -> str:
+    """Who is being served: Unix socket clients (this whisperctl among them) and, from a
+    daemon that reports them, the HTTP/Wyoming fronts' requests in flight."""
+    line = f"clients:  {status.get('connections')} on the Unix socket (this one included)"
+    fronts = status.get("front_requests")
+    if isinstance(fronts, int) and not isinstance(fronts, bool):
+        line += f", {fronts} HTTP/Wyoming request(s) in flight"
+    return line
 
 
 def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket: str) -> int:

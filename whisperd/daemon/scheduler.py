@@ -110,9 +110,14 @@ class Scheduler(ModelWorker):
             "idle_timeout": self.config.idle_timeout,
             # The idle timer runs only while no connection is open, so from the caller's side
             # the daemon exits this long after the last client leaves, unless work remains.
-            "idle_exit_in": None if self.busy or self.queued else self.config.idle_timeout,
+            "idle_exit_in": None
+            if self.busy or self.queued or self.state.front_requests
+            else self.config.idle_timeout,
             "busy": bool(self.busy),
-            "connections": len(self.state.connections),
+            "connections": len(self.state.connections),  # Unix socket clients
+            # HTTP/Wyoming requests begun and not yet answered (their idle keep-alive
+            # connections are not counted, as they do not keep the daemon up).
+            "front_requests": self.state.front_requests,
             "queue_length": len(self.queued),
             "requests_served": self.requests_served,
             "socket_activated": self.state.socket_activated,

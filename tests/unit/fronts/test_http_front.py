@@ -16,6 +16,8 @@ import openai
 import pytest
 
 from tests.unit.fronts.support import Served, a_wav, run, serving
+from whisperd.cli import format_status
+from whisperd.client import Client
 from whisperd.config import DaemonConfig
 from whisperd.daemon.lifecycle import Daemon
 from whisperd.daemon.limits import Limits
@@ -371,6 +373,32 @@ def test_a_request_in_progress_holds_the_idle_exit(tmp_path: Path) -> None:
             s.engine.gate.set()
             assert (await request).text == "16000 samples"
             assert await asyncio.wait_for(asyncio.shield(s.task), 90) == 0
+
+    run(test)
+
+
+def test_status_counts_the_front_requests_in_flight(tmp_path: Path) -> None:
+    """``whisperctl status`` over the Unix socket sees the HTTP request the worker holds
+    (``connections`` counts Unix clients only), and none once it is answered."""
+
+    def status() -> dict[str, Any]:
+        with Client.connect(str(tmp_path / "whisperd.sock"), autostart=False) as client:
+            return client.status()
+
+    async def test() -> None:
+        async with serving(tmp_path) as s:
+            assert (await asyncio.to_thread(status))["front_requests"] == 0
+            s.engine.gate = threading.Event()
+            request = asyncio.ensure_future(create(s))
+            while not s.engine.calls:
+                await asyncio.sleep(0.02)
+            during = await asyncio.to_thread(status)
+            assert during["front_requests"] == 1 and during["connections"] == 1
+            assert during["idle_exit_in"] is None
+            assert "1 HTTP/Wyoming request(s) in flight" in format_status(during)
+            s.engine.gate.set()
+            assert (await request).text == "16000 samples"
+            assert (await asyncio.to_thread(status))["front_requests"] == 0
 
     run(test)
 
