@@ -57,13 +57,16 @@ class FakeEngine:
         if self.gate is not None:
             self.gate.wait(10)
         text = f"{audio.size} samples"
-        end = offset + audio.size / SAMPLE_RATE
-        segment: dict[str, Any] = {"start": round(offset, 3), "end": round(end, 3), "text": text}
+        segment: dict[str, Any] = {
+            "start": round(offset, 3),
+            "end": round(offset + audio.size / SAMPLE_RATE, 3),
+            "text": text,
+        }
         if options.get("word_timestamps"):  # the two words, each half of the audio
-            middle = round((offset + end) / 2, 3)
+            middle = round(offset + audio.size / SAMPLE_RATE / 2, 3)
             segment["words"] = [
-                {"word": str(audio.size), "start": round(offset, 3), "end": middle},
-                {"word": "samples", "start": middle, "end": round(end, 3)},
+                {"word": str(audio.size), "start": segment["start"], "end": middle},
+                {"word": "samples", "start": middle, "end": segment["end"]},
             ]
         if on_segment is not None:
             on_segment(segment)
