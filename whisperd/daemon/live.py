@@ -18,7 +18,6 @@ from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.protocol import CommitReply, SegmentReply
 
 if TYPE_CHECKING:
-    from whisperd.audio import Samples
     from whisperd.engine import Segment, Transcription
 
 
@@ -149,19 +148,19 @@ def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> No
     send_piece(job, _text(segments), start, cut)
 
 
-def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
-    """The audio of the next window of a live stream and where it ends: in the middle of
-    the quietest stretch of its last ``search_seconds`` (``commit.safe_cut``), so that
-    the committed text ends between two words."""
+def window_cut(job: Job, search_seconds: float) -> int:
+    """Where the next window of a live stream ends: in the middle of the quietest stretch
+    of its last ``search_seconds`` (``commit.safe_cut``), so that the committed text ends
+    between two words."""
     from whisperd.audio import LEVEL_FRAME, quiet_cut
 
     assert job.stream is not None
-    audio = job.stream.audio()
-    low = max(job.committed, audio.size - int(search_seconds * _rate()))
-    cut = safe_cut(job.stream.levels.values, low, audio.size, LEVEL_FRAME)
-    if cut is None:
-        cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
-    return audio[job.committed : cut], cut
+    length = job.stream.length
+    low = max(job.committed, length - int(search_seconds * _rate()))
+    cut = safe_cut(job.stream.levels.values, low, length, LEVEL_FRAME)
+    if cut is None:  # only the stretch searched is converted to find the cut
+        cut = low + quiet_cut(job.stream.slice(low, length), 0, length - low, search_seconds)
+    return cut
 
 
 def finish(job: Job, result: Transcription, earlier: int) -> Transcription:

@@ -314,8 +314,10 @@ class Scheduler(ModelWorker):
         """Transcribe a finished stretch of a long dictation while it streams in: at
         release only the tail is left, so long dictation answers as fast as short."""
         is_live = live.is_live(job)
-        cutter = live.window_piece if is_live else pipeline.window_piece
-        piece, cut = cutter(job, WINDOW_SEARCH)
+        if is_live:  # decode_piece reads the piece and its context itself
+            cut = live.window_cut(job, WINDOW_SEARCH)
+        else:
+            piece, cut = pipeline.window_piece(job, WINDOW_SEARCH)
         start = job.committed
         offset = start / pipeline.sample_rate()
         options = pipeline.window_options(job, self.config)
@@ -324,7 +326,7 @@ class Scheduler(ModelWorker):
         try:
             if is_live:
                 assert job.stream is not None
-                work = (job.stream.audio(), job, start, cut, options, sender, lambda: job.cancelled)
+                work = (job.stream.slice, job, start, cut, options, sender, lambda: job.cancelled)
                 result = await self.on_worker(pieces.decode_piece, self.engine, *work)
             else:
                 result = await self.on_worker(
@@ -345,16 +347,16 @@ class Scheduler(ModelWorker):
     async def run_draft(self, job: Job, start: int, end: int) -> None:
         """Transcribe what was said so far while the user pauses (see streaming.py)."""
         assert job.stream is not None
-        piece = job.stream.slice(start, end)
         options = pipeline.window_options(job, self.config)
         offset = start / pipeline.sample_rate()
         started = time.monotonic()
         try:
             # No segments are sent: a draft may be thrown away if the user speaks again.
             if live.is_live(job):
-                work = (job.stream.audio(), job, start, end, options, None, lambda: job.cancelled)
+                work = (job.stream.slice, job, start, end, options, None, lambda: job.cancelled)
                 result = await self.on_worker(pieces.decode_piece, self.engine, *work)
             else:
+                piece = job.stream.slice(start, end)
                 result = await self.on_worker(
                     self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
                 )
