@@ -5,14 +5,17 @@ is sent to the client as a ``commit`` event as soon as it is final, and never re
 (docs/protocol.md, "Live dictation"). Pieces end where the speaker paused:
 
 - at a pause the streaming policy (``streaming.decide``) starts a draft of everything
-  uncommitted up to now; when that draft has decoded some text, this policy commits it:
-  the piece is the draft's audio, ``committed`` moves to the draft's end (inside the
-  pause, so no word is split), and the next piece is decoded after it with the committed
-  text as the model's prompt;
+  uncommitted up to now; when that draft has decoded text that ends a sentence, this
+  policy commits it at once (a draft that stops mid-sentence waits to be confirmed, see
+  LONG_PAUSE): the piece is the draft's audio, ``committed`` moves to the draft's end
+  (inside the pause, so no word is split), and the next piece is decoded after it with
+  the committed pieces as the model's context;
 - very long speech without a pause is cut by a stream window at the quietest stretch of
   its last seconds (``safe_cut``), and the window's text is committed;
-- at release only the tail after the last commit is decoded (or the last draft is the
-  tail's text when nothing was said after it): the final piece.
+- at release a draft still waiting to be confirmed is committed as it is when the user
+  spoke after it (``decide_release``), and only the tail after the last commit is
+  decoded (or the last draft is the tail's text when nothing was said after it): the
+  final piece.
 
 A draft is not committed when it gave no text (too short for the model, or the VAD found
 no speech in it): its audio stays uncommitted and becomes part of the next piece, so a
@@ -41,12 +44,18 @@ class CommitDraft:
 
 LiveDecision = Decision | CommitDraft
 
-# A piece decoded without the audio after it came out worse than the same words decoded
-# with it ("the lazy nog" at a pause, "the lazy dog" once the next sentence was heard), so
-# the draft made at a pause is not final at once: the next pause's draft, which covers it
-# and the words after it, must begin with the same words (it *confirms* it); then those
-# words are committed, spelled as the later draft has them. If the user stays silent for
-# LONG_PAUSE after a draft, nothing can confirm it soon: it is committed as it is.
+# When the speaker pauses, the draft of the pause is committed at once if its text ends a
+# sentence: the next sentence, which the draft has not heard, rarely changes how the model
+# hears the end of this one, and waiting for the next pause to confirm it cost 4.5 s per
+# piece. A draft that stops mid-sentence (a hesitation: no full stop, or "...") is where
+# the words after it matter ("An associated" for "and associated"; "the lazy nog" at a
+# pause, "the lazy dog" once the next words were heard), so it is not final at once: the
+# next pause's draft, which covers it and the words after it, must begin with the same
+# words (it *confirms* it); then those words are committed, spelled as the later draft has
+# them. If the user stays silent for LONG_PAUSE after such a draft, nothing can confirm it
+# soon: it is committed as it is. At the release nothing can confirm it any more: a
+# pending draft with speech after it is committed then (``decide_release``), so that the
+# release decodes only the words after it.
 LONG_PAUSE = 2.0
 
 
@@ -62,9 +71,9 @@ class LivePolicy:
 
 
 def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
-    """What to do with a live stream now: commit a confirmed draft (or a draft after a
-    long pause) first, otherwise what the streaming policy says (a window, a draft at a
-    pause, or wait)."""
+    """What to do with a live stream now: commit a draft that ends a sentence, a
+    confirmed draft or a draft after a long pause first, otherwise what the streaming
+    policy says (a window, a draft at a pause, or wait)."""
     if state.ended or state.cancelled or state.window_running or state.draft_running:
         return Wait(NEVER)  # the end of the running piece, or the release, decides
     previous = state.previous
@@ -73,6 +82,8 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
         return decide(policy, state)
+    if state.draft_ends_sentence:
+        return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
         return decide(policy, state)  # the user went on: the next pause's draft confirms
@@ -81,6 +92,25 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     if state.length >= quiet_since + live.long_pause:
         return CommitDraft(draft[0], draft[1])
     return Wait(quiet_since + live.long_pause)
+
+
+def decide_release(state: StreamState) -> CommitDraft | None:
+    """At the release (``state.ended``), before the tail is decoded: a draft still
+    pending (made at a pause, not yet final) that the user spoke after is final now, so
+    the release decodes only the audio after it (and the client types it meanwhile).
+    None: nothing to commit; the tail is decoded from ``committed`` (or, when nothing
+    was said after the last draft, that draft is the final piece: ``draft_verdict``)."""
+    if state.cancelled:
+        return None
+    previous = state.previous
+    if previous is not None and previous[0] == state.committed and state.previous_confirmed:
+        return CommitDraft(previous[0], previous[1])
+    draft = state.draft
+    if draft is None or draft[0] != state.committed or not state.draft_has_text:
+        return None
+    if state.spoken is None or state.spoken <= draft[1]:
+        return None  # silent since: the draft is the final piece as it is
+    return CommitDraft(draft[0], draft[1])
 
 
 # A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN

@@ -36,6 +36,21 @@ def has_text(draft: Draft | None) -> bool:
     return draft is not None and not draft.result.skipped and bool(draft.result.text.strip())
 
 
+# How a draft's text ends when the model heard a whole sentence ("..." is a trailing-off
+# hesitation; closing quotes and brackets after the full stop are allowed).
+SENTENCE_ENDS = (".", "!", "?")
+CLOSING = "\"')]\u201d\u2019"
+
+
+def ends_sentence(draft: Draft | None) -> bool:
+    """Whether a draft's text ends a sentence (then it is committed at once, commit.py)."""
+    if not has_text(draft):
+        return False
+    assert draft is not None
+    text = draft.result.text.strip().rstrip(CLOSING)
+    return text.endswith(SENTENCE_ENDS) and not text.endswith("..")
+
+
 def _rate() -> int:
     from whisperd.audio import SAMPLE_RATE
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.daemon import live, pieces, pipeline
-from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live
+from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live, decide_release
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.state import DaemonState
@@ -224,6 +224,8 @@ class Scheduler(ModelWorker):
         # busy with it anyway).
         while (running := job.window or job.drafting) is not None:
             await asyncio.shield(running)
+        if live.is_live(job):
+            self.commit_at_release(job)
         work = (self.engine, self.config, self.policy, self.queued, self.segment_sender(job))
         earlier = len(job.segments)  # committed before the release (windows, live pieces)
         self.set_status("transcribing")
@@ -278,22 +280,7 @@ class Scheduler(ModelWorker):
             return  # the running window or draft asks again when it ends
         if not event and job.next_check is not None and stream.length < job.next_check:
             return
-        spoken = stream.levels.speech_end(job.committed, self.config.min_rms)
-        draft = job.draft
-        state = StreamState(
-            length=stream.length,
-            committed=job.committed,
-            spoken=spoken,
-            ended=job.ended,
-            cancelled=job.cancelled,
-            window_running=job.window is not None,
-            draft_running=job.drafting is not None,
-            worker_idle=not self.busy and not self.queued and self.engine.loaded,
-            draft=None if draft is None else (draft.start, draft.end),
-            draft_has_text=live.has_text(draft),
-            previous=None if job.previous is None else (job.previous.start, job.previous.end),
-            previous_confirmed=live.confirmation(job) is not None,
-        )
+        state = self.stream_state(job)
         is_live = live.is_live(job)
         if is_live:
             decision: LiveDecision = decide_live(self.policy, live.policy(), state)
@@ -309,6 +296,32 @@ class Scheduler(ModelWorker):
             job.drafting = asyncio.ensure_future(self.run_draft(job, decision.start, decision.end))
         else:
             job.next_check = decision.next_at
+
+    def stream_state(self, job: Job) -> StreamState:
+        """What the streaming and commit policies need to know about a stream."""
+        assert job.stream is not None
+        draft = job.draft
+        return StreamState(
+            length=job.stream.length,
+            committed=job.committed,
+            spoken=job.stream.levels.speech_end(job.committed, self.config.min_rms),
+            ended=job.ended,
+            cancelled=job.cancelled,
+            window_running=job.window is not None,
+            draft_running=job.drafting is not None,
+            worker_idle=not self.busy and not self.queued and self.engine.loaded,
+            draft=None if draft is None else (draft.start, draft.end),
+            draft_has_text=live.has_text(draft),
+            draft_ends_sentence=live.ends_sentence(draft),
+            previous=None if job.previous is None else (job.previous.start, job.previous.end),
+            previous_confirmed=live.confirmation(job) is not None,
+        )
+
+    def commit_at_release(self, job: Job) -> None:
+        """Drafts still waiting to be confirmed, with speech after them, are final at the
+        release: commit them now (the client types them while the tail is decoded)."""
+        while (decision := decide_release(self.stream_state(job))) is not None:
+            live.commit_draft(job, decision)
 
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
