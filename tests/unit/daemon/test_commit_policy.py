@@ -28,8 +28,8 @@ from whisperd.daemon.streaming import (
 
 RATE = 100
 POLICY = StreamPolicy.from_seconds(window=10.0, pause=0.25, sample_rate=RATE)
-# A draft is committed at once when it ends a sentence; otherwise when the next draft
-# confirms it, or after a 2 s pause, or at the release.
+# A draft is committed at once when it ends a sentence and covers 2.5 s; otherwise when
+# the next draft confirms it, or after a 2 s pause, or at the release.
 LIVE = LivePolicy.from_seconds(long_pause=2.0, sample_rate=RATE)
 
 GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
@@ -110,6 +110,32 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
             draft_ends_sentence=True,
         ),
         CommitDraft(0, 525),
+    ),
+    # ... unless it is short (under 2.5 s): the model ends a phrase cut at a comma with a
+    # full stop too; it waits for the next pause to confirm it, as a mid-sentence draft.
+    (
+        "short draft ends a sentence",
+        StreamState(
+            length=200,
+            committed=0,
+            spoken=150,
+            draft=(0, 175),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        Wait(350),
+    ),
+    (
+        "short draft ends a sentence, spoke again",
+        StreamState(
+            length=200,
+            committed=0,
+            spoken=195,
+            draft=(0, 175),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        Wait(220),
     ),
     (
         "draft ends a sentence, stale",
