@@ -45,22 +45,22 @@ class CommitDraft:
 LiveDecision = Decision | CommitDraft
 
 # When the speaker pauses, the draft of the pause is committed at once if its text ends a
-# sentence and it covers at least MIN_SENTENCE seconds: the next sentence, which the draft
-# has not heard, rarely changes how the model hears the end of this one, and waiting for
-# the next pause to confirm it cost 4.5 s per piece. The model ends almost any audio with
-# a full stop, also a phrase cut at a comma, so a short draft is not trusted to end a
-# sentence: "And so my fellow Americans" alone came out "And so am I fellow Americans.",
-# and the MIT licence's comma phrases became sentences (6 word errors against a file
-# request's 3 on the shared recordings; 4 with MIN_SENTENCE 2.5 s, bench/live.py).
-# A draft that stops mid-sentence (no full stop, "...", or short) is where the words after
-# it matter ("An associated" for "and associated"; "the lazy nog" at a pause, "the lazy
-# dog" once the next words were heard), so it is not final at once: the next pause's
-# draft, which covers it and the words after it, must begin with the same words (it
-# *confirms* it); then those words are committed, spelled as the later draft has them. If
-# the user stays silent for LONG_PAUSE after such a draft, nothing can confirm it soon: it
-# is committed as it is. At the release nothing can confirm it any more: a pending draft
-# with speech after it is committed then (``decide_release``), so that the release decodes
-# only the words after it.
+# sentence and it holds at least MIN_SENTENCE seconds from its first word: the next
+# sentence, which the draft has not heard, rarely changes how the model hears the end of
+# this one, and waiting for the next pause to confirm it cost 4.5 s per piece. The model
+# ends almost any audio with a full stop, also a phrase cut at a comma, so a short draft
+# is not trusted to end a sentence: "And so my fellow Americans" alone came out
+# "And so am I fellow Americans.", and the MIT licence's comma phrases became sentences
+# (6 word errors against a file request's 3 on the shared recordings; 4 with a 2.5 s
+# minimum, bench/live.py). A draft that stops mid-sentence (no full stop, "...", or
+# short) is where the words after it matter ("the lazy nog" at a pause, "the lazy dog"
+# once the next words were heard), so it is not final at once: the next pause's draft,
+# which covers it and the words after it, must begin with the same words (it *confirms*
+# it); then those words are committed, spelled as the later draft has them. If the user
+# stays silent for LONG_PAUSE after such a draft, nothing can confirm it soon: it is
+# committed as it is. At the release nothing can confirm it any more: a pending draft of
+# MIN_SENTENCE with speech after it is committed then (``decide_release``), so that the
+# release decodes only the words after it.
 MIN_SENTENCE = 2.5
 LONG_PAUSE = 2.0
 
@@ -91,7 +91,7 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
         return decide(policy, state)
-    if state.draft_ends_sentence and draft[1] - draft[0] >= live.min_sentence:
+    if state.draft_ends_sentence and _long_enough(live, state, draft):
         return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
@@ -103,10 +103,12 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     return Wait(quiet_since + live.long_pause)
 
 
-def decide_release(state: StreamState) -> CommitDraft | None:
+def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
     """At the release (``state.ended``), before the tail is decoded: a draft still
-    pending (made at a pause, not yet final) that the user spoke after is final now, so
-    the release decodes only the audio after it (and the client types it meanwhile).
+    pending (made at a pause, not yet final) of at least MIN_SENTENCE seconds that the
+    user spoke after is final now, so the release decodes only the audio after it (and
+    the client types it meanwhile). A shorter one is decoded again with the tail: alone it
+    is where the model errs most ("And so am I fellow Americans").
     None: nothing to commit; the tail is decoded from ``committed`` (or, when nothing
     was said after the last draft, that draft is the final piece: ``draft_verdict``)."""
     if state.cancelled:
@@ -119,7 +121,16 @@ def decide_release(state: StreamState) -> CommitDraft | None:
         return None
     if state.spoken is None or state.spoken <= draft[1]:
         return None  # silent since: the draft is the final piece as it is
+    if not _long_enough(live, state, draft):
+        return None
     return CommitDraft(draft[0], draft[1])
+
+
+def _long_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
+    """Whether a draft holds MIN_SENTENCE seconds from its first speech to its end (the
+    silence before the first word does not count: jfk's "And so my fellow Americans" is
+    1.9 s of speech after 0.3 s of silence)."""
+    return draft[1] - max(draft[0], state.draft_speech_from) >= live.min_sentence
 
 
 # A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN

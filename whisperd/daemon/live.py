@@ -51,6 +51,21 @@ def ends_sentence(draft: Draft | None) -> bool:
     return text.endswith(SENTENCE_ENDS) and not text.endswith("..")
 
 
+def speech_start(levels: list[float], start: int, end: int, floor: float) -> int:
+    """Where speech begins in samples ``start``..``end`` of a stream: the first 30 ms
+    level frame louder than a tenth of the stretch's loudest (and than ``floor``), as
+    ``Levels.speech_end`` finds where it stops; ``start`` when none is."""
+    from whisperd.audio import LEVEL_FRAME, PAUSE_FRACTION
+
+    first = -(-start // LEVEL_FRAME)
+    values = levels[first : end // LEVEL_FRAME]
+    threshold = max(floor, max(values, default=0.0) * PAUSE_FRACTION)
+    for index, value in enumerate(values):
+        if value >= threshold:
+            return (first + index) * LEVEL_FRAME
+    return start
+
+
 def _rate() -> int:
     from whisperd.audio import SAMPLE_RATE
 

@@ -300,7 +300,7 @@ class Scheduler(ModelWorker):
     def stream_state(self, job: Job) -> StreamState:
         """What the streaming and commit policies need to know about a stream."""
         assert job.stream is not None
-        draft = job.draft
+        draft, levels = job.draft, job.stream.levels
         return StreamState(
             length=job.stream.length,
             committed=job.committed,
@@ -313,6 +313,9 @@ class Scheduler(ModelWorker):
             draft=None if draft is None else (draft.start, draft.end),
             draft_has_text=live.has_text(draft),
             draft_ends_sentence=live.ends_sentence(draft),
+            draft_speech_from=0
+            if draft is None
+            else live.speech_start(levels.values, draft.start, draft.end, self.config.min_rms),
             previous=None if job.previous is None else (job.previous.start, job.previous.end),
             previous_confirmed=live.confirmation(job) is not None,
         )
@@ -320,7 +323,7 @@ class Scheduler(ModelWorker):
     def commit_at_release(self, job: Job) -> None:
         """Drafts still waiting to be confirmed, with speech after them, are final at the
         release: commit them now (the client types them while the tail is decoded)."""
-        while (decision := decide_release(self.stream_state(job))) is not None:
+        while (decision := decide_release(live.policy(), self.stream_state(job))) is not None:
             live.commit_draft(job, decision)
 
     async def run_window(self, job: Job) -> None:

@@ -137,6 +137,20 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
         ),
         Wait(220),
     ),
+    # The silence before the first word does not count: 2.6 s of stream, 1.9 s of speech.
+    (
+        "draft ends a sentence, mostly silence",
+        StreamState(
+            length=280,
+            committed=0,
+            spoken=220,
+            draft=(0, 260),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+            draft_speech_from=30,
+        ),
+        Wait(420),
+    ),
     (
         "draft ends a sentence, stale",
         StreamState(
@@ -209,6 +223,15 @@ RELEASE: list[tuple[str, StreamState, CommitDraft | None]] = [
         StreamState(length=800, committed=0, spoken=790, ended=True, **PENDING),  # type: ignore[arg-type]
         CommitDraft(0, 525),
     ),
+    # A short one (under 2.5 s) is decoded again with the tail: alone, it is where the
+    # model errs most.
+    (
+        "short pending, spoke after",
+        StreamState(
+            length=800, committed=0, spoken=790, ended=True, draft=(0, 200), draft_has_text=True
+        ),
+        None,
+    ),
     # Silent since the draft: it is the final piece itself (no decode at all).
     (
         "pending, silent after",
@@ -250,7 +273,7 @@ RELEASE: list[tuple[str, StreamState, CommitDraft | None]] = [
 
 @pytest.mark.parametrize(("name", "state", "expected"), RELEASE, ids=[g[0] for g in RELEASE])
 def test_release_golden(name: str, state: StreamState, expected: CommitDraft | None) -> None:
-    assert decide_release(state) == expected
+    assert decide_release(LIVE, state) == expected
 
 
 @dataclass
@@ -272,6 +295,10 @@ class Replay:
     def spoken(self, length: int) -> int | None:
         ends = [min(e, length) for s, e in self.speech if e > self.committed and s < length]
         return max(ends) if ends else None
+
+    def speech_from(self, draft: tuple[int, int] | None) -> int:
+        starts = [max(s, draft[0]) for s, e in self.speech if draft and e > draft[0]]
+        return min(starts, default=0)
 
     def has_text(self, start: int, end: int) -> bool:
         said = sum(max(0, min(e, end) - max(s, start)) for s, e in self.speech)
@@ -303,6 +330,7 @@ class Replay:
             draft=self.draft,
             draft_has_text=draft_text,
             draft_ends_sentence=draft_text and self.sentences,
+            draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
         )
@@ -331,6 +359,7 @@ class Replay:
             ended=True,
             draft=self.draft,
             draft_has_text=draft_text,
+            draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
         )
@@ -342,7 +371,7 @@ class Replay:
         # committed, then the tail is the final piece.
         if self.running is not None:
             self.finish_running(self.running[3])
-        while (decision := decide_release(self.release_state(release))) is not None:
+        while (decision := decide_release(LIVE, self.release_state(release))) is not None:
             self.commit(decision)
         return [*self.pieces, (self.committed, release)]
 
