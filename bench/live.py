@@ -231,8 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
             p = lat["pause_to_commit"]
             lines.append(
                 f"- every sentence end followed by a pause -> the commit event that holds it: "
-                f"median {p['median']} s, p90 {p['p90']} s ({p['n']} pauses; a piece is confirmed "
-                "by the draft of the next pause)"
+                f"median {p['median']} s, p90 {p['p90']} s ({p['n']} pauses; a whole sentence "
+                "is committed in its own pause, other pieces once the next pause confirms them)"
             )
         if lat.get("commit_after_its_pause"):
             p = lat["commit_after_its_pause"]

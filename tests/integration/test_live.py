@@ -83,6 +83,27 @@ def test_pieces_come_during_the_stream_and_make_the_result(
         assert before[-1] != after[0], pieces
 
 
+def test_a_sentence_is_committed_in_its_own_short_pause(
+    daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    # A whole sentence (over 2.5 s), a 0.7 s pause, then the next one: the first sentence
+    # is final in its own pause, while the second is still being spoken (before, it waited
+    # for the next pause's draft to confirm it: here, the release).
+    audio, reference = utterance(tmp_path, [0, 7], [0.7])
+    first = speech_of(espeak(SENTENCES[0][0], tmp_path / "u0.wav", speed=150))
+    assert first.size / RATE > 2.5
+    with connect(daemon, timeout=300) as sock:
+        run = stream_live(sock, "own", audio, KEYS_OPTIONS)
+    check_pieces(run)
+    early = run.commits_before_end()
+    assert early, "the first sentence was not committed while the user was still speaking"
+    assert {"quick", "brown", "fox"} <= set(words(early[0]["text"]))
+    assert early[0]["end"] < (0.2 * RATE + first.size) / RATE + 0.7  # within its pause
+    as_file = file_text(daemon, audio, tmp_path / "f.wav")
+    extra = (wer(reference, run.result["text"]) - wer(reference, as_file)) * len(words(reference))
+    assert extra <= 2.01, (run.result["text"], as_file)
+
+
 @pytest.mark.parametrize("seconds", [30])
 def test_no_leading_or_trailing_sentence_is_dropped(
     daemon: RunningDaemon, tmp_path: Path, seconds: int

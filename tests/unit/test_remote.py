@@ -223,7 +223,6 @@ def test_newest_pcm_reads_the_tail_of_a_stream_without_joining_it() -> None:
     import numpy as np
 
     from whisperd.daemon.pcmstore import CompactStream
-    from whisperd.daemon.remote import newest_pcm
     from whisperd.protocol import PcmFormat
 
     stream = CompactStream(PcmFormat("s16le", 16000, 1))
@@ -232,8 +231,8 @@ def test_newest_pcm_reads_the_tail_of_a_stream_without_joining_it() -> None:
     out = b""
     for frame in frames:
         stream.feed(frame)
-        out += newest_pcm(stream, stream.length - sent)
+        out += stream.newest_pcm(stream.length - sent)
         sent = stream.length
     assert out == b"".join(frames)  # exactly the client's samples, in order
-    assert len(stream.parts) == 5  # nothing was joined
-    assert newest_pcm(stream, 1200) == b"".join(frames)[-2400:]  # across two parts
+    assert len(stream.recent) == 5 and not stream.blocks  # nothing was joined
+    assert stream.newest_pcm(1200) == b"".join(frames)[-2400:]  # across two parts

@@ -5,14 +5,17 @@ is sent to the client as a ``commit`` event as soon as it is final, and never re
 (docs/protocol.md, "Live dictation"). Pieces end where the speaker paused:
 
 - at a pause the streaming policy (``streaming.decide``) starts a draft of everything
-  uncommitted up to now; when that draft has decoded some text, this policy commits it:
-  the piece is the draft's audio, ``committed`` moves to the draft's end (inside the
-  pause, so no word is split), and the next piece is decoded after it with the committed
-  text as the model's prompt;
+  uncommitted up to now; when that draft has decoded text that ends a sentence and
+  covers at least MIN_SENTENCE seconds, this policy commits it at once (any other draft
+  waits to be confirmed, see MIN_SENTENCE): the piece is the draft's audio,
+  ``committed`` moves to the draft's end (inside the pause, so no word is split), and
+  the next piece is decoded after it with the committed pieces as the model's context;
 - very long speech without a pause is cut by a stream window at the quietest stretch of
   its last seconds (``safe_cut``), and the window's text is committed;
-- at release only the tail after the last commit is decoded (or the last draft is the
-  tail's text when nothing was said after it): the final piece.
+- at release a draft still waiting to be confirmed is committed as it is when the user
+  spoke after it (``decide_release``), and only the tail after the last commit is
+  decoded (or the last draft is the tail's text when nothing was said after it): the
+  final piece.
 
 A draft is not committed when it gave no text (too short for the model, or the VAD found
 no speech in it): its audio stays uncommitted and becomes part of the next piece, so a
@@ -41,30 +44,45 @@ class CommitDraft:
 
 LiveDecision = Decision | CommitDraft
 
-# A piece decoded without the audio after it came out worse than the same words decoded
-# with it ("the lazy nog" at a pause, "the lazy dog" once the next sentence was heard), so
-# the draft made at a pause is not final at once: the next pause's draft, which covers it
-# and the words after it, must begin with the same words (it *confirms* it); then those
-# words are committed, spelled as the later draft has them. If the user stays silent for
-# LONG_PAUSE after a draft, nothing can confirm it soon: it is committed as it is.
+# When the speaker pauses, the draft of the pause is committed at once if its text ends a
+# sentence and it holds at least MIN_SENTENCE seconds from its first word: the next
+# sentence, which the draft has not heard, rarely changes how the model hears the end of
+# this one, and waiting for the next pause to confirm it cost 4.5 s per piece. The model
+# ends almost any audio with a full stop, also a phrase cut at a comma, so a short draft
+# is not trusted to end a sentence: "And so my fellow Americans" alone came out
+# "And so am I fellow Americans.", and the MIT licence's comma phrases became sentences
+# (6 word errors against a file request's 3 on the shared recordings; 4 with a 2.5 s
+# minimum, bench/live.py). A draft that stops mid-sentence (no full stop, "...", or
+# short) is where the words after it matter ("the lazy nog" at a pause, "the lazy dog"
+# once the next words were heard), so it is not final at once: the next pause's draft,
+# which covers it and the words after it, must begin with the same words (it *confirms*
+# it); then those words are committed, spelled as the later draft has them. If the user
+# stays silent for LONG_PAUSE after such a draft, nothing can confirm it soon: it is
+# committed as it is. At the release nothing can confirm it any more: a pending draft of
+# MIN_SENTENCE with speech after it is committed then (``decide_release``), so that the
+# release decodes only the words after it.
+MIN_SENTENCE = 2.5
 LONG_PAUSE = 2.0
 
 
 @dataclass(frozen=True)
 class LivePolicy:
-    """The live limits in samples (see LONG_PAUSE)."""
+    """The live limits in samples (see MIN_SENTENCE and LONG_PAUSE)."""
 
     long_pause: int
+    min_sentence: int = 0
 
     @classmethod
-    def from_seconds(cls, long_pause: float, sample_rate: int) -> LivePolicy:
-        return cls(math.ceil(long_pause * sample_rate))
+    def from_seconds(
+        cls, long_pause: float, sample_rate: int, min_sentence: float = MIN_SENTENCE
+    ) -> LivePolicy:
+        return cls(math.ceil(long_pause * sample_rate), math.ceil(min_sentence * sample_rate))
 
 
 def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
-    """What to do with a live stream now: commit a confirmed draft (or a draft after a
-    long pause) first, otherwise what the streaming policy says (a window, a draft at a
-    pause, or wait)."""
+    """What to do with a live stream now: commit a draft that ends a sentence, a
+    confirmed draft or a draft after a long pause first, otherwise what the streaming
+    policy says (a window, a draft at a pause, or wait)."""
     if state.ended or state.cancelled or state.window_running or state.draft_running:
         return Wait(NEVER)  # the end of the running piece, or the release, decides
     previous = state.previous
@@ -73,6 +91,8 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
         return decide(policy, state)
+    if state.draft_ends_sentence and _long_enough(live, state, draft):
+        return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
         return decide(policy, state)  # the user went on: the next pause's draft confirms
@@ -81,6 +101,36 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     if state.length >= quiet_since + live.long_pause:
         return CommitDraft(draft[0], draft[1])
     return Wait(quiet_since + live.long_pause)
+
+
+def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
+    """At the release (``state.ended``), before the tail is decoded: a draft still
+    pending (made at a pause, not yet final) of at least MIN_SENTENCE seconds that the
+    user spoke after is final now, so the release decodes only the audio after it (and
+    the client types it meanwhile). A shorter one is decoded again with the tail: alone it
+    is where the model errs most ("And so am I fellow Americans").
+    None: nothing to commit; the tail is decoded from ``committed`` (or, when nothing
+    was said after the last draft, that draft is the final piece: ``draft_verdict``)."""
+    if state.cancelled:
+        return None
+    previous = state.previous
+    if previous is not None and previous[0] == state.committed and state.previous_confirmed:
+        return CommitDraft(previous[0], previous[1])
+    draft = state.draft
+    if draft is None or draft[0] != state.committed or not state.draft_has_text:
+        return None
+    if state.spoken is None or state.spoken <= draft[1]:
+        return None  # silent since: the draft is the final piece as it is
+    if not _long_enough(live, state, draft):
+        return None
+    return CommitDraft(draft[0], draft[1])
+
+
+def _long_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
+    """Whether a draft holds MIN_SENTENCE seconds from its first speech to its end (the
+    silence before the first word does not count: jfk's "And so my fellow Americans" is
+    1.9 s of speech after 0.3 s of silence)."""
+    return draft[1] - max(draft[0], state.draft_speech_from) >= live.min_sentence
 
 
 # A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN

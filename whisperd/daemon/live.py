@@ -18,7 +18,6 @@ from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.protocol import CommitReply, SegmentReply
 
 if TYPE_CHECKING:
-    from whisperd.audio import Samples
     from whisperd.engine import Segment, Transcription
 
 
@@ -35,6 +34,36 @@ def has_text(draft: Draft | None) -> bool:
     """Whether a draft decoded some text (a draft skipped as too short, or in which the
     VAD found no speech, is not committed: its audio joins the next piece)."""
     return draft is not None and not draft.result.skipped and bool(draft.result.text.strip())
+
+
+# How a draft's text ends when the model heard a whole sentence ("..." is a trailing-off
+# hesitation; closing quotes and brackets after the full stop are allowed).
+SENTENCE_ENDS = (".", "!", "?")
+CLOSING = "\"')]\u201d\u2019"
+
+
+def ends_sentence(draft: Draft | None) -> bool:
+    """Whether a draft's text ends a sentence (then it is committed at once, commit.py)."""
+    if not has_text(draft):
+        return False
+    assert draft is not None
+    text = draft.result.text.strip().rstrip(CLOSING)
+    return text.endswith(SENTENCE_ENDS) and not text.endswith("..")
+
+
+def speech_start(levels: list[float], start: int, end: int, floor: float) -> int:
+    """Where speech begins in samples ``start``..``end`` of a stream: the first 30 ms
+    level frame louder than a tenth of the stretch's loudest (and than ``floor``), as
+    ``Levels.speech_end`` finds where it stops; ``start`` when none is."""
+    from whisperd.audio import LEVEL_FRAME, PAUSE_FRACTION
+
+    first = -(-start // LEVEL_FRAME)
+    values = levels[first : end // LEVEL_FRAME]
+    threshold = max(floor, max(values, default=0.0) * PAUSE_FRACTION)
+    for index, value in enumerate(values):
+        if value >= threshold:
+            return (first + index) * LEVEL_FRAME
+    return start
 
 
 def _rate() -> int:
@@ -149,19 +178,19 @@ def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> No
     send_piece(job, _text(segments), start, cut)
 
 
-def window_piece(job: Job, search_seconds: float) -> tuple[Samples, int]:
-    """The audio of the next window of a live stream and where it ends: in the middle of
-    the quietest stretch of its last ``search_seconds`` (``commit.safe_cut``), so that
-    the committed text ends between two words."""
+def window_cut(job: Job, search_seconds: float) -> int:
+    """Where the next window of a live stream ends: in the middle of the quietest stretch
+    of its last ``search_seconds`` (``commit.safe_cut``), so that the committed text ends
+    between two words."""
     from whisperd.audio import LEVEL_FRAME, quiet_cut
 
     assert job.stream is not None
-    audio = job.stream.audio()
-    low = max(job.committed, audio.size - int(search_seconds * _rate()))
-    cut = safe_cut(job.stream.levels.values, low, audio.size, LEVEL_FRAME)
-    if cut is None:
-        cut = quiet_cut(audio, job.committed, audio.size, search_seconds)
-    return audio[job.committed : cut], cut
+    length = job.stream.length
+    low = max(job.committed, length - int(search_seconds * _rate()))
+    cut = safe_cut(job.stream.levels.values, low, length, LEVEL_FRAME)
+    if cut is None:  # only the stretch searched is converted to find the cut
+        cut = low + quiet_cut(job.stream.slice(low, length), 0, length - low, search_seconds)
+    return cut
 
 
 def finish(job: Job, result: Transcription, earlier: int) -> Transcription:

@@ -8,6 +8,7 @@ float32 back only for the stretch a window, a draft or the final pass needs.
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 SCALE = 32768.0
 Int16Samples = npt.NDArray[np.int16]
+# The decoder's small parts (a client's 20 ms frames) are joined into blocks of about
+# this many samples, so that reading a stretch joins a few blocks, not the whole stream:
+# a live stream reads its context and new piece at every pause, and that work must not
+# grow with the length of the dictation.
+BLOCK_SAMPLES = 5 * 16000
 
 
 def to_int16(samples: Samples) -> Int16Samples:
@@ -36,7 +42,10 @@ def to_float(samples: Int16Samples) -> Samples:
 class CompactStream:
     def __init__(self, fmt: PcmFormat) -> None:
         self.decoder = PcmStreamDecoder(fmt)
-        self.parts: list[Int16Samples] = []
+        self.blocks: list[Int16Samples] = []  # joined parts, in order
+        self.starts: list[int] = []  # the stream position of each block's first sample
+        self.recent: list[Int16Samples] = []  # parts after the last block
+        self.stored = 0  # samples in blocks
 
     @property
     def length(self) -> int:
@@ -53,28 +62,55 @@ class CompactStream:
     def _take(self) -> None:
         """Move what the decoder produced into int16 storage (it keeps no copy)."""
         if self.decoder.parts:
-            self.parts.extend(to_int16(part) for part in self.decoder.parts)
+            self.recent.extend(to_int16(part) for part in self.decoder.parts)
             self.decoder.parts.clear()
+            if sum(part.size for part in self.recent) >= BLOCK_SAMPLES:
+                self._seal()
 
-    def _joined(self) -> Int16Samples:
-        if len(self.parts) > 1:
-            self.parts = [np.concatenate(self.parts)]
-        return self.parts[0] if self.parts else np.zeros(0, dtype=np.int16)
+    def _seal(self) -> None:
+        """The recent parts become one block."""
+        if not self.recent:
+            return
+        block = np.concatenate(self.recent) if len(self.recent) > 1 else self.recent[0]
+        self.recent = []
+        self.blocks.append(block)
+        self.starts.append(self.stored)
+        self.stored += block.size
 
     def slice(self, start: int, end: int) -> Samples:
-        """Samples ``start:end`` as float32 (only that stretch is converted)."""
-        return to_float(self._joined()[start:end])
+        """Samples ``start:end`` as float32 (only the blocks holding them are read)."""
+        self._seal()
+        end = min(end, self.stored)
+        if start >= end:
+            return np.zeros(0, dtype=np.float32)
+        first = bisect.bisect_right(self.starts, start) - 1
+        parts: list[Int16Samples] = []
+        for index in range(first, len(self.blocks)):
+            offset = self.starts[index]
+            if offset >= end:
+                break
+            block = self.blocks[index]
+            parts.append(block[max(0, start - offset) : end - offset])
+        return to_float(np.concatenate(parts) if len(parts) > 1 else parts[0])
 
-    def audio(self) -> Samples:
-        """Everything received so far as float32 (a live piece reads its context from it)."""
-        return to_float(self._joined())
+    def newest_pcm(self, count: int) -> bytes:
+        """The last ``count`` stored samples as s16le, read from the parts as they are
+        (no joining: a remote engine takes each frame's new samples as they arrive)."""
+        pieces: list[bytes] = []
+        for part in reversed([*self.blocks, *self.recent]):
+            if count <= 0:
+                break
+            taken = part[-count:] if part.size > count else part
+            pieces.append(taken.astype("<i2").tobytes())
+            count -= taken.size
+        return b"".join(reversed(pieces))
 
     def finish(self) -> Samples:
         """The whole stream as float32; BadAudio when a partial frame is left over."""
         self.decoder.finish()
         self._take()
-        return to_float(self._joined())
+        return self.slice(0, self.length)
 
     @property
     def held_bytes(self) -> int:
-        return sum(part.nbytes for part in self.parts)
+        return sum(part.nbytes for part in (*self.blocks, *self.recent))

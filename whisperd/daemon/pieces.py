@@ -22,6 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from whisperd.daemon.jobs import Job, Piece
 
+# Samples ``start:end`` of a stream, as float32: only the stretch a piece is decoded from
+# is converted (``CompactStream.slice``), so the work per piece does not grow with the
+# length of the dictation.
+AudioReader = Callable[[int, int], "Samples"]
+
 if TYPE_CHECKING:
     from whisperd.audio import Samples
     from whisperd.daemon.pipeline import SegmentSender, Transcriber
@@ -90,7 +95,7 @@ def strip_prefix(segments: list[Segment], prefix: str, start: float) -> list[Seg
 
 def decode_piece(
     engine: Transcriber,
-    audio: Samples,
+    read: AudioReader,
     job: Job,
     start: int,
     end: int,
@@ -98,8 +103,9 @@ def decode_piece(
     on_segment: SegmentSender | None,
     cancelled: Callable[[], bool],
 ) -> Transcription:
-    """Transcribe ``audio[start:end]`` of a live stream whose pieces before ``start`` are
-    committed; segments in stream time, sent to ``on_segment`` once final."""
+    """Transcribe samples ``start:end`` of a live stream (``read`` gives them) whose
+    pieces before ``start`` are committed; segments in stream time, sent to
+    ``on_segment`` once final."""
     from whisperd.engine import Transcription
 
     rate = _rate()
@@ -111,14 +117,14 @@ def decode_piece(
     duration = (end - start) / rate
     if prefix:
         wide = engine.transcribe(
-            audio[audio_start:end],
+            read(audio_start, end),
             {**options, "prefix": prefix},
             None,
             cancelled,
             audio_start / rate,
         )
         new = strip_prefix(wide.segments, prefix, start / rate)
-        if new is not None and (new or not engine.has_speech(audio[start:end])):
+        if new is not None and (new or not engine.has_speech(read(start, end))):
             for item in new:
                 if on_segment is not None:
                     on_segment(item)
@@ -126,4 +132,4 @@ def decode_piece(
     if prefix:  # the decode with context failed: the piece alone, after the earlier text
         before = " ".join(p.text for p in job.pieces if p.text)[-PROMPT_CHARS:]
         options["initial_prompt"] = before
-    return engine.transcribe(audio[start:end], options, on_segment, cancelled, start / rate)
+    return engine.transcribe(read(start, end), options, on_segment, cancelled, start / rate)

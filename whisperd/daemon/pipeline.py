@@ -162,7 +162,7 @@ def transcribe_audio(
         from whisperd.daemon.pieces import decode_piece
 
         work = (job.committed, audio.size, options, send_segment, lambda: job.cancelled)
-        return decode_piece(engine, audio, job, *work)
+        return decode_piece(engine, lambda start, end: audio[start:end], job, *work)
     return engine.transcribe(
         audio[job.committed :],
         options,

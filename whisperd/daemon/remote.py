@@ -25,7 +25,6 @@ from whisperd.engine.remote.target import OPENAI, parse_target
 from whisperd.protocol import ErrorCode, ProtocolError, ResultReply, SegmentReply
 
 if TYPE_CHECKING:
-    from whisperd.daemon.pcmstore import CompactStream
     from whisperd.daemon.scheduler import Scheduler
     from whisperd.engine import Transcription
     from whisperd.engine.remote.openai import OpenAIRemote
@@ -77,7 +76,7 @@ class RemoteRoute:
             return
         sent = self.sent.get(job, 0)
         if compact.length > sent:
-            stream.feed(newest_pcm(compact, compact.length - sent))
+            stream.feed(compact.newest_pcm(compact.length - sent))
             self.sent[job] = compact.length
 
     # -- at release
@@ -216,19 +215,6 @@ class RemoteRoute:
             "remote_error": exc.reason,
         }
         return result, engine, load
-
-
-def newest_pcm(compact: CompactStream, count: int) -> bytes:
-    """The last ``count`` samples of a stream as s16le, read from its int16 parts as they
-    are (``slice`` would join the whole stream into one array at every frame)."""
-    pieces: list[bytes] = []
-    for part in reversed(compact.parts):
-        if count <= 0:
-            break
-        taken = part[-count:] if part.size > count else part
-        pieces.append(taken.astype("<i2").tobytes())
-        count -= taken.size
-    return b"".join(reversed(pieces))
 
 
 def remote_options(job: Job) -> dict[str, Any]:

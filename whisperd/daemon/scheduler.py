@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.daemon import live, pieces, pipeline, remote
-from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live
+from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live, decide_release
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.state import DaemonState
@@ -239,6 +239,8 @@ class Scheduler(ModelWorker):
         # busy with it anyway).
         while (running := job.window or job.drafting) is not None:
             await asyncio.shield(running)
+        if live.is_live(job):
+            self.commit_at_release(job)
         work = (self.engine, self.config, self.policy, self.queued, self.segment_sender(job))
         earlier = len(job.segments)  # committed before the release (windows, live pieces)
         self.set_status("transcribing")
@@ -293,22 +295,7 @@ class Scheduler(ModelWorker):
             return  # the running window or draft asks again when it ends
         if not event and job.next_check is not None and stream.length < job.next_check:
             return
-        spoken = stream.levels.speech_end(job.committed, self.config.min_rms)
-        draft = job.draft
-        state = StreamState(
-            length=stream.length,
-            committed=job.committed,
-            spoken=spoken,
-            ended=job.ended,
-            cancelled=job.cancelled,
-            window_running=job.window is not None,
-            draft_running=job.drafting is not None,
-            worker_idle=not self.busy and not self.queued and self.engine.loaded,
-            draft=None if draft is None else (draft.start, draft.end),
-            draft_has_text=live.has_text(draft),
-            previous=None if job.previous is None else (job.previous.start, job.previous.end),
-            previous_confirmed=live.confirmation(job) is not None,
-        )
+        state = self.stream_state(job)
         is_live = live.is_live(job)
         if is_live:
             decision: LiveDecision = decide_live(self.policy, live.policy(), state)
@@ -325,12 +312,43 @@ class Scheduler(ModelWorker):
         else:
             job.next_check = decision.next_at
 
+    def stream_state(self, job: Job) -> StreamState:
+        """What the streaming and commit policies need to know about a stream."""
+        assert job.stream is not None
+        draft, levels = job.draft, job.stream.levels
+        return StreamState(
+            length=job.stream.length,
+            committed=job.committed,
+            spoken=job.stream.levels.speech_end(job.committed, self.config.min_rms),
+            ended=job.ended,
+            cancelled=job.cancelled,
+            window_running=job.window is not None,
+            draft_running=job.drafting is not None,
+            worker_idle=not self.busy and not self.queued and self.engine.loaded,
+            draft=None if draft is None else (draft.start, draft.end),
+            draft_has_text=live.has_text(draft),
+            draft_ends_sentence=live.ends_sentence(draft),
+            draft_speech_from=0
+            if draft is None
+            else live.speech_start(levels.values, draft.start, draft.end, self.config.min_rms),
+            previous=None if job.previous is None else (job.previous.start, job.previous.end),
+            previous_confirmed=live.confirmation(job) is not None,
+        )
+
+    def commit_at_release(self, job: Job) -> None:
+        """Drafts still waiting to be confirmed, with speech after them, are final at the
+        release: commit them now (the client types them while the tail is decoded)."""
+        while (decision := decide_release(live.policy(), self.stream_state(job))) is not None:
+            live.commit_draft(job, decision)
+
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
         release only the tail is left, so long dictation answers as fast as short."""
         is_live = live.is_live(job)
-        cutter = live.window_piece if is_live else pipeline.window_piece
-        piece, cut = cutter(job, WINDOW_SEARCH)
+        if is_live:  # decode_piece reads the piece and its context itself
+            cut = live.window_cut(job, WINDOW_SEARCH)
+        else:
+            piece, cut = pipeline.window_piece(job, WINDOW_SEARCH)
         start = job.committed
         offset = start / pipeline.sample_rate()
         options = pipeline.window_options(job, self.config)
@@ -339,7 +357,7 @@ class Scheduler(ModelWorker):
         try:
             if is_live:
                 assert job.stream is not None
-                work = (job.stream.audio(), job, start, cut, options, sender, lambda: job.cancelled)
+                work = (job.stream.slice, job, start, cut, options, sender, lambda: job.cancelled)
                 result = await self.on_worker(pieces.decode_piece, self.engine, *work)
             else:
                 result = await self.on_worker(
@@ -360,16 +378,16 @@ class Scheduler(ModelWorker):
     async def run_draft(self, job: Job, start: int, end: int) -> None:
         """Transcribe what was said so far while the user pauses (see streaming.py)."""
         assert job.stream is not None
-        piece = job.stream.slice(start, end)
         options = pipeline.window_options(job, self.config)
         offset = start / pipeline.sample_rate()
         started = time.monotonic()
         try:
             # No segments are sent: a draft may be thrown away if the user speaks again.
             if live.is_live(job):
-                work = (job.stream.audio(), job, start, end, options, None, lambda: job.cancelled)
+                work = (job.stream.slice, job, start, end, options, None, lambda: job.cancelled)
                 result = await self.on_worker(pieces.decode_piece, self.engine, *work)
             else:
+                piece = job.stream.slice(start, end)
                 result = await self.on_worker(
                     self.engine.transcribe, piece, options, None, lambda: job.cancelled, offset
                 )

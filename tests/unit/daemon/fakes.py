@@ -27,6 +27,8 @@ class FakeEngine:
         self.vad_calls = 0
         # Set by a test to hold the worker inside transcribe until released.
         self.gate: threading.Event | None = None
+        # Appended to each text: "." makes every decoded piece end a sentence (live).
+        self.suffix = ""
 
     def load(self) -> float:
         if self.loaded:
@@ -56,7 +58,7 @@ class FakeEngine:
         self.calls.append(("transcribe", audio.size, dict(options)))
         if self.gate is not None:
             self.gate.wait(10)
-        text = f"{audio.size} samples"
+        text = f"{audio.size} samples{self.suffix}"
         segment: dict[str, Any] = {
             "start": round(offset, 3),
             "end": round(offset + audio.size / SAMPLE_RATE, 3),

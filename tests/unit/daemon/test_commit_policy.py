@@ -14,6 +14,7 @@ from whisperd.daemon.commit import (
     LiveDecision,
     LivePolicy,
     decide_live,
+    decide_release,
     safe_cut,
 )
 from whisperd.daemon.streaming import (
@@ -27,7 +28,8 @@ from whisperd.daemon.streaming import (
 
 RATE = 100
 POLICY = StreamPolicy.from_seconds(window=10.0, pause=0.25, sample_rate=RATE)
-# A draft is committed when the next draft confirms it, or after a 2 s pause.
+# A draft is committed at once when it ends a sentence and covers 2.5 s; otherwise when
+# the next draft confirms it, or after a 2 s pause, or at the release.
 LIVE = LivePolicy.from_seconds(long_pause=2.0, sample_rate=RATE)
 
 GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
@@ -83,6 +85,84 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
         ),
         Wait(900),
     ),
+    # A draft whose text ends a sentence is final at once, whether the user is still
+    # silent or already speaking again.
+    (
+        "draft ends a sentence",
+        StreamState(
+            length=560,
+            committed=0,
+            spoken=500,
+            draft=(0, 525),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        CommitDraft(0, 525),
+    ),
+    (
+        "draft ends a sentence, spoke again",
+        StreamState(
+            length=600,
+            committed=0,
+            spoken=595,
+            draft=(0, 525),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        CommitDraft(0, 525),
+    ),
+    # ... unless it is short (under 2.5 s): the model ends a phrase cut at a comma with a
+    # full stop too; it waits for the next pause to confirm it, as a mid-sentence draft.
+    (
+        "short draft ends a sentence",
+        StreamState(
+            length=200,
+            committed=0,
+            spoken=150,
+            draft=(0, 175),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        Wait(350),
+    ),
+    (
+        "short draft ends a sentence, spoke again",
+        StreamState(
+            length=200,
+            committed=0,
+            spoken=195,
+            draft=(0, 175),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        Wait(220),
+    ),
+    # The silence before the first word does not count: 2.6 s of stream, 1.9 s of speech.
+    (
+        "draft ends a sentence, mostly silence",
+        StreamState(
+            length=280,
+            committed=0,
+            spoken=220,
+            draft=(0, 260),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+            draft_speech_from=30,
+        ),
+        Wait(420),
+    ),
+    (
+        "draft ends a sentence, stale",
+        StreamState(
+            length=700,
+            committed=525,
+            spoken=650,
+            draft=(0, 525),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        StartDraft(525, 700),
+    ),
     # A draft without text (too short, or no speech for the VAD) is not committed: its
     # audio stays in the next piece, and the next pause drafts it again.
     (
@@ -133,6 +213,69 @@ def test_golden(name: str, state: StreamState, expected: LiveDecision) -> None:
     assert decide_live(POLICY, LIVE, state) == expected
 
 
+# At the release: what is committed before the tail is decoded.
+PENDING = {"draft": (0, 525), "draft_has_text": True}
+RELEASE: list[tuple[str, StreamState, CommitDraft | None]] = [
+    # A draft waiting for confirmation, and the user spoke after it: final now, so the
+    # release decodes only the words after it.
+    (
+        "pending, spoke after",
+        StreamState(length=800, committed=0, spoken=790, ended=True, **PENDING),  # type: ignore[arg-type]
+        CommitDraft(0, 525),
+    ),
+    # A short one (under 2.5 s) is decoded again with the tail: alone, it is where the
+    # model errs most.
+    (
+        "short pending, spoke after",
+        StreamState(
+            length=800, committed=0, spoken=790, ended=True, draft=(0, 200), draft_has_text=True
+        ),
+        None,
+    ),
+    # Silent since the draft: it is the final piece itself (no decode at all).
+    (
+        "pending, silent after",
+        StreamState(length=800, committed=0, spoken=500, ended=True, **PENDING),  # type: ignore[arg-type]
+        None,
+    ),
+    (
+        "confirmed previous",
+        StreamState(
+            length=900,
+            committed=0,
+            spoken=890,
+            ended=True,
+            draft=(0, 730),
+            draft_has_text=True,
+            previous=(0, 525),
+            previous_confirmed=True,
+        ),
+        CommitDraft(0, 525),
+    ),
+    ("no draft", StreamState(length=800, committed=0, spoken=790, ended=True), None),
+    (
+        "draft without text",
+        StreamState(length=800, committed=0, spoken=790, ended=True, draft=(0, 525)),
+        None,
+    ),
+    (
+        "stale draft",
+        StreamState(length=800, committed=525, spoken=790, ended=True, **PENDING),  # type: ignore[arg-type]
+        None,
+    ),
+    (
+        "cancelled",
+        StreamState(length=800, committed=0, spoken=790, ended=True, cancelled=True, **PENDING),  # type: ignore[arg-type]
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "state", "expected"), RELEASE, ids=[g[0] for g in RELEASE])
+def test_release_golden(name: str, state: StreamState, expected: CommitDraft | None) -> None:
+    assert decide_release(LIVE, state) == expected
+
+
 @dataclass
 class Replay:
     """A dictation fed 0.1 s at a time through the policy. Speech is a list of
@@ -146,11 +289,16 @@ class Replay:
     draft: tuple[int, int] | None = None
     previous: tuple[int, int] | None = None
     agree: bool = True  # whether a later draft begins with the earlier one's words
+    sentences: bool = False  # whether a draft's text ends a sentence
     running: tuple[str, int, int, int] | None = None  # kind, start, end, done at
 
     def spoken(self, length: int) -> int | None:
         ends = [min(e, length) for s, e in self.speech if e > self.committed and s < length]
         return max(ends) if ends else None
+
+    def speech_from(self, draft: tuple[int, int] | None) -> int:
+        starts = [max(s, draft[0]) for s, e in self.speech if draft and e > draft[0]]
+        return min(starts, default=0)
 
     def has_text(self, start: int, end: int) -> bool:
         said = sum(max(0, min(e, end) - max(s, start)) for s, e in self.speech)
@@ -181,28 +329,50 @@ class Replay:
             draft_running=self.running is not None and self.running[0] == "draft",
             draft=self.draft,
             draft_has_text=draft_text,
+            draft_ends_sentence=draft_text and self.sentences,
+            draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
         )
         decision = decide_live(POLICY, LIVE, state)
         if isinstance(decision, CommitDraft):
-            self.pieces.append((decision.start, decision.end))
-            latest = self.draft
-            self.committed, self.draft, self.previous = decision.end, None, None
-            if latest is not None and latest[1] > decision.end:  # the rest: a new draft
-                self.draft = (decision.end, latest[1])
+            self.commit(decision)
         elif isinstance(decision, StartDraft):
             self.running = ("draft", decision.start, decision.end, length + self.decode)
         elif isinstance(decision, CutWindow):
             cut = length - 100  # the quiet cut: somewhere in the last 2 s (100 here: 1 s)
             self.running = ("window", self.committed, cut, length + self.decode)
 
+    def commit(self, decision: CommitDraft) -> None:
+        self.pieces.append((decision.start, decision.end))
+        latest = self.draft
+        self.committed, self.draft, self.previous = decision.end, None, None
+        if latest is not None and latest[1] > decision.end:  # the rest: a new draft
+            self.draft = (decision.end, latest[1])
+
+    def release_state(self, release: int) -> StreamState:
+        draft_text = self.draft is not None and self.has_text(*self.draft)
+        return StreamState(
+            length=release,
+            committed=self.committed,
+            spoken=self.spoken(release),
+            ended=True,
+            draft=self.draft,
+            draft_has_text=draft_text,
+            draft_speech_from=self.speech_from(self.draft),
+            previous=self.previous,
+            previous_confirmed=self.previous is not None and self.agree,
+        )
+
     def run(self, release: int) -> list[tuple[int, int]]:
         for length in range(10, release + 1, 10):
             self.step(length)
-        # Release: a running piece ends first, then the tail is the final piece.
+        # Release: a running piece ends first, pending drafts the user spoke after are
+        # committed, then the tail is the final piece.
         if self.running is not None:
             self.finish_running(self.running[3])
+        while (decision := decide_release(LIVE, self.release_state(release))) is not None:
+            self.commit(decision)
         return [*self.pieces, (self.committed, release)]
 
 
@@ -221,14 +391,42 @@ def test_each_pause_commits_the_piece_before_it_once_confirmed() -> None:
     speech = [(20, 300), (360, 700), (780, 1000), (1100, 1600), (1700, 1900)]
     pieces = Replay(speech).run(release=1910)
     assert_tiles(pieces, 1910)
-    # Fed 0.1 s at a time: the draft at 3.3 s is confirmed by the one at 7.3 s, ...
-    assert pieces == [(0, 330), (330, 730), (730, 1030), (1030, 1910)]
+    # Fed 0.1 s at a time: the draft at 3.3 s is confirmed by the one at 7.3 s, ...;
+    # the draft of the last pause (16.3 s) is committed at the release, which decodes
+    # only the last sentence.
+    assert pieces == [(0, 330), (330, 730), (730, 1030), (1030, 1630), (1630, 1910)]
     assert cuts_in_pauses(pieces, speech)
 
 
-def test_drafts_that_disagree_leave_the_words_to_the_release() -> None:
+def test_drafts_that_end_sentences_are_committed_in_their_own_pause() -> None:
+    speech = [(20, 300), (360, 700), (780, 1000), (1100, 1600), (1700, 1900)]
+    replay = Replay(speech, sentences=True)
+    pieces = replay.run(release=1910)
+    assert_tiles(pieces, 1910)
+    # Each draft (made 0.25 s into a pause, decoded in 0.2 s) is final at once.
+    assert pieces == [(0, 330), (330, 730), (730, 1030), (1030, 1630), (1630, 1910)]
+    assert cuts_in_pauses(pieces, speech)
+
+
+def test_a_sentence_is_final_before_the_next_one_is_spoken() -> None:
+    # The first piece's commit comes in its own pause: by 3.5 s, long before the next
+    # pause (7 s), where a draft that stops mid-sentence would be confirmed.
     speech = [(20, 300), (360, 700), (780, 1000)]
-    assert Replay(speech, agree=False).run(release=1010) == [(0, 1010)]
+    replay = Replay(speech, sentences=True)
+    for length in range(10, 360, 10):
+        replay.step(length)
+    assert replay.pieces == [(0, 330)]
+    waiting = Replay(speech)
+    for length in range(10, 360, 10):
+        waiting.step(length)
+    assert waiting.pieces == []
+
+
+def test_drafts_that_disagree_leave_the_words_to_the_release() -> None:
+    # Never confirmed while the user speaks; the release commits the latest draft as it
+    # is (nothing can confirm it any more) and decodes the rest.
+    speech = [(20, 300), (360, 700), (780, 1000)]
+    assert Replay(speech, agree=False).run(release=1010) == [(0, 730), (730, 1010)]
 
 
 def test_a_long_pause_commits_a_short_piece() -> None:
@@ -250,10 +448,11 @@ def test_very_long_speech_is_cut_by_windows() -> None:
 
 
 def test_a_pause_right_before_release_is_the_final_piece() -> None:
-    # The draft of the last pause is still running at release: not committed early.
+    # The draft of the last pause is still running at release: it ends first, confirms
+    # the draft before it, and is itself the final piece (nothing said after it).
     speech = [(20, 300), (360, 700)]
     pieces = Replay(speech, decode=50).run(release=730)
-    assert pieces == [(0, 730)]
+    assert pieces == [(0, 330), (330, 730)]
 
 
 def test_silence_only_commits_nothing_before_release() -> None:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.unit.daemon.fakes import s16le, silence, tone
 from tests.unit.daemon.test_connection import PCM, Served, run, serving
@@ -63,7 +64,8 @@ def check_pieces(replies: list[dict[str, Any]], length: int) -> list[dict[str, A
     return commits
 
 
-def test_pauses_commit_pieces_before_the_release() -> None:
+@pytest.mark.parametrize("spoken", [2.5, 1.0])
+def test_pauses_commit_pieces_before_the_release(spoken: float) -> None:
     async def test() -> None:
         async with serving(DaemonConfig(draft_pause=0.25)) as s:
             await s.client.hello()
@@ -78,14 +80,26 @@ def test_pauses_commit_pieces_before_the_release() -> None:
             early = await s.client.recv()
             assert early is not None and early["type"] == "commit", early
             assert early["seq"] == 0 and early["final"] is False and early["start"] == 0.0
-            # A short pause: the draft waits for the next one, then the release decodes.
-            rest = np.concatenate([tone(1.0), silence(0.6), tone(0.5)])
+            # A short pause whose draft does not end a sentence (the fake engine's text has
+            # no full stop): it waits to be confirmed by the next pause. The release comes
+            # first: nothing can confirm it any more, so a draft of 2.5 s of speech is
+            # committed as it is, and only the audio after it is decoded for the final
+            # piece; a shorter one (where the model errs most) is decoded again with it.
+            rest = np.concatenate([tone(spoken), silence(0.6), tone(0.5)])
             await stream_live_more(s, "live", rest)
             await s.client.send({"type": "end", "id": "live"})
             replies = [segment, early, *await collect(s, "live")]
             commits = check_pieces(replies, first.size + rest.size)
-            assert len(commits) == 2
             assert commits[0]["end"] < 2.0 and commits[0]["text"]
+            if spoken < 2.5:
+                assert len(commits) == 2
+            else:
+                assert len(commits) == 3
+                pending, final = commits[1], commits[2]
+                assert pending["text"] and not pending["final"]
+                pause = 3.5 + spoken  # the draft made in the short pause
+                assert pause <= pending["end"] < pause + 0.6
+                assert final["final"] and final["start"] == pending["end"]
             # Pieces are decoded with timestamps (the accuracy fix), never the fast path.
             options = [o for name, _, o in s.engine.calls if name == "transcribe"]
             assert all("without_timestamps" not in o and "live" not in o for o in options)
@@ -102,6 +116,32 @@ async def stream_live_more(s: Served, rid: str, audio: np.ndarray[Any, Any]) -> 
         part = data[start : start + step]
         await s.client.send({"type": "audio", "id": rid, "size": len(part)}, part)
         await asyncio.sleep(0.02)
+
+
+def test_a_draft_that_ends_a_sentence_is_committed_in_its_own_pause() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            s.engine.suffix = "."  # every piece the model hears ends a sentence
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            # A short pause (0.6 s), then the user speaks on: the first sentence's draft
+            # (2.5 s of speech: long enough to trust its full stop) is final at once, not
+            # at the next pause or the release.
+            await stream_live(s, "s", np.concatenate([tone(2.5), silence(0.6)]), 0.01)
+            await idle(s)
+            segment = await s.client.recv()
+            early = await s.client.recv()
+            assert segment is not None and segment["type"] == "segment", segment
+            assert early is not None and early["type"] == "commit", early
+            assert early["seq"] == 0 and not early["final"] and 2.75 <= early["end"] < 3.1
+            more = np.concatenate([tone(1.0), silence(0.05)])
+            await stream_live_more(s, "s", more)
+            await s.client.send({"type": "end", "id": "s"})
+            replies = [segment, early, *await collect(s, "s")]
+            commits = check_pieces(replies, int(3.1 * SAMPLE_RATE) + more.size)
+            assert len(commits) == 2 and commits[1]["start"] == early["end"]
+
+    run(test)
 
 
 def test_a_long_pause_free_stream_commits_its_windows() -> None:

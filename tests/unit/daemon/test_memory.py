@@ -110,3 +110,26 @@ def test_a_file_request_starts_a_decoder_process_while_the_file_uploads() -> Non
         release_file_decoder()
 
     asyncio.run(test())
+
+
+def test_a_long_stream_is_read_a_stretch_at_a_time() -> None:
+    """A stretch read across the stored blocks is the stream's samples, and reading it
+    converts only that stretch (a live piece reads its context at every pause)."""
+    from whisperd.daemon import pcmstore
+
+    fmt = PcmFormat("s16le", SAMPLE_RATE, 1)
+    rng = np.random.default_rng(7)
+    samples = rng.integers(-20000, 20000, 13 * pcmstore.BLOCK_SAMPLES // 4, dtype=np.int16)
+    stream = pcmstore.CompactStream(fmt)
+    data = samples.astype("<i2").tobytes()
+    for start in range(0, len(data), 640):  # 20 ms frames, as whisperd-keys sends them
+        stream.feed(data[start : start + 640])
+        if start % (640 * 97) == 0:
+            stream.slice(0, 10)  # reads in between seal blocks of any size
+    assert len(stream.blocks) > 2
+    expected = samples.astype(np.float32) / 32768.0
+    block = pcmstore.BLOCK_SAMPLES
+    for low, high in [(0, 5), (block - 3, block + 3), (10, 3 * block + 7), (0, samples.size)]:
+        assert np.array_equal(stream.slice(low, high), expected[low:high])
+    assert stream.slice(samples.size, samples.size + 10).size == 0
+    assert np.array_equal(stream.finish(), expected)
