@@ -3,8 +3,12 @@
 It speaks just enough HTTP or Wyoming to take a whole request (an HTTP request with its
 body; Wyoming events up to ``audio-stop``), then misbehaves as told: never answers
 (``slow``), answers bytes that are not an answer (``garbage``), answers too much
-(``too_big``: announced, or streamed without announcing it), or breaks off in the middle
-of an answer (``drop``). A port nobody listens on is ``refused_port()``.
+(``too_big``: announced, or streamed without announcing it), breaks off in the middle
+of an answer (``drop``), answers a transcript full of terminal control characters
+(``control_chars``), or redirects the request elsewhere (``redirect``, with
+``redirect=(status, location)``). ``capture`` answers every HTTP request with a transcript
+and keeps its head and body: the other host a redirect points to. A port nobody listens on
+is ``refused_port()``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,21 @@ from dataclasses import dataclass, field
 
 from tests.integration.remote_servers import free_port
 
-MODES = ("slow", "garbage", "too_big", "too_big_unannounced", "drop", "picky", "listen")
+MODES = (
+    "slow",
+    "garbage",
+    "too_big",
+    "too_big_unannounced",
+    "drop",
+    "picky",
+    "listen",
+    "control_chars",
+    "redirect",
+    "capture",
+)
+# A transcript that would move a terminal's cursor, colour it, ring it, and overwrite
+# what was printed (the reviewer's repro), with a C1 CSI and a DEL as well.
+CONTROL_TEXT = "hello\x1b[31m\x07 world\x00\x08\x08\x08rm -rf ~\r\n\x9b2J\x7fend"
 BIG = 6 * 1024 * 1024  # past whisperd's 4 MiB answer bound
 
 
@@ -43,7 +61,7 @@ def _read_http_request(conn: socket.socket, heads: list[bytes]) -> bytes:
         wanted = int(headers[b"content-length"])
         while len(body) < wanted and (part := conn.recv(65536)):
             body += part
-    else:  # chunked: up to the last, empty chunk
+    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":  # to the last chunk
         while not body.endswith(b"0\r\n\r\n") and (part := conn.recv(65536)):
             body += part
     return body
@@ -70,6 +88,23 @@ HTTP_ANSWERS = {
     "drop": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
     b'{"text": "and so my fell',
 }
+
+
+def json_answer(status: bytes, data: object, extra: bytes = b"") -> bytes:
+    body = json.dumps(data).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode() + b"\r\n" + extra + b"Connection: close\r\n\r\n" + body
+    )  # fmt: skip
+
+
+def redirect_answer(status: int, location: str) -> bytes:
+    return json_answer(
+        f"{status} Moved".encode(), {"text": "the redirect's own body"},
+        f"Location: {location}\r\n".encode(),
+    )  # fmt: skip
+
+
 WYOMING_ANSWERS = {
     "garbage": b"this is not a wyoming event\n",
     "too_big": b'{"type": "transcript", "version": "1.5.0", "payload_length": '
@@ -77,6 +112,9 @@ WYOMING_ANSWERS = {
     + b"}\n",
     "too_big_unannounced": b'{"type": "transcript", "data_length": ' + str(BIG).encode() + b"}\n",
     "drop": b'{"type": "transcript", "version": "1.5.0", "data_length": 400}\n{"text": "and so',
+    "control_chars": b'{"type": "transcript", "data": '
+    + json.dumps({"text": CONTROL_TEXT}).encode()
+    + b"}\n",
 }
 
 
@@ -84,6 +122,8 @@ WYOMING_ANSWERS = {
 class Double:
     port: int
     heads: list[bytes] = field(default_factory=list)  # HTTP requests' heads, as received
+    bodies: list[bytes] = field(default_factory=list)  # "capture": HTTP requests' bodies
+    redirect: tuple[int, str] = (307, "")  # "redirect": the status and the Location
     audio_bytes: int = 0  # "listen": Wyoming audio-chunk payload received so far
 
 
@@ -134,6 +174,16 @@ def _serve(
             if mode == "picky":  # an OpenAI-compatible server without verbose_json
                 conn.sendall(picky_answer(b"verbose_json" in body))
                 return
+            if mode == "capture":
+                double.bodies.append(body)
+                conn.sendall(json_answer(b"200 OK", {"text": "from the other host"}))
+                return
+            if mode == "redirect":
+                conn.sendall(redirect_answer(*double.redirect))
+                return
+            if mode == "control_chars" and protocol == "http":
+                conn.sendall(json_answer(b"200 OK", {"text": CONTROL_TEXT}))
+                return
             if mode == "slow":
                 stop.wait(60)
                 return
@@ -148,11 +198,13 @@ def _serve(
 
 
 @contextmanager
-def fault_server(protocol: str, mode: str, port: int = 0) -> Iterator[Double]:
+def fault_server(
+    protocol: str, mode: str, port: int = 0, redirect: tuple[int, str] = (307, "")
+) -> Iterator[Double]:
     """A server double on 127.0.0.1 (``port``, or a random one) misbehaving as ``mode``."""
     assert protocol in ("http", "wyoming") and mode in MODES
     listener = socket.create_server(("127.0.0.1", port))
-    double = Double(listener.getsockname()[1])
+    double = Double(listener.getsockname()[1], redirect=redirect)
     listener.settimeout(0.2)
     stop = threading.Event()
     threads: list[threading.Thread] = []

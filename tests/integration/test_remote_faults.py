@@ -23,7 +23,7 @@ import pytest
 
 from tests import wire
 from tests.conftest import RunningDaemon, shared_audio, start_daemon, stop_daemon, words
-from tests.integration.fault_server import fault_server, refused_port
+from tests.integration.fault_server import CONTROL_TEXT, fault_server, refused_port
 from tests.integration.support import connect, jfk_bytes, pcm_fields, ping, transcribe
 
 REASONS = {
@@ -79,6 +79,84 @@ def test_remote_faults_are_typed_errors(mode: str, faulty: tuple[str, int, Runni
     with fault_server(protocol, mode, port):
         expect_unavailable(daemon, mode, REASONS[mode])
     assert "Traceback" not in daemon.log()
+
+
+@pytest.fixture(scope="module")
+def openai_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, RunningDaemon]]:
+    """A daemon whose OpenAI-compatible remote is a fixed loopback port, no fallback."""
+    port = refused_port()
+    url = URLS["http"].format(port=port)
+    tmp = tmp_path_factory.mktemp("faults-openai")
+    running = start_daemon(tmp, "--idle-timeout", "600", config=remote_config(url, "none"))
+    yield port, running
+    stop_daemon(running)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed(status: int, openai_port: tuple[int, RunningDaemon]) -> None:
+    """A remote answering a redirect to another host must not get whisperd to send the
+    user's audio there (307/308 re-POST it, 301/302/303 turn it into a GET), nor to take
+    that host's answer as the transcript: the redirect is remote_unavailable, and says
+    where it pointed."""
+    port, daemon = openai_port
+    with fault_server("http", "capture") as other:
+        path = "/steal" if status == 303 else "/v1/audio/transcriptions"
+        location = f"http://localhost:{other.port}{path}"
+        with fault_server("http", "redirect", port, redirect=(status, location)) as first:
+            with connect(daemon) as sock:
+                _, reply = transcribe(sock, f"r{status}", jfk_bytes())
+                ping(sock)
+    assert len(first.heads) == 1  # asked once, not again in another format
+    assert other.heads == [] and other.bodies == []  # the other host received nothing
+    assert reply["type"] == "error", reply
+    assert reply["code"] == "remote_unavailable", reply
+    assert "(redirect)" in reply["message"] and location in reply["message"], reply
+    assert "remote_url" in reply["message"]
+    assert "from the other host" not in daemon.log()
+
+
+def test_a_redirect_falls_back_to_the_local_model(
+    tmp_path: Path, local_daemon: RunningDaemon
+) -> None:
+    with fault_server("http", "capture") as other:
+        location = f"http://127.0.0.1:{other.port}/v1/audio/transcriptions"
+        with fault_server("http", "redirect", redirect=(307, location)) as first:
+            url = URLS["http"].format(port=first.port)
+            config = remote_config(url, "local")
+            daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=config)
+            try:
+                with connect(daemon, timeout=120) as sock:
+                    _, reply = transcribe(sock, 1, jfk_bytes())
+            finally:
+                stop_daemon(daemon)
+    assert other.heads == []
+    assert reply["type"] == "result", reply
+    assert reply["engine"] == "local-fallback" and reply["remote_error"] == "redirect"
+    with connect(local_daemon) as sock:
+        _, local = transcribe(sock, 1, jfk_bytes())
+    assert words(reply["text"]) == words(local["text"])
+
+
+@pytest.mark.parametrize("protocol", ["http", "wyoming"])
+def test_control_characters_from_a_remote_never_reach_the_result(
+    protocol: str, tmp_path: Path
+) -> None:
+    """A remote's transcript is hostile text: escape sequences, bells, NULs, backspaces
+    and carriage returns are taken out before it reaches a client (and its terminal)."""
+    with fault_server(protocol, "control_chars") as double:
+        url = URLS[protocol].format(port=double.port)
+        daemon = start_daemon(tmp_path, "--idle-timeout", "600", config=remote_config(url, "none"))
+        try:
+            with connect(daemon) as sock:
+                segments, reply = transcribe(sock, 1, jfk_bytes())
+        finally:
+            stop_daemon(daemon)
+    assert reply["type"] == "result", reply
+    assert "\x1b" in CONTROL_TEXT and "\x9b" in CONTROL_TEXT  # C0 and C1 were sent
+    assert reply["text"] == "hello [31m world rm -rf ~ 2J end", reply
+    texts = [reply["text"]] + [s["text"] for s in segments + reply["segments"]]
+    for text in texts:
+        assert all(c.isprintable() for c in text), text
 
 
 @pytest.fixture(scope="module")

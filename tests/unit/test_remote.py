@@ -13,6 +13,7 @@ from whisperd.config import ConfigError, DaemonConfig, load_section
 from whisperd.engine.remote.common import (
     MAX_ANSWER_BYTES,
     RemoteUnavailable,
+    clean_text,
     read_token,
     wav_bytes,
 )
@@ -121,6 +122,28 @@ def test_openai_answers() -> None:
         with pytest.raises(RemoteUnavailable) as caught:
             parse_answer(garbage, 3.0)
         assert caught.value.reason == "garbage", garbage[:40]
+
+
+def test_control_characters_in_a_remote_answer_are_taken_out() -> None:
+    """The reviewer's answer: escape sequences, a bell, a NUL, backspaces and a CR/LF
+    would reach a terminal through whisperctl; C1's CSI (0x9b) and DEL too. Lone
+    surrogates cannot be written as UTF-8. Printable Unicode stays."""
+    hostile = "hello\x1b[31m\x07 world\x00\x08\x08\x08rm -rf ~\r\n\x9b2J\x7fend\ud800!"
+    answer = {
+        "text": hostile,
+        "segments": [
+            {"start": 0.0, "end": 1.0, "text": hostile},
+            {"start": 1.0, "end": 2.0, "text": " Grüße, 東京 🎙\u00a0ok\t"},
+        ],
+    }
+    result = parse_answer(json.dumps(answer).encode(), 2.0)
+    cleaned = "hello [31m world rm -rf ~ 2J end !"
+    assert [s["text"] for s in result.segments] == [cleaned, "Grüße, 東京 🎙 ok"]
+    assert result.text == cleaned + " Grüße, 東京 🎙 ok"
+    plain = parse_answer(json.dumps({"text": hostile}).encode(), 2.0)
+    assert plain.text == cleaned
+    assert plain.segments == [{"start": 0.0, "end": 2.0, "text": cleaned}]
+    assert clean_text("\x85next\u2028line\u200dzwj") == "next line\u200dzwj"
 
 
 def test_printable_keeps_a_remote_error_on_one_short_line() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import unicodedata
 import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ MAX_TOKEN_BYTES = 4096
 class RemoteUnavailable(Exception):
     """The remote engine did not give a usable answer: down, slow, refusing, or answering
     something that is not a transcription. ``reason`` is a short word for logs and tests
-    (refused, timeout, http_status, garbage, too_large, dropped, token)."""
+    (refused, timeout, http_status, redirect, garbage, too_large, dropped, token)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -83,6 +84,19 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+_NOT_TEXT = ("Cc", "Cs")  # control characters; surrogates outside a pair
+
+
+def clean_text(text: str) -> str:
+    """A remote's text with every control character (C0, DEL, C1: escape sequences,
+    bells, NULs, backspaces, carriage returns) and lone surrogate (JSON's "\\ud800", which
+    no UTF-8 output can carry) made a space, and whitespace runs made one space: a remote
+    must not reach a user's terminal or typed text with anything but printable
+    characters. Printable Unicode (accents, CJK, emoji) is kept as sent."""
+    spaced = "".join(" " if unicodedata.category(c) in _NOT_TEXT else c for c in text)
+    return " ".join(spaced.split())
+
+
 def answer_segments(raw: Any, duration: float) -> list[Segment] | None:
     """The remote's segments as whisperd's, or None when ``raw`` is not a list of them."""
     if not isinstance(raw, list):
@@ -94,16 +108,17 @@ def answer_segments(raw: Any, duration: float) -> list[Segment] | None:
         start, end = _number(item.get("start")), _number(item.get("end"))
         if start is None or end is None or not 0 <= start <= end <= duration + 30:
             return None
-        segments.append(segment(start, end, item["text"]))
+        segments.append(segment(start, end, clean_text(item["text"])))
     return segments
 
 
 def transcription(
     text: str, segments: list[Segment] | None, language: str, duration: float, path: str
 ) -> Transcription:
-    """A result from a remote's text and, when it sent them, segments. Without segments
-    (Wyoming, OpenAI's plain json) the text is one segment over the whole audio."""
-    text = " ".join(text.split())
+    """A result from a remote's text and, when it sent them, segments (their texts
+    already cleaned by ``answer_segments``). Without segments (Wyoming, OpenAI's plain
+    json) the text is one segment over the whole audio."""
+    text = clean_text(text)
     if segments is None:
         segments = [segment(0.0, duration, text)] if text else []
     elif joined_text(segments):

@@ -6,7 +6,9 @@ not on the model's worker thread), with TLS verification on by default against t
 system's certificates, per-request timeouts, and a body read in pieces so that an answer
 past ``MAX_ANSWER_BYTES`` is refused without being held. Compression is declined and not
 decoded (``Accept-Encoding: identity``, ``auto_decompress=False``): the size read is the
-size received, and a small compressed bomb cannot grow in memory.
+size received, and a small compressed bomb cannot grow in memory. Redirects are never
+followed: a 3xx would otherwise send the user's audio (307/308) or a request (301/302/
+303) to wherever the remote points, and take that host's answer as the transcript.
 """
 
 from __future__ import annotations
@@ -70,8 +72,14 @@ class OpenAIRemote:
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session,
-                session.post(self.target.transcriptions_url, data=form, headers=headers) as answer,
+                session.post(
+                    self.target.transcriptions_url,
+                    data=form,
+                    headers=headers,
+                    allow_redirects=False,  # the audio goes to remote_url and nowhere else
+                ) as answer,
             ):
+                refuse_redirect(answer.status, answer.headers.get("Location", ""))
                 return answer.status, await read_bounded(answer)
         except RemoteUnavailable:
             raise
@@ -112,6 +120,22 @@ def prompt_of(options: dict[str, Any]) -> str:
         return str(options["initial_prompt"])
     vocabulary = options.get("vocabulary") or []
     return ", ".join(str(word) for word in vocabulary)
+
+
+def refuse_redirect(status: int, location: str) -> None:
+    """RemoteUnavailable for a redirect (HTTP 3xx): whisperd goes only where remote_url
+    says; the user decides whether the redirect's target is a server to trust."""
+    if not 300 <= status < 400:
+        return
+    if not location:
+        raise RemoteUnavailable("redirect", f"answered a redirect (HTTP {status}) to nowhere")
+    base = location.removesuffix("/audio/transcriptions")
+    raise RemoteUnavailable(
+        "redirect",
+        f"answered a redirect (HTTP {status}) to {printable(location)}, which whisperd "
+        f"does not follow; if you trust that server, set daemon.remote_url = "
+        f'"{printable(base)}"',
+    )
 
 
 async def read_bounded(answer: aiohttp.ClientResponse) -> bytes:
