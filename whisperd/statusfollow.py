@@ -2,7 +2,9 @@
 for bars (Waybar, i3blocks, polybar), overlays and scripts.
 
 A bar runs for days, so the loop never gives up: while whisperd-keys is not running it
-prints one ``stopped`` line per outage and tries again every second, quietly. It only ever
+prints one ``stopped`` line per outage and tries again every second, quietly; refused
+(too many followers) it prints one ``error`` line saying so and tries again the same way.
+It only ever
 connects to whisperd-keys's control socket, never to whisperd's (that would start the
 daemon). SIGINT and SIGTERM end it with status 0; a reader that goes away (EPIPE) ends it
 through whisperctl's usual path. Standard library only: whisperctl imports this.
@@ -20,10 +22,10 @@ from types import FrameType
 from typing import Any, TextIO
 
 from whisperd.control import client as control_client
-from whisperd.control.protocol import FollowRequest, receive, send
+from whisperd.control.protocol import FollowRequest, receive
 from whisperd.protocol.framing import ProtocolError
 from whisperd.runtime import UnsafeRuntime
-from whisperd.statusfmt import check_event, format_event, stopped_event
+from whisperd.statusfmt import MAX_REASON, check_event, format_event, one_line, stopped_event
 
 RETRY_SECONDS = 1.0
 CONNECT_TIMEOUT = 5.0
@@ -35,6 +37,11 @@ class StopFollowing(Exception):
 
 class KeysUnavailable(Exception):
     """whisperd-keys does not answer on its control socket (not running, or restarting)."""
+
+
+class KeysRefused(Exception):
+    """whisperd-keys runs but refused to be followed; the message says why (too many
+    followers), as whisperd-keys put it, on one printable line."""
 
 
 def connect(path: Path) -> socket.socket:
@@ -55,7 +62,9 @@ def events(sock: socket.socket, with_text: bool) -> Iterator[dict[str, Any]]:
     """The checked status events of one follow connection, until it ends."""
     # OSError, never BrokenPipeError alone: whisperctl reads that as its reader leaving.
     try:
-        send(sock, FollowRequest(with_text).to_message())
+        control_client.send_or_refused(sock, FollowRequest(with_text).to_message())
+    except control_client.ControlFailed as exc:  # refused before the request arrived
+        raise KeysRefused(str(exc)) from None
     except OSError:
         return  # whisperd-keys went away between connect and request
     while True:
@@ -64,10 +73,24 @@ def events(sock: socket.socket, with_text: bool) -> Iterator[dict[str, Any]]:
         except (OSError, ProtocolError):
             return  # closed (whisperd-keys stopped), reset, timed out or garbled: reconnect
         if message.get("type") == "error":
-            return  # e.g. too many connections: try again like after an outage
+            raise KeysRefused(refusal_text(message))
         event = check_event(message)
         if event is not None:
             yield event
+
+
+def refusal_text(message: dict[str, Any]) -> str:
+    """An error frame's message for the error line (say "whisperd-keys has too many
+    followers (16 …)"), or its code when it has none."""
+    text = message.get("message")
+    text = text if isinstance(text, str) and text.strip() else message.get("code")
+    words = control_client.one_line(text if isinstance(text, str) else "")
+    return words or "whisperd-keys refused the connection"
+
+
+def refused_event(now: float, reason: str) -> dict[str, Any]:
+    """What the follower prints while whisperd-keys refuses it (an ``error`` line)."""
+    return {**stopped_event(now), "state": "error", "reason": one_line(reason, MAX_REASON)}
 
 
 class Follower:
@@ -89,6 +112,7 @@ class Follower:
         self.clock = clock
         self.retry = retry
         self._said_stopped = False
+        self._said_refused = ""  # the refusal last printed (said once while it lasts)
 
     def emit(self, event: dict[str, Any]) -> None:
         self.out.write(format_event(event, self.fmt) + "\n")
@@ -102,15 +126,27 @@ class Follower:
             self.outage()
             return
         with sock:
-            for event in events(sock, self.with_text):
-                self._said_stopped = False
-                self.emit(event)
+            try:
+                for event in events(sock, self.with_text):
+                    self._said_stopped = False
+                    self._said_refused = ""
+                    self.emit(event)
+            except KeysRefused as exc:
+                self.refused(str(exc))
+                return
         self.outage()
 
     def outage(self) -> None:
+        self._said_refused = ""
         if not self._said_stopped:
             self._said_stopped = True
             self.emit(stopped_event(round(self.clock(), 3)))
+
+    def refused(self, reason: str) -> None:
+        self._said_stopped = False
+        if self._said_refused != reason:
+            self._said_refused = reason
+            self.emit(refused_event(round(self.clock(), 3), reason))
 
     def run(self) -> None:
         while True:
@@ -126,7 +162,11 @@ class Follower:
             return
         with sock:
             sock.settimeout(CONNECT_TIMEOUT)
-            first = next(events(sock, self.with_text), None)
+            try:
+                first = next(events(sock, self.with_text), None)
+            except KeysRefused as exc:
+                self.refused(str(exc))
+                return
         if first is None:
             self.outage()
         else:

@@ -14,6 +14,7 @@ from typing import Any
 
 from whisperd.control.protocol import (
     Action,
+    Code,
     DictateRequest,
     FollowRequest,
     Reply,
@@ -70,9 +71,45 @@ def connect(path: Path, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     return sock
 
 
-def _exchange(sock: socket.socket, message: dict[str, Any]) -> Reply:
-    send(sock, message)
+class KeysBusy(ControlFailed):
+    """whisperd-keys runs but refused this connection: too many commands or followers at
+    once (``too_many_connections``); the message says which."""
+
+
+REFUSAL_WAIT = 1.0  # seconds to read a refusal already sent when our request failed
+
+
+def exchange(sock: socket.socket, message: dict[str, Any]) -> Reply:
+    """Send one request and read its reply (ControlFailed, KeysBusy for an error)."""
+    send_or_refused(sock, message)
     return _reply(sock)
+
+
+def send_or_refused(sock: socket.socket, message: dict[str, Any]) -> None:
+    """Send ``message``; when that fails because whisperd-keys already closed the
+    connection (EPIPE, ECONNRESET), raise the refusal it sent first if there is one (a
+    full cap is refused at once, before the request arrives), else the OSError."""
+    try:
+        send(sock, message)
+    except OSError as exc:
+        refusal = pending_refusal(sock)
+        if refusal is not None:
+            raise refusal from None
+        raise exc from None
+
+
+def pending_refusal(sock: socket.socket) -> ControlFailed | None:
+    """The error whisperd-keys sent before closing, if it is still there to read."""
+    try:
+        sock.settimeout(REFUSAL_WAIT)
+        message = receive(sock)
+    except (OSError, ProtocolError):
+        return None
+    try:
+        _checked(message)
+    except ControlFailed as exc:
+        return exc
+    return None
 
 
 def _reply(sock: socket.socket) -> Reply:
@@ -91,28 +128,35 @@ def _checked(message: dict[str, Any]) -> Reply:
     except ValueError as exc:
         raise ControlFailed(f"whisperd-keys sent something unexpected: {exc}") from None
     if reply.kind == "error":
-        raise ControlFailed(reply.message or reply.code, reply.code)
+        if reply.code == Code.TOO_MANY_CONNECTIONS:
+            raise KeysBusy(one_line(reply.message) or "whisperd-keys is too busy", reply.code)
+        raise ControlFailed(one_line(reply.message) or reply.code, reply.code)
     return reply
+
+
+def one_line(text: str) -> str:
+    """whisperd-keys' words for a terminal: printable characters on one line."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def dictate(path: Path, action: Action, timeout: float = REPLY_TIMEOUT) -> str:
     """Send one dictate action; the dictation's state after it."""
     with connect(path) as sock:
         sock.settimeout(timeout)
-        return _exchange(sock, DictateRequest(action).to_message()).state
+        return exchange(sock, DictateRequest(action).to_message()).state
 
 
 def status(path: Path, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
     """One status event (the whole JSON object)."""
     with connect(path) as sock:
         sock.settimeout(timeout)
-        return dict(_exchange(sock, StatusRequest().to_message()).raw or {})
+        return dict(exchange(sock, StatusRequest().to_message()).raw or {})
 
 
 def follow(sock: socket.socket, text: bool = False) -> Iterator[dict[str, Any]]:
     """Status events from a connected socket until whisperd-keys closes it (blocking reads;
     set the socket's timeout first if a silent peer must end the loop)."""
-    send(sock, FollowRequest(text).to_message())
+    send_or_refused(sock, FollowRequest(text).to_message())
     while True:
         try:
             message = receive(sock)

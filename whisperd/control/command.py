@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from whisperd.control.client import ControlFailed, KeysNotRunning, dictate
+from whisperd.control.client import ControlFailed, KeysBusy, KeysNotRunning, dictate
 from whisperd.control.protocol import Action
 from whisperd.runtime import UnsafeRuntime
 
@@ -17,7 +17,7 @@ EXIT_FAILED = 1
 def run_dictate(path: Path, action: str) -> int:
     try:
         dictate(path, Action(action))
-    except KeysNotRunning as exc:
+    except (KeysNotRunning, KeysBusy) as exc:  # their messages name whisperd-keys
         return _fail(str(exc))
     except ControlFailed as exc:
         return _fail(f"whisperd-keys: {exc}")

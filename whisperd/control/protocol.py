@@ -30,7 +30,18 @@ from whisperd.protocol.framing import (
 )
 
 SOCKET_NAME: Final = "whisperd-keys.sock"
+# Two caps, counted apart: commands (dictate, status, and a connection that has not said
+# what it wants yet) and followers (status --follow, held for days by bars). A follower
+# leaves the commands' count when it asks to follow, so bars never lock out a shortcut.
 MAX_CONNECTIONS: Final = 16
+MAX_FOLLOWERS: Final = 16
+TOO_MANY_CONNECTIONS: Final = (
+    f"whisperd-keys has too many connections ({MAX_CONNECTIONS} commands at once); try again"
+)
+TOO_MANY_FOLLOWERS: Final = (
+    f"whisperd-keys has too many followers ({MAX_FOLLOWERS} `whisperctl status --follow` "
+    "at once); stop one"
+)
 IDLE_TIMEOUT: Final = 30.0  # seconds a non-follow connection may stay silent
 FOLLOW_TICK: Final = 1.0  # seconds between elapsed updates while recording
 

@@ -1,10 +1,13 @@
 """The whisperd-keys end of the control socket: an asyncio loop in its own thread.
 
 whisperd-keys is threaded (keyboards, sessions, typists); the control socket gets one
-thread running an event loop, so that at most MAX_CONNECTIONS clients, idle timeouts and
-followers cost no thread each. Requests reach whisperd-keys through a ``ControlHandler``
-(called in the loop's executor: it may block briefly), status changes leave through
-``publish`` (from any thread).
+thread running an event loop, so that clients, idle timeouts and followers cost no thread
+each. Commands and followers have their own caps (MAX_CONNECTIONS, MAX_FOLLOWERS): a
+connection takes a command slot until it asks to follow, then a follower slot instead, so
+16 bars never lock out a shortcut's ``whisperctl dictate``. A connection over a cap gets a
+``too_many_connections`` frame saying which one before it is closed. Requests reach
+whisperd-keys through a ``ControlHandler`` (called in the loop's executor: it may block
+briefly), status changes leave through ``publish`` (from any thread).
 
 Every byte from a client is hostile: a frame is capped before it is read, bad JSON or a
 bad field gets an error reply and the connection stays usable, a broken frame or a
@@ -27,6 +30,9 @@ from typing import Any, Protocol
 from whisperd.control.protocol import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
+    MAX_FOLLOWERS,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_FOLLOWERS,
     Action,
     Code,
     ControlError,
@@ -99,7 +105,7 @@ def bind_private(path: Path) -> socket.socket:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    sock.listen(MAX_CONNECTIONS)
+    sock.listen(MAX_CONNECTIONS + MAX_FOLLOWERS)
     sock.setblocking(False)
     return sock
 
@@ -111,6 +117,31 @@ class _Follower:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
 
 
+class _Slot:
+    """Which cap one connection counts against: a command slot from the start, a follower
+    slot once it asks to follow (the command slot is then freed at once)."""
+
+    def __init__(self, server: ControlServer) -> None:
+        self.server = server
+        self.kind = "command"
+
+    def to_follower(self) -> bool:
+        """Move to a follower slot; False when every follower slot is taken."""
+        if self.server.following >= self.server.max_followers:
+            return False
+        self.server.connections -= 1
+        self.server.following += 1
+        self.kind = "follower"
+        return True
+
+    def release(self) -> None:
+        if self.kind == "command":
+            self.server.connections -= 1
+        else:
+            self.server.following -= 1
+        self.kind = "released"
+
+
 class ControlServer:
     def __init__(
         self,
@@ -119,13 +150,16 @@ class ControlServer:
         allow_text: bool = False,
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_followers: int = MAX_FOLLOWERS,
     ) -> None:
         self.path = path
         self.handler = handler
         self.allow_text = allow_text  # [keys] status_text
-        self.max_connections = max_connections
+        self.max_connections = max_connections  # commands, and connections yet to ask
+        self.max_followers = max_followers
         self.idle_timeout = idle_timeout
-        self.connections = 0
+        self.connections = 0  # holding a command slot (followers are counted apart)
+        self.following = 0  # holding a follower slot
         self._followers: set[_Follower] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,18 +228,19 @@ class ControlServer:
 
     # -- one connection ---------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= self.max_connections:
-            await self._refuse(writer, Code.TOO_MANY_CONNECTIONS, "too many control connections")
-            return
         if not self._same_user(writer):
             await self._close(writer)
             return
+        if self.connections >= self.max_connections:
+            await self._refuse(writer, Code.TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS)
+            return
         self.connections += 1
+        slot = _Slot(self)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
-            await self._requests(reader, writer)
+            await self._requests(reader, writer, slot)
         except ProtocolError as exc:  # a broken frame: this connection cannot go on
             await self._refuse(writer, exc.code, exc.message)
         except (ConnectionError, OSError, TimeoutError) as exc:
@@ -215,7 +250,7 @@ class ControlServer:
             # cancelled connection task as an error.
             pass
         finally:
-            self.connections -= 1
+            slot.release()
             if task is not None:
                 self._tasks.discard(task)
             await self._close(writer)
@@ -231,7 +266,9 @@ class ControlServer:
             return False
         return True
 
-    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: _Slot
+    ) -> None:
         while True:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
             # that arrives as the awaited call completes, and shutdown would hang.
@@ -246,6 +283,14 @@ class ControlServer:
             try:
                 request = decode_request(payload)
                 if isinstance(request, FollowRequest):
+                    if not slot.to_follower():
+                        await self._send(
+                            writer,
+                            ControlError(
+                                Code.TOO_MANY_CONNECTIONS, TOO_MANY_FOLLOWERS
+                            ).to_message(),
+                        )
+                        return
                     await self._follow(reader, writer, request.text)
                     return
                 reply = await self._answer(request)
