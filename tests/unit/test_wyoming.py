@@ -237,6 +237,31 @@ def test_an_idle_connection_is_closed_without_counting_as_activity() -> None:
     asyncio.run(test())
 
 
+def test_a_connection_that_never_sends_an_event_is_closed_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection that has not sent one whole event (a port scan, a stuck client, a
+    cap-filler) holds a slot for FIRST_EVENT_TIMEOUT, not the idle_connection timeout;
+    one that has spoken keeps the idle timeout."""
+    from whisperd.fronts.wyoming import session
+
+    monkeypatch.setattr(session, "FIRST_EVENT_TIMEOUT", 0.3)
+
+    async def test() -> None:
+        async with running(Limits(idle_connection=600.0)) as served:
+            async with served.client() as spoke:
+                await spoke.write_event(Event("ping"))
+                assert (await asyncio.wait_for(spoke.read_event(), 10)).type == "pong"  # type: ignore[union-attr]
+                reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+                writer.write(b'{"type": "pi')  # half an event: not one yet
+                assert await asyncio.wait_for(reader.read(), 10) == b""  # closed before 600 s
+                writer.close()
+                await spoke.write_event(Event("ping"))  # the one that spoke is still served
+                assert (await asyncio.wait_for(spoke.read_event(), 10)).type == "pong"  # type: ignore[union-attr]
+
+    asyncio.run(test())
+
+
 def test_stopping_tells_a_client_in_the_middle_of_a_stream() -> None:
     async def test() -> None:
         async with running() as served, served.client() as client:

@@ -34,6 +34,11 @@ from whisperd.protocol import CommitReply, ErrorReply, PcmFormat, ProtocolError,
 log = logging.getLogger("whisperd")
 
 _numbers = itertools.count(1)
+# A connection that has not sent one whole event yet (a port scan, a stuck client, or
+# someone filling the cap) holds its slot this long, not the idle_connection timeout.
+# Every Wyoming client speaks at once after connecting (Home Assistant: describe or
+# transcribe). One event is enough to get the longer timeout: docs/wyoming.md, "Limits".
+FIRST_EVENT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Session:
         self.idle.set()
         self.chunks_sent = -1  # -1: transcript-start not sent yet
         self.timer: asyncio.TimerHandle | None = None
+        self.spoke = False  # a whole event came in
 
     # -- the read loop
 
@@ -73,6 +79,7 @@ class Session:
         self.rearm()
         try:
             while (event := await read_event(self.reader)) is not None:
+                self.spoke = True
                 self.dispatch(event)
                 self.rearm()
                 await self.writer.drain()
@@ -218,6 +225,8 @@ class Session:
             return None
         if self.receiving is not None:
             return self.served.limits.stalled_stream
+        if not self.spoke:
+            return min(FIRST_EVENT_TIMEOUT, self.served.limits.idle_connection)
         return self.served.limits.idle_connection
 
     def rearm(self) -> None:
