@@ -144,6 +144,9 @@ def test_control_characters_in_a_remote_answer_are_taken_out() -> None:
     assert plain.text == cleaned
     assert plain.segments == [{"start": 0.0, "end": 2.0, "text": cleaned}]
     assert clean_text("\x85next\u2028line\u200dzwj") == "next line\u200dzwj"
+    for language, kept in (("en\x1b[2J", ""), ("de-AT", "de-at"), ("fr", "fr"), ("日本", "")):
+        answer = {"text": "a", "language": language}
+        assert parse_answer(json.dumps(answer).encode(), 2.0).language == kept
 
 
 def test_printable_keeps_a_remote_error_on_one_short_line() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import unicodedata
 import wave
 from pathlib import Path
@@ -84,6 +85,8 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# A language as remotes name it ("en", "en-US", "english"); anything else is dropped.
+LANGUAGE = re.compile(r"[A-Za-z]{1,16}(?:[-_][A-Za-z0-9]{1,8}){0,2}")
 _NOT_TEXT = ("Cc", "Cs")  # control characters; surrogates outside a pair
 
 
@@ -119,6 +122,7 @@ def transcription(
     already cleaned by ``answer_segments``). Without segments (Wyoming, OpenAI's plain
     json) the text is one segment over the whole audio."""
     text = clean_text(text)
+    language = language if LANGUAGE.fullmatch(language) else ""
     if segments is None:
         segments = [segment(0.0, duration, text)] if text else []
     elif joined_text(segments):
