@@ -9,6 +9,10 @@ Requests (client -> whisperd-keys), one reply each unless said:
 - ``{"type": "dictate", "action": "start"|"stop"|"toggle"|"cancel"}`` -> ``ok`` or ``error``
 - ``{"type": "status"}`` -> one status event
 - ``{"type": "follow", "text": false}`` -> a status event now and one at each change
+
+Over a cap (commands and followers are counted apart) the server sends one
+``too_many_connections`` error, saying which cap, and closes: a command is refused on
+connecting (possibly before its request arrives), a follower when it asks to follow.
 """
 
 from __future__ import annotations
@@ -35,13 +39,6 @@ SOCKET_NAME: Final = "whisperd-keys.sock"
 # leaves the commands' count when it asks to follow, so bars never lock out a shortcut.
 MAX_CONNECTIONS: Final = 16
 MAX_FOLLOWERS: Final = 16
-TOO_MANY_CONNECTIONS: Final = (
-    f"whisperd-keys has too many connections ({MAX_CONNECTIONS} commands at once); try again"
-)
-TOO_MANY_FOLLOWERS: Final = (
-    f"whisperd-keys has too many followers ({MAX_FOLLOWERS} `whisperctl status --follow` "
-    "at once); stop one"
-)
 IDLE_TIMEOUT: Final = 30.0  # seconds a non-follow connection may stay silent
 FOLLOW_TICK: Final = 1.0  # seconds between elapsed updates while recording
 
@@ -147,6 +144,14 @@ def decode_request(payload: bytes) -> Request:
 
 
 # --- replies ----------------------------------------------------------------------------
+
+
+def too_many_connections(cap: int) -> str:
+    return f"whisperd-keys has too many connections ({cap} commands at once); try again"
+
+
+def too_many_followers(cap: int) -> str:
+    return f"whisperd-keys has too many followers ({cap} `whisperctl status --follow` at once)"
 
 
 def ok_reply(state: str) -> dict[str, Any]:

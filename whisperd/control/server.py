@@ -31,8 +31,6 @@ from whisperd.control.protocol import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_FOLLOWERS,
-    TOO_MANY_CONNECTIONS,
-    TOO_MANY_FOLLOWERS,
     Action,
     Code,
     ControlError,
@@ -40,6 +38,8 @@ from whisperd.control.protocol import (
     FollowRequest,
     decode_request,
     ok_reply,
+    too_many_connections,
+    too_many_followers,
 )
 from whisperd.protocol.framing import MAX_JSON_FRAME, ProtocolError, encode_message, read_frame
 from whisperd.runtime import UnsafeRuntime, check_socket_dir, check_socket_file, peer_credentials
@@ -137,7 +137,7 @@ class _Slot:
     def release(self) -> None:
         if self.kind == "command":
             self.server.connections -= 1
-        else:
+        elif self.kind == "follower":
             self.server.following -= 1
         self.kind = "released"
 
@@ -232,7 +232,8 @@ class ControlServer:
             await self._close(writer)
             return
         if self.connections >= self.max_connections:
-            await self._refuse(writer, Code.TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS)
+            message = too_many_connections(self.max_connections)
+            await self._refuse(writer, Code.TOO_MANY_CONNECTIONS, message)
             return
         self.connections += 1
         slot = _Slot(self)
@@ -287,7 +288,7 @@ class ControlServer:
                         await self._send(
                             writer,
                             ControlError(
-                                Code.TOO_MANY_CONNECTIONS, TOO_MANY_FOLLOWERS
+                                Code.TOO_MANY_CONNECTIONS, too_many_followers(self.max_followers)
                             ).to_message(),
                         )
                         return
