@@ -18,6 +18,12 @@ from whisperd.fronts.wyoming.session import Served, Session
 
 log = logging.getLogger("whisperd")
 
+# A refused connection is drained this long (and this much) before it is closed, and
+# only so many at once (see WyomingFront.refuse).
+REFUSED_LINGER_SECONDS = 0.5
+REFUSED_READ_BYTES = 64 * 1024
+MAX_LINGERING = 16
+
 
 def check_address(sock: socket.socket, allow_remote: bool) -> None:
     """Wyoming has no authentication: refuse a socket reachable from other machines
@@ -39,6 +45,7 @@ class WyomingFront:
         self.server: asyncio.Server | None = None
         self.sessions: dict[Session, asyncio.Task[None]] = {}
         self.refuse_logged = False
+        self.lingering = 0  # refused connections being drained before they are closed
 
     async def start(self, sock: socket.socket) -> None:
         check_address(sock, self.allow_remote)
@@ -55,8 +62,7 @@ class WyomingFront:
                 log.warning("wyoming: refusing connections: %d are open", limit)
                 self.refuse_logged = True
             message = f"whisperd serves at most {limit} Wyoming connections at once"
-            writer.write(encode_event(Error(text=message, code="too_many_connections").event()))
-            writer.close()  # flushes the one event, then closes
+            await self.refuse(reader, writer, message)
             return
         session = Session(self.served, reader, writer)
         task = asyncio.current_task()
@@ -67,6 +73,25 @@ class WyomingFront:
         finally:
             del self.sessions[session]
             self.refuse_logged = False
+
+    async def refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: str
+    ) -> None:
+        """Send the refusal, then read and drop what the client already sent for a moment:
+        closing with its bytes unread makes the kernel reset the connection, and the client
+        would see "connection reset" instead of the reason. Bounded in time, in bytes and
+        in how many refused connections linger at once, so a flood costs nothing lasting."""
+        writer.write(encode_event(Error(text=message, code="too_many_connections").event()))
+        if self.lingering < MAX_LINGERING:
+            self.lingering += 1
+            try:
+                writer.write_eof()
+                await asyncio.wait_for(reader.read(REFUSED_READ_BYTES), REFUSED_LINGER_SECONDS)
+            except (TimeoutError, OSError):
+                pass  # the client went away or kept quiet: close all the same
+            finally:
+                self.lingering -= 1
+        writer.close()
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; requests in progress get ``grace`` seconds to be answered, then
