@@ -275,11 +275,11 @@ def test_out_of_file_descriptors_rests_and_logs_once(
 
 
 def test_an_upload_trickled_under_the_stall_limit_is_still_cut_off(tmp_path: Path) -> None:
-    """8 bytes every 0.1 s never stall 0.5 s, yet the upload must end: over the time its
+    """8 bytes every 0.1 s never stall 2 s, yet the upload must end: over the time its
     length allows at the slowest accepted rate, it is answered 408 and its job dropped."""
 
     async def test() -> None:
-        async with serving(tmp_path, limits=Limits(stalled_stream=0.5)) as s:
+        async with serving(tmp_path, limits=Limits(stalled_stream=2.0)) as s:
             reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
             writer.write(
                 TRANSCRIPTIONS + b"Content-Type: multipart/form-data; boundary=xx\r\n"
@@ -294,7 +294,8 @@ def test_an_upload_trickled_under_the_stall_limit_is_still_cut_off(tmp_path: Pat
                     await writer.drain()
                 await asyncio.sleep(0.1)
             assert answer.done(), "the trickled upload was never cut off"
-            assert_openai_error(await answer + await reader.read(), 408, "timeout")
+            error = assert_openai_error(await answer + await reader.read(), 408, "timeout")
+            assert "KiB/s" in error["message"]  # the whole upload's limit, not the stall
             writer.close()
             assert s.daemon.state.front_requests == 0
             assert s.daemon.scheduler.held_audio() == 0

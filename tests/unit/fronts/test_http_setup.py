@@ -10,7 +10,7 @@ import pytest
 from tests.unit.fronts.support import run, serving
 from whisperd.config import DaemonConfig
 from whisperd.fronts import FrontRefused
-from whisperd.fronts.http.guard import read_token
+from whisperd.fronts.http.guard import allowed_origin, loopback_host, read_token
 
 
 def test_models_name_the_resolved_model_as_the_wyoming_front_does(tmp_path: Path) -> None:
@@ -57,3 +57,12 @@ def test_a_token_file_only_its_owner_can_use_is_read(tmp_path: Path, mode: int) 
     path.write_text("s3cret-token\n")
     path.chmod(mode)
     assert read_token(str(path)) == b"s3cret-token"
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:1@evil.example", "http://127.0.0.1@evil.example:80"]
+)
+def test_an_origin_or_host_with_userinfo_is_not_loopback(origin: str) -> None:
+    """No browser sends userinfo in an Origin; one that has it names another host."""
+    assert not allowed_origin(origin)
+    assert not loopback_host(origin.removeprefix("http://"))

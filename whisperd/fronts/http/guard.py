@@ -91,6 +91,8 @@ class Guard:
 def loopback_host(host: str) -> bool:
     """Whether a Host header names this machine's loopback: localhost, 127.x.y.z, [::1]."""
     name = host.strip().lower()
+    if "@" in name:
+        return False  # userinfo ("localhost:1@evil.example") names another host
     if name.startswith("["):
         name = name[1 : name.find("]")] if "]" in name else ""
     elif name.count(":") == 1:
