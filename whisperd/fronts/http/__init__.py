@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +26,7 @@ from whisperd.daemon.listener import is_loopback
 from whisperd.fronts import Activity, FrontConfig, FrontRefused
 from whisperd.fronts.http.errors import ApiError, Handler, openai_errors
 from whisperd.fronts.http.guard import Guard, token_from_config
+from whisperd.fronts.http.server import Acceptor, ConnectionHandler, OncePer
 from whisperd.fronts.http.transcribe import Transcription, answer
 from whisperd.fronts.http.upload import FORM_OVERHEAD
 from whisperd.protocol import ErrorCode
@@ -36,6 +40,11 @@ CLIENT_MAX_SIZE = 64 * 1024
 # the client sees our answer instead of a reset connection; then close.
 LINGERING_TIME = 1.0
 KEEPALIVE_TIMEOUT = 15.0
+# Open connections at once, per request that may be in progress (limits.max_connections):
+# room for clients' idle keep-alive connections beside the requests, which are told 429
+# over their own cap. Every connection costs a descriptor: the cap keeps a flood of them
+# from taking all of the daemon's.
+CONNECTIONS_PER_REQUEST = 2
 STOPPING = "whisperd is stopping; send the request again (a new whisperd starts)"
 
 
@@ -52,6 +61,8 @@ class HttpFront:
         self.in_flight: set[Transcription] = set()
         self.stopping = False
         self.runner: web.AppRunner | None = None
+        self.acceptor: Acceptor | None = None
+        self.faults = OncePer(config.limits.accept_log_interval)
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -72,19 +83,35 @@ class HttpFront:
         self.runner = web.AppRunner(
             self.app(),
             handle_signals=False,
-            access_log=None,  # request lines name no text, but nothing needs them
             handler_cancellation=True,  # a client gone mid-request cancels its job
-            lingering_time=LINGERING_TIME,
-            keepalive_timeout=KEEPALIVE_TIMEOUT,
             shutdown_timeout=self.config.limits.stop_grace,
         )
         await self.runner.setup()
-        await web.SockSite(self.runner, sock).start()
+        limits = self.config.limits
+        cap = CONNECTIONS_PER_REQUEST * limits.max_connections
+        self.acceptor = Acceptor(sock, self.connection, cap, limits)
+        self.acceptor.start()
+
+    def connection(self, release: Callable[[], None]) -> ConnectionHandler:
+        """aiohttp's handler of one connection (what its own server would make)."""
+        assert self.runner is not None and self.runner.server is not None
+        options: dict[str, Any] = {
+            "loop": asyncio.get_running_loop(),
+            "access_log": None,  # request lines name no text, but nothing needs them
+            "lingering_time": LINGERING_TIME,
+            "keepalive_timeout": KEEPALIVE_TIMEOUT,
+            # A compressed body is refused (415) unread: never inflated, even while the
+            # rest of a refused body is read and dropped.
+            "auto_decompress": False,
+        }
+        return ConnectionHandler(self.runner.server, release, self.faults, **options)
 
     async def stop(self, grace: float) -> None:
         """No new requests; those in flight are told we stop (503) and their jobs dropped;
         connections are closed within ``grace``."""
         self.stopping = True
+        if self.acceptor is not None:
+            self.acceptor.stop()
         for transcription in list(self.in_flight):
             transcription.give_up(ErrorCode.SHUTTING_DOWN, STOPPING)
         if self.runner is not None:
@@ -103,7 +130,7 @@ class HttpFront:
         sends its body at all when it may not or when it is too large."""
         try:
             self.guard.check(request)
-            self.check_size(request)
+            self.check_body(request)
         except ApiError as exc:
             return exc.response()
         if request.headers.get("Expect", "").lower() != "100-continue":
@@ -113,7 +140,16 @@ class HttpFront:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 
-    def check_size(self, request: web.Request) -> None:
+    def check_body(self, request: web.Request) -> None:
+        """Before the body is read: it is not compressed, and not announced too large."""
+        for value in request.headers.getall("Content-Encoding", []):
+            if any(coding.strip().lower() not in ("", "identity") for coding in value.split(",")):
+                raise ApiError(
+                    415,
+                    f"Content-Encoding {value[:40]!r} is not accepted: send the form "
+                    "uncompressed (audio files are compressed already)",
+                    "unsupported_encoding",
+                )
         length = request.content_length
         if length is not None and length > self.max_body:
             raise ApiError(
@@ -129,7 +165,7 @@ class HttpFront:
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         if self.stopping:
             raise ApiError(503, STOPPING, ErrorCode.SHUTTING_DOWN, headers={"Retry-After": "1"})
-        self.check_size(request)
+        self.check_body(request)
         if len(self.in_flight) >= self.config.limits.max_connections:
             raise ApiError(
                 429,
@@ -141,7 +177,7 @@ class HttpFront:
         self.in_flight.add(transcription)
         self.activity.begin()
         try:
-            parsed = await transcription.read(request)
+            parsed = await transcription.read(request, self.max_body)
             return await answer(request, transcription, parsed)
         except BaseException:
             transcription.give_up()  # refused, failed, or the client went away
@@ -164,7 +200,7 @@ class HttpFront:
     def model_ids(self) -> list[str]:
         """whisper-1 (what OpenAI clients ask for) and the configured model: any name is
         accepted in a request, and the daemon's model answers."""
-        return list(dict.fromkeys(["whisper-1", self.config.daemon.model]))
+        return list(dict.fromkeys(["whisper-1", model_name(self.config.daemon.model)]))
 
     def describe(self, model: str) -> dict[str, object]:
         return {"id": model, "object": "model", "created": 0, "owned_by": "whisperd"}
@@ -178,6 +214,16 @@ class HttpFront:
                 "model_loaded": bool(status.get("model_loaded")),
             }
         )
+
+
+def model_name(model: str) -> str:
+    """The model as the Wyoming front and ``whisperctl status`` name it: tiny.en for the
+    bundled default, a directory's last part, or the name configured."""
+    from whisperd.engine.model import DEFAULT_MODEL_NAME
+
+    if model == "default":
+        return DEFAULT_MODEL_NAME
+    return Path(model).name or model
 
 
 def make_front(scheduler: Scheduler, activity: Activity, config: FrontConfig) -> HttpFront:

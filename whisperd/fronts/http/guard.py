@@ -29,15 +29,21 @@ EXTENSION_SCHEMES = ("chrome-extension://", "moz-extension://", "safari-web-exte
 
 def read_token(path_text: str) -> bytes:
     """The bearer token in ``path_text`` (surrounding whitespace removed); FrontRefused
-    when the file cannot be read, is empty or can be read by other users."""
+    when the file cannot be read, is empty, or its group or other users may use it (as
+    ssh refuses such a private key: whoever can read the token can use the model)."""
     path = Path(path_text).expanduser()
     try:
-        info = path.stat()
-        data = path.read_bytes()[: MAX_TOKEN_BYTES + 1]
+        with path.open("rb") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)  # of the file read
+            data = file.read(MAX_TOKEN_BYTES + 1)
     except OSError as exc:
         raise FrontRefused(f"http.token_file {path} cannot be read: {exc.strerror}") from None
-    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH):
-        raise FrontRefused(f"http.token_file {path} is readable by other users: chmod 600 it")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        what = "readable" if mode & (stat.S_IRGRP | stat.S_IROTH) else "writable or executable"
+        raise FrontRefused(
+            f"http.token_file {path} is {what} by other users or its group "
+            f"(mode {mode:04o}): chmod 600 it"
+        )
     token = data.strip()
     if not token or len(token) > MAX_TOKEN_BYTES or any(b < 33 or b > 126 for b in token):
         raise FrontRefused(
@@ -85,6 +91,8 @@ class Guard:
 def loopback_host(host: str) -> bool:
     """Whether a Host header names this machine's loopback: localhost, 127.x.y.z, [::1]."""
     name = host.strip().lower()
+    if "@" in name:
+        return False  # userinfo ("localhost:1@evil.example") names another host
     if name.startswith("["):
         name = name[1 : name.find("]")] if "]" in name else ""
     elif name.count(":") == 1:

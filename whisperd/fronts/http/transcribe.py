@@ -14,7 +14,7 @@ from whisperd.daemon.connection import Scheduler
 from whisperd.daemon.jobs import Job
 from whisperd.fronts.http import formats, options
 from whisperd.fronts.http.errors import ApiError, from_whisperd, sse_error
-from whisperd.fronts.http.upload import read_form
+from whisperd.fronts.http.upload import Pace, read_form
 from whisperd.protocol import (
     ErrorCode,
     ErrorReply,
@@ -63,8 +63,12 @@ class Transcription:
             self.given_up = from_whisperd(code, message)
             self.replies.put_nowait(ErrorReply(self.id, code, message))
 
-    async def read(self, request: web.Request) -> options.Request:
-        form = await read_form(request, self.feed, self.stall)
+    async def read(self, request: web.Request, max_body: int) -> options.Request:
+        """The form read, its file fed to the job; ``max_body`` bounds the time taken by
+        a body of unknown length (its length bounds the time otherwise)."""
+        length = request.content_length
+        pace = Pace(self.stall, max_body if length is None else min(length, max_body))
+        form = await read_form(request, self.feed, pace)
         if not form.has_file or self.job is None:
             raise ApiError(
                 400,
