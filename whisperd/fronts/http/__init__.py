@@ -24,9 +24,10 @@ from whisperd.config import HttpConfig, load_section
 from whisperd.daemon.connection import Scheduler
 from whisperd.daemon.listener import is_loopback
 from whisperd.fronts import Activity, FrontConfig, FrontRefused
+from whisperd.fronts.accept import Acceptor, OncePer, refuse_now
 from whisperd.fronts.http.errors import ApiError, Handler, openai_errors
 from whisperd.fronts.http.guard import Guard, token_from_config
-from whisperd.fronts.http.server import Acceptor, ConnectionHandler, OncePer
+from whisperd.fronts.http.server import ConnectionHandler, refusal_bytes
 from whisperd.fronts.http.transcribe import Transcription, answer
 from whisperd.fronts.http.upload import FORM_OVERHEAD
 from whisperd.protocol import ErrorCode
@@ -89,7 +90,10 @@ class HttpFront:
         await self.runner.setup()
         limits = self.config.limits
         cap = CONNECTIONS_PER_REQUEST * limits.max_connections
-        self.acceptor = Acceptor(sock, self.connection, cap, limits)
+        refusal = refusal_bytes(cap)
+        self.acceptor = Acceptor(
+            "http", sock, self.connection, lambda conn: refuse_now(conn, refusal), cap, limits
+        )
         self.acceptor.start()
 
     def connection(self, release: Callable[[], None]) -> ConnectionHandler:
