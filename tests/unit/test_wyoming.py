@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import resource
 import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from wyoming.asr import Transcribe
@@ -352,3 +355,55 @@ def test_a_trickled_event_does_not_hold_the_connection() -> None:
             assert served.activity.active == 0
 
     asyncio.run(test())
+
+
+# -- out of descriptors
+
+
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def describes(port: int) -> bool:
+    try:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Describe().event())
+            event = await asyncio.wait_for(client.read_event(), 10)
+    except OSError:
+        return False
+    return event is not None and Info.is_type(event.type)
+
+
+def test_out_of_file_descriptors_rests_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE on accept: the listener rests instead of spinning, logs one line (no
+    traceback per attempt, as asyncio's own server would), and serves again once
+    descriptors are free."""
+
+    async def test() -> None:
+        async with running(Limits(accept_backoff=0.05)) as served:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            clients: list[socket.socket] = []
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds() + 4, hard))
+            try:
+                while True:  # fill every descriptor left; the server accepts none yet
+                    try:
+                        clients.append(socket.create_connection(("127.0.0.1", served.port)))
+                    except OSError:
+                        break
+                await asyncio.sleep(1.0)  # many rests of 0.05 s, each trying again
+            finally:
+                for client in clients:
+                    client.close()
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            for _ in range(100):
+                if await describes(served.port):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("not serving again after the descriptors came back")
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(test())
+    failed = [r for r in caplog.records if "accept" in r.getMessage()]
+    assert len(failed) == 1, [r.getMessage()[:120] for r in failed]
+    assert failed[0].exc_info is None

@@ -15,6 +15,7 @@ import importlib
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from whisperd.config import DaemonConfig
@@ -91,3 +92,14 @@ def configured_listen(raw: Mapping[str, Any], name: str) -> str:
     section = raw.get(name)
     value = section.get("listen", "") if isinstance(section, Mapping) else ""
     return value if isinstance(value, str) else ""
+
+
+def model_name(model: str) -> str:
+    """The configured model as the fronts name it (Home Assistant's Wyoming info, the HTTP
+    front's /v1/models): tiny.en for the bundled default, a path's last part, or the name
+    configured."""
+    from whisperd.engine.model import DEFAULT_MODEL_NAME
+
+    if model == "default":
+        return DEFAULT_MODEL_NAME
+    return Path(model).name or model

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +22,11 @@ from whisperd import __version__
 from whisperd.config import HttpConfig, load_section
 from whisperd.daemon.connection import Scheduler
 from whisperd.daemon.listener import is_loopback
-from whisperd.fronts import Activity, FrontConfig, FrontRefused
+from whisperd.fronts import Activity, FrontConfig, FrontRefused, model_name
+from whisperd.fronts.accept import Acceptor, OncePer, refuse_now
 from whisperd.fronts.http.errors import ApiError, Handler, openai_errors
 from whisperd.fronts.http.guard import Guard, token_from_config
-from whisperd.fronts.http.server import Acceptor, ConnectionHandler, OncePer
+from whisperd.fronts.http.server import ConnectionHandler, refusal_bytes
 from whisperd.fronts.http.transcribe import Transcription, answer
 from whisperd.fronts.http.upload import FORM_OVERHEAD
 from whisperd.protocol import ErrorCode
@@ -89,7 +89,10 @@ class HttpFront:
         await self.runner.setup()
         limits = self.config.limits
         cap = CONNECTIONS_PER_REQUEST * limits.max_connections
-        self.acceptor = Acceptor(sock, self.connection, cap, limits)
+        refusal = refusal_bytes(cap)
+        self.acceptor = Acceptor(
+            "http", sock, self.connection, lambda conn: refuse_now(conn, refusal), cap, limits
+        )
         self.acceptor.start()
 
     def connection(self, release: Callable[[], None]) -> ConnectionHandler:
@@ -214,16 +217,6 @@ class HttpFront:
                 "model_loaded": bool(status.get("model_loaded")),
             }
         )
-
-
-def model_name(model: str) -> str:
-    """The model as the Wyoming front and ``whisperctl status`` name it: tiny.en for the
-    bundled default, a directory's last part, or the name configured."""
-    from whisperd.engine.model import DEFAULT_MODEL_NAME
-
-    if model == "default":
-        return DEFAULT_MODEL_NAME
-    return Path(model).name or model
 
 
 def make_front(scheduler: Scheduler, activity: Activity, config: FrontConfig) -> HttpFront:

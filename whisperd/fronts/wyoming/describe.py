@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from whisperd import __version__
 from whisperd.config import DaemonConfig
+from whisperd.fronts import model_name
 from whisperd.fronts.wyoming.events import WyomingError
 from whisperd.protocol import (
     MAX_CHANNELS,
@@ -30,16 +30,6 @@ MAX_NAME_CHARS = 200
 SAMPLE_WIDTH = 2  # bytes: Wyoming audio is signed little-endian integers; whisperd takes 16-bit
 
 
-def model_name(config: DaemonConfig) -> str:
-    """The model as Home Assistant shows it: tiny.en for the bundled default, a path's
-    last part, or the name configured."""
-    from whisperd.engine.model import DEFAULT_MODEL_NAME
-
-    if config.model == "default":
-        return DEFAULT_MODEL_NAME
-    return Path(config.model).name or config.model
-
-
 @functools.cache
 def _all_languages() -> tuple[str, ...]:
     from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -54,7 +44,7 @@ def languages(name: str) -> list[str]:
 
 
 def info(config: DaemonConfig, streaming: bool) -> Info:
-    name = model_name(config)
+    name = model_name(config.model)
     model = AsrModel(
         name=name,
         attribution=FASTER_WHISPER,
@@ -94,7 +84,7 @@ def parse_transcribe(data: dict[str, Any], config: DaemonConfig) -> Asked:
     """``name`` must be our model (or absent); ``language`` one it speaks (``en_US`` and
     ``en-US`` mean ``en``); ``transcript_names``/``transcript_terms`` become whisperd's
     vocabulary (docs/text.md), checked by the same rules."""
-    ours = model_name(config)
+    ours = model_name(config.model)
     name = _optional_str(data, "name")
     if name is not None and name not in (ours, "whisperd"):
         raise WyomingError("bad_field", f"no model {name!r} here; this server has {ours!r}")
