@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 from tests import wire
-from tests.conftest import RunningDaemon, espeak, shared_audio, start_daemon, stop_daemon, words
+from tests.conftest import (
+    RunningDaemon,
+    espeak,
+    shared_audio,
+    start_daemon,
+    stop_daemon,
+    word_errors,
+    words,
+)
 from tests.integration import remote_servers
 from tests.integration.support import connect, pcm_fields, transcribe
 
@@ -160,5 +168,13 @@ def test_whisperd_as_another_whisperds_remote(
         stop_daemon(serving)
     for path, mine, theirs in zip(audio_files, expected, got, strict=True):
         assert theirs["type"] == "result" and theirs["engine"] == "remote", (path.name, theirs)
-        assert words(str(theirs["text"])) == words(str(mine["text"])), path.name
+        heard, reference = words(str(theirs["text"])), words(str(mine["text"]))
+        if front == "http":  # a file request on both sides: the same decode, the same words
+            assert heard == reference, path.name
+        else:
+            # The Wyoming front streams: a live job, committed at the speaker's pauses as the
+            # audio arrives in real time, so where a piece ends depends on the machine's pace
+            # ("and so am I fellow" once in a clean root). Bound it instead of pinning it.
+            assert heard, path.name
+            assert word_errors(reference, heard) <= max(2, len(reference) // 8), path.name
     assert "a-token-for-this-test" not in using.log() + serving.log()

