@@ -257,6 +257,30 @@ def test_audio_over_the_duration_cap_is_refused(harness: Harness) -> None:
     harness.wait_until(lambda: harness.activity.active == 0)
 
 
+def test_a_client_still_sending_after_the_error_reads_it(harness: Harness) -> None:
+    """The error comes while the client is still writing its audio (it reads only at the
+    end): the connection must not be reset under it, or the client sees "connection reset"
+    instead of the reason. The CI saw that once in test_audio_over_the_duration_cap."""
+    silence = bytes(RATE * 2)  # 1 s
+
+    async def keeps_sending() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", harness.port) as client:
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            try:
+                for _ in range(120):  # 120 s, far over the 20 s cap
+                    await client.write_event(AudioChunk(RATE, 2, 1, silence).event())
+            except ConnectionError:
+                pass  # the server stopped reading: what did it say?
+            answers = []
+            while (event := await asyncio.wait_for(client.read_event(), 60)) is not None:
+                answers.append(event)
+            return answers
+
+    for _ in range(5):
+        assert error_code(run(keeps_sending())) == "audio_too_large"
+    harness.wait_until(lambda: harness.activity.active == 0)
+
+
 def test_a_stalled_stream_times_out(harness: Harness) -> None:
     start = AudioStart(rate=RATE, width=2, channels=1).event()
     chunk = AudioChunk(rate=RATE, width=2, channels=1, audio=bytes(640)).event()

@@ -39,6 +39,10 @@ _numbers = itertools.count(1)
 # Every Wyoming client speaks at once after connecting (Home Assistant: describe or
 # transcribe). One event is enough to get the longer timeout: docs/wyoming.md, "Limits".
 FIRST_EVENT_TIMEOUT = 10.0
+# After an error event, what the client still sends is read and dropped this long, and at
+# most this much, before the connection is closed (Session.linger).
+LINGER_SECONDS = 0.5
+LINGER_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Session:
         except WyomingError as exc:
             log.info("wyoming: closing a connection after an error (%s): %s", exc.code, exc)
             self.write(Error(text=exc.message, code=exc.code).event())
+            await self.linger()
         except (ConnectionError, BrokenPipeError):
             log.info("wyoming: client went away")
         except Exception:  # noqa: BLE001 - one connection's bug must not reach the others
@@ -274,6 +279,24 @@ class Session:
             transport.abort()  # a client that reads nothing: do not wait to flush
         else:
             transport.close()
+
+    async def linger(self) -> None:
+        """After an error event, read and drop what the client is still sending for a
+        moment before closing: a socket closed with bytes unread is reset by the kernel,
+        and a client still writing its audio would see "connection reset" instead of the
+        error. Bounded in time and bytes; a client that stops or reads nothing ends it."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), LINGER_SECONDS)
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            await asyncio.wait_for(self.discard_input(), LINGER_SECONDS)
+        except (OSError, TimeoutError):
+            pass  # gone or still sending: close all the same
+
+    async def discard_input(self) -> None:
+        dropped = 0
+        while dropped < LINGER_MAX_BYTES and (data := await self.reader.read(64 * 1024)):
+            dropped += len(data)
 
     async def close(self) -> None:
         self.writer.close()
