@@ -138,6 +138,12 @@ def keys(daemon: RunningDaemon, jfk_pcm: bytes, tmp_path: Path) -> Iterator[Keys
     under_test = KeysUnderTest(service, keyboard, microphone, control, thread)
     follower = threading.Thread(target=follow, args=(control, under_test.states), daemon=True)
     follower.start()
+    # The follower's first event (the state before any dictation) must be in before the
+    # test acts, or a slow machine shows it "recording" first and the order looks wrong.
+    deadline = time.monotonic() + 60
+    while not under_test.states and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert under_test.states, "the follower got no first status event"
     yield under_test
     service.stop_event.set()
     thread.join(10)
