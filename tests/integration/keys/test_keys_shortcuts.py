@@ -131,9 +131,8 @@ def keys(daemon: RunningDaemon, jfk_pcm: bytes, tmp_path: Path) -> Iterator[Keys
     thread = threading.Thread(target=app.serve_control, args=(service, config, False))
     thread.start()
     control = Path(config.control_socket)
-    for _ in range(200):
-        if control.exists():
-            break
+    deadline = time.monotonic() + 60  # the first test of a run pays for cold imports
+    while not control.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     under_test = KeysUnderTest(service, keyboard, microphone, control, thread)
     follower = threading.Thread(target=follow, args=(control, under_test.states), daemon=True)
@@ -154,7 +153,17 @@ def keys(daemon: RunningDaemon, jfk_pcm: bytes, tmp_path: Path) -> Iterator[Keys
 
 
 def follow(control: Path, states: list[str]) -> None:
-    with client.connect(control) as sock:
+    # The socket's file exists from bind(); listen() follows a moment later.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            sock = client.connect(control)
+            break
+        except OSError:  # KeysNotRunning too
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with sock:
         sock.settimeout(None)
         for event in client.follow(sock):
             if not states or states[-1] != event["state"]:
