@@ -32,7 +32,18 @@ def client_of(served: Served, key: str = "unused") -> openai.AsyncOpenAI:
 
 async def create(served: Served, **kwargs: Any) -> Any:
     kwargs.setdefault("file", ("a.wav", a_wav(), "audio/wav"))
-    return await client_of(served).audio.transcriptions.create(model="whisper-1", **kwargs)
+    # Closed inside the loop that made it: a client left to the garbage collector closes
+    # its pool later, in no loop, and asyncio logs that as an error in some other test.
+    async with client_of(served) as client:
+        return await client.audio.transcriptions.create(model="whisper-1", **kwargs)
+
+
+async def create_streamed(served: Served, **kwargs: Any) -> list[Any]:
+    """The events of a ``stream=True`` request, read before its client is closed."""
+    kwargs.setdefault("file", ("a.wav", a_wav(), "audio/wav"))
+    async with client_of(served) as client:
+        stream = await client.audio.transcriptions.create(model="whisper-1", stream=True, **kwargs)
+        return [event async for event in stream]
 
 
 def test_every_response_format_through_the_openai_client(tmp_path: Path) -> None:
@@ -78,7 +89,7 @@ def test_word_timestamps_through_the_openai_client(tmp_path: Path) -> None:
 def test_stream_true_gives_openai_text_events(tmp_path: Path) -> None:
     async def test() -> None:
         async with serving(tmp_path) as s:
-            events = [e async for e in await create(s, stream=True)]
+            events = await create_streamed(s)
             assert [e.type for e in events] == ["transcript.text.delta", "transcript.text.done"]
             assert events[0].delta == "16000 samples"
             assert events[1].text == "16000 samples"
@@ -101,7 +112,8 @@ def test_models_and_health(tmp_path: Path) -> None:
     async def test() -> None:
         config = DaemonConfig(pack_files=False, model="small.en")
         async with serving(tmp_path, config=config) as s:
-            models = await client_of(s).models.list()
+            async with client_of(s) as client:
+                models = await client.models.list()
             assert [m.id for m in models.data] == ["whisper-1", "small.en"]
             async with aiohttp.ClientSession() as session:
                 async with session.get(s.url + "/health") as response:
@@ -286,14 +298,15 @@ def test_a_token_is_required_when_configured(tmp_path: Path) -> None:
         raw = {"http": {"token_file": str(token_file(tmp_path))}}
         async with serving(tmp_path, raw=raw) as s:
             with pytest.raises(openai.AuthenticationError) as caught:
-                await client_of(s, "wrong").audio.transcriptions.create(
+                async with client_of(s, "wrong") as wrong:
+                    await wrong.audio.transcriptions.create(
+                        model="whisper-1", file=("a.wav", a_wav(), "audio/wav")
+                    )
+            assert "s3cret" not in str(caught.value.body)
+            async with client_of(s, "s3cret-token") as good:
+                result = await good.audio.transcriptions.create(
                     model="whisper-1", file=("a.wav", a_wav(), "audio/wav")
                 )
-            assert "s3cret" not in str(caught.value.body)
-            good = client_of(s, "s3cret-token")
-            result = await good.audio.transcriptions.create(
-                model="whisper-1", file=("a.wav", a_wav(), "audio/wav")
-            )
             assert result.text == "16000 samples"
 
     run(test)
