@@ -82,6 +82,14 @@ def assert_heard_jfk(text: str) -> None:
     assert_heard(JFK_TEXT, text, JFK_MAX_WORD_ERRORS)
 
 
+def assert_heard_jfk_live(text: str) -> None:
+    """jfk.flac through a live stream (whisperd-keys, the Wyoming front): pieces are cut at
+    the speaker's pauses as the audio and the decodes go, and jfk's short first phrase,
+    decoded on its own, is sometimes "and so am I fellow Americans" (2 word errors, seen in
+    CI; issue 12). One more word error than for a file request."""
+    assert_heard(JFK_TEXT, text, JFK_MAX_WORD_ERRORS + 1)
+
+
 def espeak(
     text: str, path: Path, voice: str = "en-us", speed: int = 160, resample: bool = True
 ) -> Path:

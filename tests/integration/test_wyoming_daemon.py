@@ -18,7 +18,7 @@ import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 
-from tests.conftest import assert_heard_jfk, shared_audio, start_daemon, stop_daemon
+from tests.conftest import assert_heard_jfk_live, shared_audio, start_daemon, stop_daemon
 from tests.integration.wyoming_harness import pcm_of, transcribe_wyoming
 
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
@@ -80,7 +80,7 @@ def test_activated_by_wyoming_and_idle_exit_with_a_connection_open(tmp_path: Pat
     logged = log_path.read_text(errors="replace")
     assert process.returncode == 0, logged
     assert "serving wyoming" in logged and "idle for" in logged, logged
-    assert_heard_jfk(text)
+    assert_heard_jfk_live(text)
     assert "country" not in logged.lower()  # the text is never logged
 
 
@@ -91,7 +91,7 @@ def test_served_from_the_listen_setting(tmp_path: Path) -> None:
     try:
         wait_listening(port, daemon.process)
         received = asyncio.run(transcribe_wyoming(port, jfk_pcm()))
-        assert_heard_jfk(received.text)
+        assert_heard_jfk_live(received.text)
     finally:
         stop_daemon(daemon)
     assert daemon.process.returncode == 0, daemon.log()

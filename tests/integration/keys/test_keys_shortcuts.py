@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import RunningDaemon, assert_heard_jfk, shared_audio
+from tests.conftest import RunningDaemon, assert_heard_jfk_live, shared_audio
 from whisperd.control import client
 from whisperd.keys import app
 from whisperd.keys.audio import QueueCapture
@@ -183,7 +183,7 @@ def test_start_and_stop_from_a_shortcut_type_the_words(keys: KeysUnderTest) -> N
     assert keys.microphone.spoken.wait(60)
     keys.dictate("stop")
     keys.wait_idle(dictations=1)
-    assert_heard_jfk(keys.typed())
+    assert_heard_jfk_live(keys.typed())
     assert ordered_within(["idle", "recording", "transcribing", "typing", "idle"], keys.states)
     status: dict[str, Any] = client.status(keys.control)
     assert status["state"] == "idle" and status["daemon"] in ("running", "unknown")
@@ -198,8 +198,8 @@ def test_toggle_twice_types_the_words_and_again(keys: KeysUnderTest) -> None:
     typed = keys.typed()
     half = len(typed) // 2
     # two dictations, each typed in full: the same sentence twice
-    assert_heard_jfk(typed[:half])
-    assert_heard_jfk(typed[half:])
+    assert_heard_jfk_live(typed[:half])
+    assert_heard_jfk_live(typed[half:])
 
 
 def test_cancel_from_a_shortcut_types_nothing(keys: KeysUnderTest) -> None:
