@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
+from tests.fdlimit import exhaust_descriptors
 from tests.unit.daemon.fakes import FakeEngine, s16le, tone
 from whisperd.config import ConfigError, DaemonConfig, WyomingConfig, load_section, read_toml
 from whisperd.daemon.limits import Limits
@@ -117,7 +117,6 @@ def test_the_wyoming_section() -> None:
 
 
 def test_the_section_is_allowed_in_the_file(tmp_path: object) -> None:
-    from pathlib import Path
 
     path = Path(str(tmp_path)) / "config.toml"
     path.write_text('[wyoming]\nlisten = "tcp://127.0.0.1:10300"\n')
@@ -360,10 +359,6 @@ def test_a_trickled_event_does_not_hold_the_connection() -> None:
 # -- out of descriptors
 
 
-def open_fds() -> int:
-    return len(list(Path("/proc/self/fd").iterdir()))
-
-
 async def describes(port: int) -> bool:
     try:
         async with AsyncTcpClient("127.0.0.1", port) as client:
@@ -381,20 +376,7 @@ def test_out_of_file_descriptors_rests_and_logs_once(caplog: pytest.LogCaptureFi
 
     async def test() -> None:
         async with running(Limits(accept_backoff=0.05)) as served:
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            clients: list[socket.socket] = []
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds() + 4, hard))
-            try:
-                while True:  # fill every descriptor left; the server accepts none yet
-                    try:
-                        clients.append(socket.create_connection(("127.0.0.1", served.port)))
-                    except OSError:
-                        break
-                await asyncio.sleep(1.0)  # many rests of 0.05 s, each trying again
-            finally:
-                for client in clients:
-                    client.close()
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            await exhaust_descriptors(served.port)
             for _ in range(100):
                 if await describes(served.port):
                     break

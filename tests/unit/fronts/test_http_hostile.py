@@ -10,13 +10,13 @@ import contextlib
 import gzip
 import json
 import logging
-import resource
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fdlimit import exhaust_descriptors
 from tests.unit.fronts.support import Served, a_wav, run, serving
 from whisperd.daemon.limits import Limits
 
@@ -230,10 +230,6 @@ def test_connections_over_the_cap_are_told_503_and_closed(tmp_path: Path) -> Non
     run(test)
 
 
-def open_fds() -> int:
-    return len(list(Path("/proc/self/fd").iterdir()))
-
-
 def test_out_of_file_descriptors_rests_and_logs_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -243,20 +239,7 @@ def test_out_of_file_descriptors_rests_and_logs_once(
     async def test() -> None:
         limits = Limits(accept_backoff=0.05)
         async with serving(tmp_path, limits=limits) as s:
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            clients: list[socket.socket] = []
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds() + 4, hard))
-            try:
-                while True:  # fill every descriptor left; the server accepts none yet
-                    try:
-                        clients.append(socket.create_connection(("127.0.0.1", s.port)))
-                    except OSError:
-                        break
-                await asyncio.sleep(1.0)  # many rests of 0.05 s, each trying again
-            finally:
-                for client in clients:
-                    client.close()
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            await exhaust_descriptors(s.port)
             for _ in range(100):
                 if await served_ok(s):
                     break
