@@ -160,7 +160,11 @@ def espeak_available() -> bool:
 def synthesize(
     text: str, voice: str, speed: int, workdir: Path, name: str
 ) -> npt.NDArray[np.float32]:
-    """espeak-ng -> sox (16 kHz mono 16-bit) -> float32 array."""
+    """espeak-ng -> sox (16 kHz mono 16-bit, without dither) -> float32 array.
+
+    Without ``-D`` sox dithers with a new random seed each run: the same sentence gave
+    other samples, so other words at the margins, and two runs of a benchmark differed by
+    3-5 word errors on the same text. Undithered, a run is repeatable."""
     raw = workdir / f"{name}.raw.wav"
     out = workdir / f"{name}.wav"
     subprocess.run(
@@ -169,7 +173,7 @@ def synthesize(
         capture_output=True,
     )
     subprocess.run(
-        ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(out)],
+        ["sox", str(raw), "-D", "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(out)],
         check=True,
         capture_output=True,
     )
