@@ -173,7 +173,20 @@ def synthesize(
         capture_output=True,
     )
     subprocess.run(
-        ["sox", str(raw), "-D", "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(out)],
+        [
+            "sox",
+            str(raw),
+            "-D",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )

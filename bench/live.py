@@ -38,11 +38,11 @@ import numpy as np
 
 from bench.fastpath_corpus import SENTENCES
 from bench.material import Generator, Item, WerTally, recordings, room
+from tests.integration.live_stream import stream_virtual
 from whisperd.engine.samples import SAMPLE_RATE
 
 HERE = Path(__file__).resolve().parent
 KEYS_OPTIONS: dict[str, Any] = {"without_timestamps": True}
-BLOCK = int(0.02 * SAMPLE_RATE)
 
 
 def log(message: str) -> None:
@@ -73,29 +73,7 @@ def dictation(gen: Generator, seconds: float, seed: int) -> tuple[Item, list[flo
 # -- accuracy: the real scheduler in virtual time ---------------------------------------
 
 
-async def stream_virtual(scheduler: Any, audio: np.ndarray, options: dict[str, Any]) -> str:
-    from whisperd.audio import PcmStreamDecoder  # noqa: F401 - loads numpy paths early
-    from whisperd.protocol import PcmFormat, ResultReply, Transcribe
-
-    replies: list[Any] = []
-    request = Transcribe("b", "pcm", PcmFormat("s16le", SAMPLE_RATE, 1), options)
-    job = scheduler.new_job(request, replies.append, object())
-    await scheduler.ensure_loaded()
-    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
-    for start in range(0, pcm.size, BLOCK):
-        scheduler.add_audio(job, pcm[start : start + BLOCK].tobytes())
-        while scheduler.busy or job.window is not None or job.drafting is not None:
-            await asyncio.sleep(0.002)
-    await scheduler.submit(job)
-    result = replies[-1]
-    assert isinstance(result, ResultReply), result
-    if options.get("live"):
-        commits = [r.text for r in replies if getattr(r, "TYPE", "") == "commit"]
-        assert " ".join(t for t in commits if t) == result.result["text"]
-    return str(result.result["text"])
-
-
-def accuracy(quick: bool) -> dict[str, Any]:
+def accuracy(quick: bool, live_options: dict[str, Any]) -> dict[str, Any]:
     from whisperd.config import DaemonConfig
     from whisperd.daemon.scheduler import Scheduler
     from whisperd.daemon.state import DaemonState
@@ -122,7 +100,7 @@ def accuracy(quick: bool) -> dict[str, Any]:
                 texts = {
                     "file": engine.transcribe(item.audio, {}).text,
                     "live": await stream_virtual(
-                        scheduler, item.audio, {**KEYS_OPTIONS, "live": True}
+                        scheduler, item.audio, {**KEYS_OPTIONS, **live_options, "live": True}
                     ),
                     "dictation": await stream_virtual(scheduler, item.audio, KEYS_OPTIONS),
                 }
@@ -255,13 +233,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--part", choices=("accuracy", "latency", "all"), default="all")
+    parser.add_argument(
+        "--live-options",
+        type=json.loads,
+        default={},
+        help="extra options of the live request, as JSON (e.g. '{\"beam_size\": 1}')",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": args.quick,
     }
     if args.part in ("accuracy", "all"):
-        results["accuracy"] = accuracy(args.quick)
+        results["accuracy"] = accuracy(args.quick, args.live_options)
+        results["live_options"] = args.live_options
     if args.part in ("latency", "all"):
         results["latency"] = latency(args.quick)
     suffix = "" if args.part == "all" else f"_{args.part}"

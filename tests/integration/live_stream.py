@@ -98,3 +98,35 @@ def check_pieces(run: LiveRun) -> None:
     assert result["text"] == " ".join(c["text"] for c in commits if c["text"])
     final_at = next(t for t, r in run.replies if r is commits[-1])
     assert final_at >= run.end_sent  # the final piece comes after `end`
+
+
+async def stream_virtual(
+    scheduler: Any, audio: np.ndarray[Any, Any], options: dict[str, Any]
+) -> str:
+    """A stream through the daemon's real ``Scheduler`` (and its engine), in process and in
+    *virtual time*: after each 20 ms block it waits until the worker is idle, so every
+    draft and window the policy asks for is made where it asks, as on a machine fast
+    enough to keep up. The same audio gives the same pieces on every run, whatever the
+    load (at real-time pace, where a piece ends depends on how long the last one took to
+    decode). Returns the result's text; a live stream's commit events must join into it."""
+    import asyncio
+
+    from whisperd.protocol import PcmFormat, ResultReply, Transcribe
+
+    replies: list[Any] = []
+    request = Transcribe("v", "pcm", PcmFormat("s16le", RATE, 1), options)
+    job = scheduler.new_job(request, replies.append, object())
+    await scheduler.ensure_loaded()
+    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
+    block = int(RATE * BLOCK)
+    for start in range(0, pcm.size, block):
+        scheduler.add_audio(job, pcm[start : start + block].tobytes())
+        while scheduler.busy or job.window is not None or job.drafting is not None:
+            await asyncio.sleep(0.002)
+    await scheduler.submit(job)
+    result = replies[-1]
+    assert isinstance(result, ResultReply), result
+    if options.get("live"):
+        commits = [r.text for r in replies if getattr(r, "TYPE", "") == "commit"]
+        assert " ".join(t for t in commits if t) == result.result["text"]
+    return str(result.result["text"])

@@ -10,9 +10,11 @@ text before them as the ``initial_prompt``: the model decodes the new speech as 
 were transcribing the whole stretch, and only what follows the prefix is new (38 against
 45 in the same experiment; bench/live.py measures the daemon as built).
 
-The forced prefix has one known failure: the model may end right after it and return no
-new text, or not reproduce it. Then, when the VAD hears speech in the piece, the piece is
-decoded alone, conditioned on the earlier text (never worse than dropping it).
+The forced prefix has one known failure: the model may end its timestamped segment right
+after it and return no new text, or not reproduce it. Then the same audio and prefix are
+decoded again without timestamps, where the model goes on from the prefix; only when that
+fails too and the VAD hears speech in the piece is the piece decoded alone, conditioned on
+the earlier text (never worse than dropping it).
 """
 
 from __future__ import annotations
@@ -115,10 +117,14 @@ def decode_piece(
     if prompt:
         options["initial_prompt"] = prompt
     duration = (end - start) / rate
-    if prefix:
+    # With timestamps first (as a file request decodes); when the model closes its
+    # segment right after the prefix, again without them: then it goes on from the prefix
+    # ("... this software, and associated documentation files") where the piece decoded
+    # alone began a new sentence ("An associated", bench/live.py, the MIT recordings).
+    for retry in ({}, {"without_timestamps": True}) if prefix else ():
         wide = engine.transcribe(
             read(audio_start, end),
-            {**options, "prefix": prefix},
+            {**options, "prefix": prefix, **retry},
             None,
             cancelled,
             audio_start / rate,

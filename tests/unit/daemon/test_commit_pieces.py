@@ -99,11 +99,47 @@ def test_a_piece_is_decoded_with_the_piece_before_it_as_context() -> None:
     assert "initial_prompt" not in options  # all earlier text is in the prefix
 
 
+class EndsAfterPrefixEngine(PrefixEngine):
+    """The model closes its timestamped segment right after the forced prefix (the MIT
+    licence read aloud: "... a copy of this software" and nothing after it), but goes on
+    with ``new`` when it decodes without timestamps."""
+
+    def transcribe(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        on_segment: Callable[[dict[str, Any]], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        new = self.new
+        if "prefix" in options and not options.get("without_timestamps"):
+            self.new = ""
+        try:
+            return super().transcribe(audio, options, on_segment, cancelled, offset)
+        finally:
+            self.new = new
+
+
+def test_a_decode_that_ends_at_the_prefix_is_retried_without_timestamps() -> None:
+    # Decoded alone, the piece began "An associated documentation files" (a new
+    # sentence, for "and associated"): the retry keeps the audio and text before it.
+    engine = EndsAfterPrefixEngine("and associated files.")
+    result, sent = decode(engine, live_job(PIECES))
+    assert result.text == "and associated files." and sent == result.segments
+    assert [(size, o["prefix"], o.get("without_timestamps")) for _, size, o in engine.calls] == [
+        (AUDIO.size, "First sentence", None),
+        (AUDIO.size, "First sentence", True),
+    ]
+    assert sent[0]["start"] == 3.4
+
+
 def test_no_new_text_after_the_prefix_but_speech_falls_back_to_the_piece_alone() -> None:
     engine = PrefixEngine("", speech=True)
     result, sent = decode(engine, live_job(PIECES))
-    assert [size for _, size, _ in engine.calls] == [AUDIO.size, AUDIO.size - int(3.4 * S)]
-    fallback = engine.calls[1][2]
+    sizes = [size for _, size, _ in engine.calls]
+    assert sizes == [AUDIO.size, AUDIO.size, AUDIO.size - int(3.4 * S)]
+    fallback = engine.calls[2][2]
     assert "prefix" not in fallback and fallback["initial_prompt"] == "First sentence."
     assert result.text == f"{AUDIO.size - int(3.4 * S)} samples" and sent == result.segments
 
