@@ -73,7 +73,9 @@ def dictation(gen: Generator, seconds: float, seed: int) -> tuple[Item, list[flo
 # -- accuracy: the real scheduler in virtual time ---------------------------------------
 
 
-def accuracy(quick: bool, live_options: dict[str, Any]) -> dict[str, Any]:
+def accuracy(
+    quick: bool, live_options: dict[str, Any], daemon_config: dict[str, Any]
+) -> dict[str, Any]:
     from whisperd.config import DaemonConfig
     from whisperd.daemon.scheduler import Scheduler
     from whisperd.daemon.state import DaemonState
@@ -88,7 +90,7 @@ def accuracy(quick: bool, live_options: dict[str, Any]) -> dict[str, Any]:
         "dictation 30 s": [dictation(gen, 30, s)[0] for s in ((1,) if quick else (1, 2, 5))],
         "dictation 60 s": [dictation(gen, 60, s)[0] for s in ((3,) if quick else (3, 4))],
     }
-    config = DaemonConfig()
+    config = DaemonConfig(**daemon_config)
     engine = Engine(config)
     out: dict[str, Any] = {}
 
@@ -245,8 +247,9 @@ def main() -> int:
         "quick": args.quick,
     }
     if args.part in ("accuracy", "all"):
-        results["accuracy"] = accuracy(args.quick, args.live_options)
+        results["accuracy"] = accuracy(args.quick, args.live_options, args.daemon_config)
         results["live_options"] = args.live_options
+        results["daemon_config"] = args.daemon_config
     if args.part in ("latency", "all"):
         results["latency"] = latency(args.quick)
     suffix = "" if args.part == "all" else f"_{args.part}"

@@ -154,8 +154,10 @@ class LiveBench:
             pause_typed.append(times[upto - 1] - paused_at)
             pause_commit.append(arrived - paused_at)
         last = times[-1] - release if times else float("nan")
+        final = next((t for t, e in self.commits if e.get("final")), float("nan"))
         return {
             "release_to_last": max(0.0, last),
+            "release_to_final": final - release,
             "pause_to_typed": pause_typed,
             "pause_to_commit": pause_commit,
             "pieces": len([t for t in texts if t]),
@@ -197,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{__import__('os').getloadavg()[0]:.1f}",
         "",
         "| utterance | release | runs | release → last char typed, median / p90 "
+        "| of which release → final commit event "
         "| pause → piece typed (while held), median / p90 | of which pause → commit event "
         "| pieces | chars typed before release / all | WER |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     try:
         bench.run(gen.utterance(5.0, seed=2).audio)  # warm-up: model, imports
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 line = (
                     f"| {seconds} s | {label} | {runs} | "
                     f"{ms([g['release_to_last'] for g in got])} | "
+                    f"{ms([g['release_to_final'] for g in got])} | "
                     f"{ms([x for g in got for x in g['pause_to_typed']])} | "
                     f"{ms([x for g in got for x in g['pause_to_commit']])} | "
                     f"{got[0]['pieces']} | {got[0]['typed_before_release']} / {got[0]['chars']} | "
