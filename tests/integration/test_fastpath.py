@@ -208,6 +208,26 @@ def test_full_window_is_identical_to_faster_whisper(model: Any, name: str) -> No
         assert result.window_frames == (3000,) * len(result.window_frames)
 
 
+@pytest.mark.parametrize("wt", [False, True])
+def test_a_forced_prefix_is_decoded_as_faster_whisper_does(model: Any, wt: bool) -> None:
+    """The final piece of a live dictation forces the committed text before it as the
+    decoder's prefix (daemon/pieces.py): with a 30 s window exactly faster-whisper's
+    decode, and on the unpadded window the text still begins with the prefix and goes
+    on with the file request's words (two paths on this machine, one near tie allowed)."""
+    audio = load("jfk.flac")
+    plain, _ = regular(model, audio, language="en", beam_size=5)
+    prefix = " ".join(plain.split()[:10])  # "And so, my fellow Americans, ask not what ..."
+    options: dict[str, Any] = {"language": "en", "beam_size": 5, "without_timestamps": wt}
+    text, spans = regular(model, audio, prefix=prefix, **options)
+    full = transcribe_unpadded(model, audio, prefix=prefix, min_window_seconds=30, **options)
+    assert full is not None
+    assert full.text == text and [(s.start, s.end) for s in full.segments] == spans
+    short = transcribe_unpadded(model, audio, prefix=prefix, **options)
+    assert short is not None and short.window_frames[0] < 3000
+    assert short.text.strip().startswith(prefix)
+    assert word_errors(words(plain), words(short.text)) <= 1, (short.text, plain)
+
+
 @pytest.fixture(scope="module")
 def espeak_results(model: Any, espeak_dir: Path) -> list[tuple[str, str, str | None]]:
     """(reference, regular text, fast text or None) per espeak case, beam 5, timestamps."""

@@ -83,8 +83,9 @@ def test_suppressed_tokens_match_faster_whisper(suppress: list[int] | None) -> N
 @pytest.mark.parametrize("previous", [[], [400, 401, 402], list(range(1000, 1400))])
 @pytest.mark.parametrize("without_timestamps", [False, True])
 @pytest.mark.parametrize("hotwords", [None, "ComfyUI"])
+@pytest.mark.parametrize("prefix", [None, "And so my fellow Americans", "word " * 300])
 def test_prompt_matches_faster_whisper(
-    previous: list[int], without_timestamps: bool, hotwords: str | None
+    previous: list[int], without_timestamps: bool, hotwords: str | None, prefix: str | None
 ) -> None:
     from faster_whisper.transcribe import WhisperModel
 
@@ -95,10 +96,11 @@ def test_prompt_matches_faster_whisper(
         tok,
         previous,
         without_timestamps=without_timestamps,
+        prefix=prefix,
         hotwords=hotwords,
     )
     got = decoding.build_prompt(
-        tok, previous, without_timestamps=without_timestamps, hotwords=hotwords
+        tok, previous, without_timestamps=without_timestamps, hotwords=hotwords, prefix=prefix
     )
     assert got == expected
 

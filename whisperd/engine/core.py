@@ -227,8 +227,6 @@ class Engine:
         # (where the text must equal faster-whisper's); a request may ask either way.
         if not options.get("fast_short_audio", False) or options.get("word_timestamps"):
             return None
-        if options.get("prefix"):
-            return None  # the fast path decodes no forced prefix
         if not fastpath.is_eligible(audio.size):
             return None
         # Silence cut out by the VAD, as faster-whisper's own path does; no speech at all
@@ -244,6 +242,7 @@ class Engine:
             without_timestamps=bool(options.get("without_timestamps", False)),
             initial_prompt=options.get("initial_prompt"),
             hotwords=hotwords_of(options),
+            prefix=options.get("prefix"),
         )
         if result is None:
             return None

@@ -65,9 +65,12 @@ def build_prompt(
     *,
     without_timestamps: bool,
     hotwords: str | None,
+    prefix: str | None = None,
 ) -> list[int]:
-    """Same as WhisperModel.get_prompt (no ``prefix`` support)."""
+    """Same as WhisperModel.get_prompt."""
     prompt: list[int] = []
+    if prefix:
+        hotwords = None  # faster-whisper drops the hotwords when a prefix is forced
     if previous_tokens or hotwords:
         prompt.append(int(tokenizer.sot_prev))
         if hotwords:
@@ -80,6 +83,13 @@ def build_prompt(
     prompt.extend(int(t) for t in tokenizer.sot_sequence)
     if without_timestamps:
         prompt.append(int(tokenizer.no_timestamps))
+    if prefix:
+        prefix_tokens = list(tokenizer.encode(" " + prefix.strip()))
+        if len(prefix_tokens) >= MAX_LENGTH // 2:
+            prefix_tokens = prefix_tokens[: MAX_LENGTH // 2 - 1]
+        if not without_timestamps:
+            prompt.append(int(tokenizer.timestamp_begin))
+        prompt.extend(int(t) for t in prefix_tokens)
     return prompt
 
 

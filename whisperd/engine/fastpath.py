@@ -122,6 +122,7 @@ def transcribe_unpadded(
     without_timestamps: bool = False,
     initial_prompt: str | None = None,
     hotwords: str | None = None,
+    prefix: str | None = None,
     min_seconds: float = DEFAULT_MIN_SECONDS,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     pad_seconds: float = DEFAULT_PAD_SECONDS,
@@ -149,8 +150,9 @@ def transcribe_unpadded(
 
     ``audio`` is float32, 16 kHz, mono (already VAD-trimmed by the caller; no VAD is
     run here).  Decoding options have faster-whisper 1.2.1 ``transcribe`` defaults and
-    meanings; word timestamps, ``prefix``, clip timestamps and
-    ``hallucination_silence_threshold`` are not supported (use the regular path).
+    meanings (``prefix`` is forced at the start of the first window, as there); word
+    timestamps, clip timestamps and ``hallucination_silence_threshold`` are not supported
+    (use the regular path).
 
     Returns ``None`` when the audio is not eligible -- shorter than ``min_seconds``,
     longer than ``max_seconds`` (never more than 30 s), or a multilingual model with
@@ -240,6 +242,7 @@ def transcribe_unpadded(
             all_tokens[prompt_reset_since:],
             without_timestamps=without_timestamps,
             hotwords=hotwords,
+            prefix=prefix if seek == 0 else None,  # as faster-whisper: the first window
         )
         decoded = generate_with_fallback(
             ct2_model,

@@ -150,6 +150,21 @@ def test_no_new_text_and_no_speech_is_an_empty_piece() -> None:
     assert result.text == "" and sent == [] and len(engine.calls) == 1
 
 
+def test_only_the_final_piece_takes_the_unpadded_window() -> None:
+    # While the user holds the key, a piece is decoded on the 30 s window; at release
+    # (the user waits for it) on the unpadded one, with the same context and prefix.
+    during = PrefixEngine("Second one.")
+    decode(during, live_job(PIECES))
+    assert "fast_short_audio" not in during.calls[0][2]
+    at_release = PrefixEngine("Second one.")
+    job = live_job(PIECES)
+    job.received_at = 1.0  # `end` arrived
+    result, _ = decode(at_release, job)
+    [(_, size, options)] = at_release.calls
+    assert options["fast_short_audio"] is True and options["prefix"] == "First sentence"
+    assert size == AUDIO.size and result.text == "Second one."
+
+
 def test_the_first_piece_has_no_context() -> None:
     engine = PrefixEngine("unused")
     result, _ = decode(engine, live_job([]))
