@@ -241,6 +241,12 @@ def main() -> int:
         default={},
         help="extra options of the live request, as JSON (e.g. '{\"beam_size\": 1}')",
     )
+    parser.add_argument(
+        "--daemon-config",
+        type=json.loads,
+        default={},
+        help="[daemon] settings for the accuracy part, as JSON (e.g. '{\"draft_pause\": 0.2}')",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
