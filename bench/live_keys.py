@@ -154,7 +154,9 @@ class LiveBench:
             pause_typed.append(times[upto - 1] - paused_at)
             pause_commit.append(arrived - paused_at)
         last = times[-1] - release if times else float("nan")
-        final = next((t for t, e in self.commits if e.get("final")), float("nan"))
+        final = next((t for t, e in self.commits if e.get("final")), None)
+        if final is None:
+            raise RuntimeError("the dictation ended without a final commit event")
         return {
             "release_to_last": max(0.0, last),
             "release_to_final": final - release,

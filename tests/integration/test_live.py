@@ -135,7 +135,7 @@ MIT_LICENCE = (
 )
 
 
-def test_a_phrase_read_after_a_short_pause_is_not_a_new_sentence(tmp_path: Path) -> None:
+def test_a_phrase_read_after_a_short_pause_is_not_a_new_sentence() -> None:
     """The MIT licence read aloud (the shared recording's first 8.98 s) pauses a quarter
     of a second after "a copy of this software": that draft is committed as a sentence,
     and the model, forced to begin the next piece with it, closed its segment there. The

@@ -43,11 +43,15 @@ CONTEXT_SECONDS = 10.0
 WINDOW_SECONDS = 28.0
 PROMPT_CHARS = 200
 # FINAL_UNPADDED: the final piece, decoded after the release while the user waits, is
-# decoded on the unpadded window (the fast path, docs/fastpath.md: the context and the
-# tail plus 2 s, not 30 s; its quality guard sends doubtful output to the 30 s window).
-# Only that piece: it measured equal or better on every set (bench/live.py: the espeak
-# sentences 21 word errors against 22, the others the same), while pieces decoded so
-# during the hold lost words (espeak 26 against 22, the 30 s dictations 27 against 18).
+# decoded with its context on the unpadded window when the fast path is allowed (the fast
+# path, docs/fastpath.md: the speech the VAD finds in the context and the tail, plus 2 s,
+# at least 10 s, instead of 30 s; its quality guard sends doubtful output to the 30 s
+# window). Only that piece, and only with context: it measured the same word errors on
+# every set (bench/live.py), while pieces decoded so during the hold lost words (espeak
+# 26 against 22, the 30 s dictations 27 against 18). A final piece without context (the
+# whole of a short dictation) keeps the 30 s window, as a file request: without a prefix
+# the unpadded window with timestamps measured 0.8 points of word errors worse on the
+# fast path's 207-clip validation (docs/fastpath.md).
 TRAILING = ".!?,;: "  # taken off the prefix's end, and off the new text's start
 
 
@@ -110,29 +114,37 @@ def decode_piece(
     options: dict[str, Any],
     on_segment: SegmentSender | None,
     cancelled: Callable[[], bool],
+    final_unpadded: bool = False,
 ) -> Transcription:
     """Transcribe samples ``start:end`` of a live stream (``read`` gives them) whose
     pieces before ``start`` are committed; segments in stream time, sent to
-    ``on_segment`` once final."""
+    ``on_segment`` once final. ``final_unpadded``: this is the final piece, decoded after
+    the release, and the fast path is allowed: its decode with context takes the
+    unpadded window (FINAL_UNPADDED)."""
     from whisperd.engine import Transcription
 
     rate = _rate()
     options = {k: v for k, v in options.items() if k not in ("initial_prompt", "prefix")}
-    if job.ended:
-        options["fast_short_audio"] = True  # see FINAL_UNPADDED
     limits = int(CONTEXT_SECONDS * rate), int(WINDOW_SECONDS * rate)
     audio_start, prefix, prompt = context(job.pieces, start, end, *limits)
     if prompt:
         options["initial_prompt"] = prompt
     duration = (end - start) / rate
+    # A forced prefix drops the hotwords (as in faster-whisper): the vocabulary would only
+    # cost a second, identical decode.
+    wide_options = {k: v for k, v in options.items() if k != "vocabulary"}
+    wide_options.update(prefix=prefix, fast_short_audio=final_unpadded)
     # With timestamps first (as a file request decodes); when the model closes its
     # segment right after the prefix, again without them: then it goes on from the prefix
     # ("... this software, and associated documentation files") where the piece decoded
     # alone began a new sentence ("An associated", bench/live.py, the MIT recordings).
-    for retry in ({}, {"without_timestamps": True}) if prefix else ():
+    attempts: tuple[dict[str, Any], ...] = ({}, {"without_timestamps": True}) if prefix else ()
+    for retry in attempts:
+        if cancelled():
+            return Transcription.of_segments([], "", duration)
         wide = engine.transcribe(
             read(audio_start, end),
-            {**options, "prefix": prefix, **retry},
+            {**wide_options, **retry},
             None,
             cancelled,
             audio_start / rate,
@@ -143,6 +155,8 @@ def decode_piece(
                 if on_segment is not None:
                     on_segment(item)
             return Transcription.of_segments(new, wide.language, duration, wide.path)
+    if cancelled():
+        return Transcription.of_segments([], "", duration)
     if prefix:  # the decode with context failed: the piece alone, after the earlier text
         before = " ".join(p.text for p in job.pieces if p.text)[-PROMPT_CHARS:]
         options["initial_prompt"] = before

@@ -162,7 +162,9 @@ def transcribe_audio(
         from whisperd.daemon.pieces import decode_piece
 
         work = (job.committed, audio.size, options, send_segment, lambda: job.cancelled)
-        return decode_piece(engine, lambda start, end: audio[start:end], job, *work)
+        # The final piece: the fast path as configured, or as the request asks.
+        unpadded = bool(options.get("fast_short_audio", config.fast_short_audio))
+        return decode_piece(engine, lambda start, end: audio[start:end], job, *work, unpadded)
     return engine.transcribe(
         audio[job.committed :],
         options,

@@ -81,11 +81,17 @@ AUDIO = np.concatenate([tone(3.0), silence(0.5), tone(2.0)])
 PIECES = [Piece(0, int(3.4 * S), "First sentence.")]
 
 
-def decode(engine: FakeEngine, job: Job) -> tuple[Transcription, list[dict[str, Any]]]:
+def decode(
+    engine: FakeEngine,
+    job: Job,
+    final_unpadded: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[Transcription, list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
     start, end = job.committed, AUDIO.size
     read = lambda a, b: AUDIO[a:b]  # noqa: E731
-    result = decode_piece(engine, read, job, start, end, {}, sent.append, lambda: False)
+    work = (start, end, options or {}, sent.append, lambda: False, final_unpadded)
+    result = decode_piece(engine, read, job, *work)
     return result, sent
 
 
@@ -151,18 +157,45 @@ def test_no_new_text_and_no_speech_is_an_empty_piece() -> None:
 
 
 def test_only_the_final_piece_takes_the_unpadded_window() -> None:
-    # While the user holds the key, a piece is decoded on the 30 s window; at release
-    # (the user waits for it) on the unpadded one, with the same context and prefix.
-    during = PrefixEngine("Second one.")
-    decode(during, live_job(PIECES))
-    assert "fast_short_audio" not in during.calls[0][2]
-    at_release = PrefixEngine("Second one.")
+    # While the user holds the key, a piece is decoded on the 30 s window, also when `end`
+    # has arrived meanwhile (a window queued behind another job); the final piece, when
+    # the fast path is allowed, on the unpadded one, with the same context and prefix.
     job = live_job(PIECES)
     job.received_at = 1.0  # `end` arrived
-    result, _ = decode(at_release, job)
+    during = PrefixEngine("Second one.")
+    decode(during, job)
+    assert during.calls[0][2]["fast_short_audio"] is False
+    at_release = PrefixEngine("Second one.")
+    result, _ = decode(at_release, job, final_unpadded=True)
     [(_, size, options)] = at_release.calls
     assert options["fast_short_audio"] is True and options["prefix"] == "First sentence"
     assert size == AUDIO.size and result.text == "Second one."
+
+
+def test_a_final_piece_without_context_keeps_the_requests_own_path() -> None:
+    engine = PrefixEngine("unused")
+    decode(engine, live_job([]), final_unpadded=True)
+    [(_, _, options)] = engine.calls
+    assert "fast_short_audio" not in options  # the 30 s window, as a file request
+
+
+def test_the_vocabulary_is_not_sent_with_a_forced_prefix() -> None:
+    # faster-whisper drops the hotwords when a prefix is forced: the vocabulary would only
+    # cost a second decode. The piece decoded alone keeps it.
+    engine = PrefixEngine("", speech=True)
+    decode(engine, live_job(PIECES), options={"vocabulary": ["ComfyUI"]})
+    assert ["vocabulary" in o for _, _, o in engine.calls] == [False, False, True]
+
+
+def test_a_cancelled_piece_is_not_decoded_again() -> None:
+    engine = PrefixEngine("", speech=True)
+    job = live_job(PIECES)
+    read = lambda a, b: AUDIO[a:b]  # noqa: E731
+    cancelled = iter([False, True, True])
+    result = decode_piece(
+        engine, read, job, job.committed, AUDIO.size, {}, None, lambda: next(cancelled)
+    )
+    assert len(engine.calls) == 1 and result.text == ""
 
 
 def test_the_first_piece_has_no_context() -> None:

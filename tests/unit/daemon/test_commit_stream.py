@@ -64,10 +64,10 @@ def check_pieces(replies: list[dict[str, Any]], length: int) -> list[dict[str, A
     return commits
 
 
-@pytest.mark.parametrize("spoken", [2.5, 1.0])
-def test_pauses_commit_pieces_before_the_release(spoken: float) -> None:
+@pytest.mark.parametrize(("spoken", "fast"), [(2.5, True), (1.0, True), (2.5, False)])
+def test_pauses_commit_pieces_before_the_release(spoken: float, fast: bool) -> None:
     async def test() -> None:
-        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+        async with serving(DaemonConfig(draft_pause=0.25, fast_short_audio=fast)) as s:
             await s.client.hello()
             await s.client.ask({"type": "load", "id": "l"})
             # A pause of 2 s: nothing can confirm the draft soon, so it is committed.
@@ -107,8 +107,11 @@ def test_pauses_commit_pieces_before_the_release(spoken: float) -> None:
             assert all("live" not in o for o in options)
             assert all("without_timestamps" not in o or o["prefix"] for o in options)
             assert any("prefix" in o for o in options)  # later pieces tried with context
-            fast = [bool(o.get("fast_short_audio")) for o in options]
-            assert fast == sorted(fast) and fast[-1] and not fast[0], fast  # the last only
+            # The unpadded window: only the final piece's decodes with context, and only
+            # as [daemon] fast_short_audio allows; a piece decoded alone keeps its path.
+            unpadded = [bool(o.get("fast_short_audio")) for o in options if o.get("prefix")]
+            assert unpadded == sorted(unpadded) and unpadded[-1] is fast, unpadded
+            assert not any(o.get("fast_short_audio") for o in options if not o.get("prefix"))
 
     run(test)
 
