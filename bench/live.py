@@ -242,7 +242,7 @@ def main() -> int:
         "--live-options",
         type=json.loads,
         default={},
-        help="extra options of the live request in the accuracy part, as JSON (e.g. '{\"beam_size\": 1}')",
+        help="extra options of the live request (accuracy part), as JSON: '{\"beam_size\": 1}'",
     )
     parser.add_argument(
         "--daemon-config",
