@@ -74,23 +74,24 @@ def build_prompt(
     if previous_tokens or hotwords:
         prompt.append(int(tokenizer.sot_prev))
         if hotwords:
-            hotword_tokens: list[int] = list(tokenizer.encode(" " + hotwords.strip()))
-            if len(hotword_tokens) >= MAX_LENGTH // 2:
-                hotword_tokens = hotword_tokens[: MAX_LENGTH // 2 - 1]
-            prompt.extend(hotword_tokens)
+            prompt.extend(_encoded_within_half(tokenizer, hotwords))
         if previous_tokens:
             prompt.extend(previous_tokens[-(MAX_LENGTH // 2 - 1) :])
     prompt.extend(int(t) for t in tokenizer.sot_sequence)
     if without_timestamps:
         prompt.append(int(tokenizer.no_timestamps))
     if prefix:
-        prefix_tokens = list(tokenizer.encode(" " + prefix.strip()))
-        if len(prefix_tokens) >= MAX_LENGTH // 2:
-            prefix_tokens = prefix_tokens[: MAX_LENGTH // 2 - 1]
         if not without_timestamps:
             prompt.append(int(tokenizer.timestamp_begin))
-        prompt.extend(int(t) for t in prefix_tokens)
+        prompt.extend(_encoded_within_half(tokenizer, prefix))
     return prompt
+
+
+def _encoded_within_half(tokenizer: Any, text: str) -> list[int]:
+    """``text``'s tokens, cut below half the context as faster-whisper cuts the hotwords
+    and the prefix (``get_prompt``)."""
+    tokens = [int(t) for t in tokenizer.encode(" " + text.strip())]
+    return tokens if len(tokens) < MAX_LENGTH // 2 else tokens[: MAX_LENGTH // 2 - 1]
 
 
 def split_by_timestamps(

@@ -47,11 +47,15 @@ def test_strip_prefix_keeps_only_the_new_text() -> None:
 
 
 class PrefixEngine(FakeEngine):
-    """Echoes a forced prefix, then says ``new`` (or nothing)."""
+    """Echoes a forced prefix, then says ``new`` (or nothing). With ``ends_at_prefix`` the
+    model closes its timestamped segment right after the prefix (the MIT licence read
+    aloud: "... a copy of this software" and nothing after it) and says ``new`` only when
+    it decodes without timestamps."""
 
-    def __init__(self, new: str, speech: bool = True) -> None:
+    def __init__(self, new: str, speech: bool = True, ends_at_prefix: bool = False) -> None:
         super().__init__(speech_after_draft=speech)
         self.new = new
+        self.ends_at_prefix = ends_at_prefix
 
     def transcribe(
         self,
@@ -64,7 +68,9 @@ class PrefixEngine(FakeEngine):
         if "prefix" not in options:
             return super().transcribe(audio, options, on_segment, cancelled, offset)
         self.calls.append(("transcribe", audio.size, dict(options)))
-        text = f"{options['prefix']} {self.new}".strip()
+        timestamps = not options.get("without_timestamps")
+        new = "" if self.ends_at_prefix and timestamps else self.new
+        text = f"{options['prefix']} {new}".strip()
         end = offset + audio.size / S
         return Transcription.of_segments([seg(offset, end, text)], "en", audio.size / S)
 
@@ -105,32 +111,10 @@ def test_a_piece_is_decoded_with_the_piece_before_it_as_context() -> None:
     assert "initial_prompt" not in options  # all earlier text is in the prefix
 
 
-class EndsAfterPrefixEngine(PrefixEngine):
-    """The model closes its timestamped segment right after the forced prefix (the MIT
-    licence read aloud: "... a copy of this software" and nothing after it), but goes on
-    with ``new`` when it decodes without timestamps."""
-
-    def transcribe(
-        self,
-        audio: Samples,
-        options: dict[str, Any],
-        on_segment: Callable[[dict[str, Any]], None] | None = None,
-        cancelled: Callable[[], bool] | None = None,
-        offset: float = 0.0,
-    ) -> Transcription:
-        new = self.new
-        if "prefix" in options and not options.get("without_timestamps"):
-            self.new = ""
-        try:
-            return super().transcribe(audio, options, on_segment, cancelled, offset)
-        finally:
-            self.new = new
-
-
 def test_a_decode_that_ends_at_the_prefix_is_retried_without_timestamps() -> None:
     # Decoded alone, the piece began "An associated documentation files" (a new
     # sentence, for "and associated"): the retry keeps the audio and text before it.
-    engine = EndsAfterPrefixEngine("and associated files.")
+    engine = PrefixEngine("and associated files.", ends_at_prefix=True)
     result, sent = decode(engine, live_job(PIECES))
     assert result.text == "and associated files." and sent == result.segments
     assert [(size, o["prefix"], o.get("without_timestamps")) for _, size, o in engine.calls] == [
