@@ -74,7 +74,7 @@ def dictation(gen: Generator, seconds: float, seed: int) -> tuple[Item, list[flo
 
 
 def accuracy(
-    quick: bool, live_options: dict[str, Any], daemon_config: dict[str, Any]
+    quick: bool, live_options: dict[str, Any], daemon_config: dict[str, Any], lag: float = 0.0
 ) -> dict[str, Any]:
     from whisperd.config import DaemonConfig
     from whisperd.daemon.scheduler import Scheduler
@@ -102,9 +102,9 @@ def accuracy(
                 texts = {
                     "file": engine.transcribe(item.audio, {}).text,
                     "live": await stream_virtual(
-                        scheduler, item.audio, {**KEYS_OPTIONS, **live_options, "live": True}
+                        scheduler, item.audio, {**KEYS_OPTIONS, **live_options, "live": True}, lag
                     ),
-                    "dictation": await stream_virtual(scheduler, item.audio, KEYS_OPTIONS),
+                    "dictation": await stream_virtual(scheduler, item.audio, KEYS_OPTIONS, lag),
                 }
                 for key, text in texts.items():
                     tallies[key].add(item.reference, text)
@@ -193,6 +193,12 @@ def markdown(results: dict[str, Any]) -> str:
     for key in ("live_options", "daemon_config"):
         if results.get(key):
             lines += [f"Not the defaults: {key} = `{json.dumps(results[key])}`", ""]
+    if results.get("lag"):
+        lines += [
+            f"Streams with a lag: {results['lag']:g} s of audio arrive while each draft or "
+            "window decodes (a slower machine, or a client sending faster than real time).",
+            "",
+        ]
     if "accuracy" in results:
         lines += [
             "## Word errors: file request vs live vs dictation before",
@@ -250,18 +256,27 @@ def main() -> int:
         default={},
         help="[daemon] settings for the accuracy part, as JSON (e.g. '{\"draft_pause\": 0.2}')",
     )
+    parser.add_argument(
+        "--lag",
+        type=float,
+        default=0.0,
+        help="seconds of audio that arrive while each draft or window decodes (accuracy part)",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": args.quick,
     }
     if args.part in ("accuracy", "all"):
-        results["accuracy"] = accuracy(args.quick, args.live_options, args.daemon_config)
+        results["accuracy"] = accuracy(args.quick, args.live_options, args.daemon_config, args.lag)
         results["live_options"] = args.live_options
         results["daemon_config"] = args.daemon_config
+        results["lag"] = args.lag
     if args.part in ("latency", "all"):
         results["latency"] = latency(args.quick)
     suffix = "" if args.part == "all" else f"_{args.part}"
+    if args.lag:
+        suffix += f"_lag{args.lag:g}"
     if args.live_options or args.daemon_config:
         suffix += "_variant"  # the committed figures are the defaults' own
     (HERE / f"live_results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -101,14 +101,17 @@ def check_pieces(run: LiveRun) -> None:
 
 
 async def stream_virtual(
-    scheduler: Any, audio: np.ndarray[Any, Any], options: dict[str, Any]
+    scheduler: Any, audio: np.ndarray[Any, Any], options: dict[str, Any], lag: float = 0.0
 ) -> str:
     """A stream through the daemon's real ``Scheduler`` (and its engine), in process and in
     *virtual time*: after each 20 ms block it waits until the worker is idle, so every
     draft and window the policy asks for is made where it asks, as on a machine fast
     enough to keep up. The same audio gives the same pieces on every run, whatever the
     load (at real-time pace, where a piece ends depends on how long the last one took to
-    decode). Returns the result's text; a live stream's commit events must join into it."""
+    decode). ``lag``: seconds of audio that arrive while each draft or window decodes, as
+    on a machine that takes that long (or a client that sends faster than real time),
+    still the same on every run. Returns the result's text; a live stream's commit
+    events must join into it."""
     import asyncio
 
     from whisperd.protocol import PcmFormat, ResultReply, Transcribe
@@ -119,9 +122,20 @@ async def stream_virtual(
     await scheduler.ensure_loaded()
     pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     block = int(RATE * BLOCK)
+
+    def decoding() -> bool:
+        return bool(scheduler.busy) or job.window is not None or job.drafting is not None
+
+    owed = 0  # blocks still to arrive while the decode that started runs
     for start in range(0, pcm.size, block):
+        was_decoding = decoding()
         scheduler.add_audio(job, pcm[start : start + block].tobytes())
-        while scheduler.busy or job.window is not None or job.drafting is not None:
+        if decoding() and not was_decoding:
+            owed = round(lag / BLOCK)
+        if owed > 0:
+            owed -= 1
+            continue
+        while decoding():
             await asyncio.sleep(0.002)
     await scheduler.submit(job)
     result = replies[-1]
