@@ -170,3 +170,45 @@ def test_a_phrase_read_after_a_short_pause_is_not_a_new_sentence() -> None:
     live_errors = wer(MIT_LICENCE, text) * len(words(MIT_LICENCE))
     file_errors = wer(MIT_LICENCE, as_file) * len(words(MIT_LICENCE))
     assert live_errors <= file_errors + 0.01, (text, as_file)
+
+
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, ask what you "
+    "can do for your country."
+)
+
+
+def test_a_machine_slower_than_the_speaker_hears_the_first_words_as_a_file_does() -> None:
+    """On a machine that decodes a draft in about a second (or through a client that sends
+    faster than real time, as the Wyoming front's), the drafts come a word after the
+    pauses: jfk's first draft, "And so my fellow Americans", was confirmed by one a word
+    longer, and both heard "And so am I fellow Americans" (2 word errors that a file
+    request of the same 11 s does not make). Streamed in virtual time with that lag (the
+    same pieces on every run), live must not be worse than the file request."""
+    import asyncio
+
+    from faster_whisper import decode_audio
+
+    from tests.conftest import shared_audio
+    from tests.integration.live_stream import stream_virtual
+    from whisperd.config import DaemonConfig
+    from whisperd.daemon.scheduler import Scheduler
+    from whisperd.daemon.state import DaemonState
+    from whisperd.engine import Engine
+
+    audio = decode_audio(str(shared_audio("jfk.flac")))
+    config = DaemonConfig()
+    engine = Engine(config)
+
+    async def live(lag: float) -> str:
+        scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine)
+        try:
+            return await stream_virtual(scheduler, audio, {**KEYS_OPTIONS, "live": True}, lag)
+        finally:
+            scheduler.shutdown()
+
+    as_file = engine.transcribe(audio, {}).text
+    file_errors = wer(JFK, as_file) * len(words(JFK))
+    for lag in (1.0, 1.5):
+        text = asyncio.run(live(lag))
+        assert wer(JFK, text) * len(words(JFK)) <= file_errors + 0.01, (lag, text, as_file)

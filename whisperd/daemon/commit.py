@@ -63,20 +63,50 @@ LiveDecision = Decision | CommitDraft
 # release decodes only the words after it.
 MIN_SENTENCE = 2.5
 LONG_PAUSE = 2.0
+# Where each draft ends depends on when the last decode finished: on a machine slower than
+# the speaker (or with a client sending faster than real time) the next draft often comes
+# a word after the last one. Such a draft heard too little after the earlier one to
+# confirm it: the pieces became single words ("copy,", "publish,") and the model heard the
+# words after them as new sentences ("the license" for "sublicense"). A draft confirms an
+# earlier one only when it heard MIN_CONFIRM seconds more; it is compared with the latest
+# earlier draft of the piece that it did (bench/live.py --lag).
+MIN_CONFIRM = 1.5
+# The first piece of a dictation has no committed text before it to be decoded with:
+# the model hears its few seconds alone, and there it errs most. With drafts made a word
+# later than the pauses, "And so my fellow Americans, ask" (3.9 s) came out "And so am I
+# fellow Americans. Ask." twice, once confirming the draft before it and once as a
+# sentence of its own; the file request of the same 11 s hears "my". So until some text
+# is committed, a draft of less than FIRST_HEARD seconds is neither committed at once nor
+# confirmed, nor committed at the release (then the tail is decoded with it): only a long
+# pause commits it as it is.
+FIRST_HEARD = 4.5
 
 
 @dataclass(frozen=True)
 class LivePolicy:
-    """The live limits in samples (see MIN_SENTENCE and LONG_PAUSE)."""
+    """The live limits in samples (see MIN_SENTENCE, LONG_PAUSE, MIN_CONFIRM and
+    FIRST_HEARD)."""
 
     long_pause: int
     min_sentence: int = 0
+    min_confirm: int = 0
+    first_heard: int = 0
 
     @classmethod
     def from_seconds(
-        cls, long_pause: float, sample_rate: int, min_sentence: float = MIN_SENTENCE
+        cls,
+        long_pause: float,
+        sample_rate: int,
+        min_sentence: float = MIN_SENTENCE,
+        min_confirm: float = MIN_CONFIRM,
+        first_heard: float = FIRST_HEARD,
     ) -> LivePolicy:
-        return cls(math.ceil(long_pause * sample_rate), math.ceil(min_sentence * sample_rate))
+        return cls(
+            *(
+                math.ceil(seconds * sample_rate)
+                for seconds in (long_pause, min_sentence, min_confirm, first_heard)
+            )
+        )
 
 
 def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
@@ -86,7 +116,7 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     if state.ended or state.cancelled or state.window_running or state.draft_running:
         return Wait(NEVER)  # the end of the running piece, or the release, decides
     previous = state.previous
-    if previous is not None and previous[0] == state.committed and state.previous_confirmed:
+    if _confirmed(live, state) and previous is not None:
         return CommitDraft(previous[0], previous[1])
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
@@ -114,7 +144,7 @@ def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
     if state.cancelled:
         return None
     previous = state.previous
-    if previous is not None and previous[0] == state.committed and state.previous_confirmed:
+    if _confirmed(live, state) and previous is not None:
         return CommitDraft(previous[0], previous[1])
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
@@ -129,8 +159,35 @@ def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
 def _long_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
     """Whether a draft holds MIN_SENTENCE seconds from its first speech to its end (the
     silence before the first word does not count: jfk's "And so my fellow Americans" is
-    1.9 s of speech after 0.3 s of silence)."""
+    1.9 s of speech after 0.3 s of silence), and FIRST_HEARD seconds when no text was
+    committed before it."""
+    if not _heard_enough(live, state, draft):
+        return False
     return draft[1] - max(draft[0], state.draft_speech_from) >= live.min_sentence
+
+
+def _heard_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
+    return state.has_context or draft[1] - draft[0] >= live.first_heard
+
+
+def _confirmed(live: LivePolicy, state: StreamState) -> bool:
+    """Whether the last draft confirms the previous one: it begins with its words, heard
+    MIN_CONFIRM more, and (before any text is committed) FIRST_HEARD in all."""
+    previous, draft = state.previous, state.draft
+    if previous is None or draft is None or previous[0] != state.committed:
+        return False
+    if not state.previous_confirmed or draft[1] - previous[1] < live.min_confirm:
+        return False
+    return _heard_enough(live, state, draft)
+
+
+def confirmable(earlier: Sequence[int], latest: int, live: LivePolicy) -> int | None:
+    """Which of a piece's earlier drafts (their ends, in order) the latest draft, ending
+    at ``latest``, may confirm: the last that it heard MIN_CONFIRM more than; None: none."""
+    for index in range(len(earlier) - 1, -1, -1):
+        if latest - earlier[index] >= live.min_confirm:
+            return index
+    return None
 
 
 # A window of a long pause-free stretch is cut in the middle of the quietest CUT_SPAN

@@ -55,7 +55,8 @@ class Job:
     # A draft: the audio from `committed` to a pause, transcribed while the user was silent.
     # If nothing is said after it before the stream ends, it is the result.
     draft: Draft | None = None
-    previous: Draft | None = None  # live: the draft before `draft`, awaiting confirmation
+    previous: Draft | None = None  # live: the draft `draft` may confirm (daemon/live.py)
+    earlier: list[Draft] = field(default_factory=list)  # live: this piece's drafts before it
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
     draft_used: bool = False

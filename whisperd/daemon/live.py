@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, safe_cut
+from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, confirmable, safe_cut
 from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.protocol import CommitReply, SegmentReply
 
@@ -94,10 +94,16 @@ def send_piece(job: Job, text: str, start: int, end: int, final: bool = False) -
 
 
 def new_draft(job: Job, draft: Draft) -> None:
-    """A draft finished: the one before it, of the same piece and with text, is kept to
-    be confirmed by it (commit.py)."""
+    """A draft finished: the drafts before it, of the same piece and with text, are kept;
+    the last of them that it heard MIN_CONFIRM more than is the one it may confirm
+    (commit.py)."""
     old = job.draft
-    job.previous = old if has_text(old) and old is not None and old.start == draft.start else None
+    earlier = [d for d in job.earlier if d.start == draft.start]
+    if has_text(old) and old is not None and old.start == draft.start:
+        earlier.append(old)
+    job.earlier = earlier
+    index = confirmable([d.end for d in earlier], draft.end, policy())
+    job.previous = None if index is None else earlier[index]
     job.draft = draft
 
 
@@ -141,6 +147,7 @@ def commit_draft(job: Job, decision: CommitDraft) -> None:
     _send_segments(job, draft.result.segments)
     job.committed = decision.end
     job.draft = job.previous = None
+    job.earlier = []
     send_piece(job, _text(draft.result.segments), decision.start, decision.end)
 
 
@@ -165,6 +172,7 @@ def _commit_confirmed(job: Job, previous: Draft) -> None:
     # pause, or the answer at release). Empty, it is no draft: the model may have missed
     # what was said there, so the release decodes it.
     job.draft = job.previous = None
+    job.earlier = []
     if rest:
         rest_segment = segment(previous.end / rate, latest.end / rate, rest)
         language, seconds = latest.result.language, (latest.end - previous.end) / rate

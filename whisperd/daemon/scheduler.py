@@ -333,6 +333,7 @@ class Scheduler(ModelWorker):
             else live.speech_start(levels.values, draft.start, draft.end, self.config.min_rms),
             previous=None if job.previous is None else (job.previous.start, job.previous.end),
             previous_confirmed=live.confirmation(job) is not None,
+            has_context=any(piece.text for piece in job.pieces),
         )
 
     def commit_at_release(self, job: Job) -> None:

@@ -71,6 +71,7 @@ class StreamState:
     draft_speech_from: int = 0  # where speech begins in the last draft (live; 0: its start)
     previous: tuple[int, int] | None = None  # the draft before the last one (live)
     previous_confirmed: bool = False  # the last draft begins with its words (live)
+    has_context: bool = False  # text was committed before `committed` (live)
 
 
 @dataclass(frozen=True)

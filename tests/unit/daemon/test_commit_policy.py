@@ -13,6 +13,7 @@ from whisperd.daemon.commit import (
     CommitDraft,
     LiveDecision,
     LivePolicy,
+    confirmable,
     decide_live,
     decide_release,
     safe_cut,
@@ -151,6 +152,75 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
         ),
         Wait(420),
     ),
+    # Before any text is committed, a draft is not final on less than 4.5 s of audio:
+    # the first sentence, heard alone, is where the model errs most.
+    (
+        "first piece: a sentence under 4.5 s waits",
+        StreamState(
+            length=420,
+            committed=0,
+            spoken=380,
+            draft=(0, 405),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+        ),
+        Wait(580),
+    ),
+    (
+        "a sentence under 4.5 s after earlier text",
+        StreamState(
+            length=820,
+            committed=500,
+            spoken=780,
+            draft=(500, 805),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+            has_context=True,
+        ),
+        CommitDraft(500, 805),
+    ),
+    # A draft that heard less than 1.5 s after the previous one does not confirm it.
+    (
+        "confirmed by a draft that heard 1 s more",
+        StreamState(
+            length=1100,
+            committed=500,
+            spoken=1090,
+            draft=(500, 1000),
+            draft_has_text=True,
+            previous=(500, 900),
+            previous_confirmed=True,
+            has_context=True,
+        ),
+        Wait(1115),
+    ),
+    (
+        "confirmed by a draft that heard 1.5 s more",
+        StreamState(
+            length=1100,
+            committed=500,
+            spoken=1000,
+            draft=(500, 1050),
+            draft_has_text=True,
+            previous=(500, 900),
+            previous_confirmed=True,
+            has_context=True,
+        ),
+        CommitDraft(500, 900),
+    ),
+    (
+        "first piece: confirmed by a draft under 4.5 s",
+        StreamState(
+            length=420,
+            committed=0,
+            spoken=380,
+            draft=(0, 405),
+            draft_has_text=True,
+            previous=(0, 200),
+            previous_confirmed=True,
+        ),
+        Wait(580),
+    ),
     (
         "draft ends a sentence, stale",
         StreamState(
@@ -232,6 +302,27 @@ RELEASE: list[tuple[str, StreamState, CommitDraft | None]] = [
         ),
         None,
     ),
+    # Before any text is committed, one under 4.5 s is decoded again with the tail too.
+    (
+        "first piece: pending under 4.5 s, spoke after",
+        StreamState(
+            length=800, committed=0, spoken=790, ended=True, draft=(0, 400), draft_has_text=True
+        ),
+        None,
+    ),
+    (
+        "pending under 4.5 s after earlier text, spoke after",
+        StreamState(
+            length=1300,
+            committed=500,
+            spoken=1290,
+            ended=True,
+            draft=(500, 900),
+            draft_has_text=True,
+            has_context=True,
+        ),
+        CommitDraft(500, 900),
+    ),
     # Silent since the draft: it is the final piece itself (no decode at all).
     (
         "pending, silent after",
@@ -288,6 +379,7 @@ class Replay:
     pieces: list[tuple[int, int]] = field(default_factory=list)
     draft: tuple[int, int] | None = None
     previous: tuple[int, int] | None = None
+    earlier: list[tuple[int, int]] = field(default_factory=list)  # the piece's drafts before
     agree: bool = True  # whether a later draft begins with the earlier one's words
     sentences: bool = False  # whether a draft's text ends a sentence
     running: tuple[str, int, int, int] | None = None  # kind, start, end, done at
@@ -309,10 +401,13 @@ class Replay:
             return
         kind, start, end, _ = self.running
         self.running = None
-        if kind == "draft":
+        if kind == "draft":  # as daemon/live.py's new_draft
             old = self.draft
-            keep = old is not None and old[0] == start and self.has_text(*old)
-            self.previous = old if keep else None
+            self.earlier = [e for e in self.earlier if e[0] == start]
+            if old is not None and old[0] == start and self.has_text(*old):
+                self.earlier.append(old)
+            index = confirmable([e[1] for e in self.earlier], end, LIVE)
+            self.previous = None if index is None else self.earlier[index]
             self.draft = (start, end)
         else:  # a window: committed at its cut
             self.pieces.append((start, end))
@@ -333,6 +428,7 @@ class Replay:
             draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
+            has_context=self.has_context,
         )
         decision = decide_live(POLICY, LIVE, state)
         if isinstance(decision, CommitDraft):
@@ -347,6 +443,7 @@ class Replay:
         self.pieces.append((decision.start, decision.end))
         latest = self.draft
         self.committed, self.draft, self.previous = decision.end, None, None
+        self.earlier = []
         if latest is not None and latest[1] > decision.end:  # the rest: a new draft
             self.draft = (decision.end, latest[1])
 
@@ -362,7 +459,12 @@ class Replay:
             draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
+            has_context=self.has_context,
         )
+
+    @property
+    def has_context(self) -> bool:
+        return any(self.has_text(*piece) for piece in self.pieces)
 
     def run(self, release: int) -> list[tuple[int, int]]:
         for length in range(10, release + 1, 10):
@@ -409,17 +511,54 @@ def test_drafts_that_end_sentences_are_committed_in_their_own_pause() -> None:
 
 
 def test_a_sentence_is_final_before_the_next_one_is_spoken() -> None:
-    # The first piece's commit comes in its own pause: by 3.5 s, long before the next
-    # pause (7 s), where a draft that stops mid-sentence would be confirmed.
-    speech = [(20, 300), (360, 700), (780, 1000)]
+    # The first piece's commit comes in its own pause: by 5.5 s, long before the next
+    # pause (9 s), where a draft that stops mid-sentence would be confirmed.
+    speech = [(20, 500), (560, 900), (980, 1200)]
     replay = Replay(speech, sentences=True)
-    for length in range(10, 360, 10):
+    for length in range(10, 560, 10):
         replay.step(length)
-    assert replay.pieces == [(0, 330)]
+    assert replay.pieces == [(0, 530)]
     waiting = Replay(speech)
-    for length in range(10, 360, 10):
+    for length in range(10, 560, 10):
         waiting.step(length)
     assert waiting.pieces == []
+    # The next sentence, decoded after the first, is final in its own pause too.
+    for length in range(560, 980, 10):
+        replay.step(length)
+    assert replay.pieces == [(0, 530), (530, 930)]
+
+
+def test_the_first_piece_waits_until_enough_is_heard() -> None:
+    # A first sentence of 3 s: heard alone, the model errs most ("And so am I fellow
+    # Americans."), so it is not final in its own pause; the next pause's draft, 7 s of
+    # audio, confirms it.
+    speech = [(20, 300), (360, 700), (780, 1000)]
+    replay = Replay(speech, sentences=True)
+    for length in range(10, 700, 10):
+        replay.step(length)
+    assert replay.pieces == []
+    pieces = replay.run(release=1010)
+    assert pieces[0] == (0, 330)
+    assert_tiles(pieces, 1010)
+
+
+def test_a_draft_a_word_later_does_not_confirm_the_one_before() -> None:
+    # A slow machine: each draft takes 1 s, so the draft after the pause at 3 s comes at
+    # the short pause after the next word (4.5 s). It heard 1.2 s more: too little to
+    # confirm the first (and the first piece needs 4.5 s heard anyway). The draft of the
+    # pause at 7.3 s confirms the latest draft it heard 1.5 s more than: 0-4.5 s.
+    speech = [(20, 300), (360, 420), (480, 700), (780, 1000)]
+    pieces = Replay(speech, decode=100).run(release=1010)
+    assert pieces[0] == (0, 450)
+    assert_tiles(pieces, 1010)
+    assert cuts_in_pauses(pieces, speech)
+
+
+def test_confirmable_picks_the_last_draft_heard_enough_before() -> None:
+    assert confirmable([300, 450], 599, LIVE) == 0  # 1.5 s after the first only
+    assert confirmable([300, 450], 600, LIVE) == 1
+    assert confirmable([300, 450], 400, LIVE) is None
+    assert confirmable([], 600, LIVE) is None
 
 
 def test_drafts_that_disagree_leave_the_words_to_the_release() -> None:

@@ -132,20 +132,20 @@ def test_a_draft_that_ends_a_sentence_is_committed_in_its_own_pause() -> None:
             await s.client.hello()
             await s.client.ask({"type": "load", "id": "l"})
             # A short pause (0.6 s), then the user speaks on: the first sentence's draft
-            # (2.5 s of speech: long enough to trust its full stop) is final at once, not
-            # at the next pause or the release.
-            await stream_live(s, "s", np.concatenate([tone(2.5), silence(0.6)]), 0.01)
+            # (4.5 s: long enough to trust its full stop, and for a first piece) is
+            # final at once, not at the next pause or the release.
+            await stream_live(s, "s", np.concatenate([tone(4.5), silence(0.6)]), 0.01)
             await idle(s)
             segment = await s.client.recv()
             early = await s.client.recv()
             assert segment is not None and segment["type"] == "segment", segment
             assert early is not None and early["type"] == "commit", early
-            assert early["seq"] == 0 and not early["final"] and 2.75 <= early["end"] < 3.1
+            assert early["seq"] == 0 and not early["final"] and 4.75 <= early["end"] < 5.1
             more = np.concatenate([tone(1.0), silence(0.05)])
             await stream_live_more(s, "s", more)
             await s.client.send({"type": "end", "id": "s"})
             replies = [segment, early, *await collect(s, "s")]
-            commits = check_pieces(replies, int(3.1 * SAMPLE_RATE) + more.size)
+            commits = check_pieces(replies, int(5.1 * SAMPLE_RATE) + more.size)
             assert len(commits) == 2 and commits[1]["start"] == early["end"]
 
     run(test)
