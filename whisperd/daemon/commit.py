@@ -76,9 +76,11 @@ MIN_CONFIRM = 1.5
 # later than the pauses, "And so my fellow Americans, ask" (3.9 s) came out "And so am I
 # fellow Americans. Ask." twice, once confirming the draft before it and once as a
 # sentence of its own; the file request of the same 11 s hears "my". So until some text
-# is committed, a draft of less than FIRST_HEARD seconds is neither committed at once nor
-# confirmed, nor committed at the release (then the tail is decoded with it): only a long
-# pause commits it as it is.
+# is committed, a draft of less than FIRST_HEARD seconds is not confirmed, nor committed
+# at the release (then the tail is decoded with it), nor committed at once unless its
+# text is one sentence (a short dictation's sentence is still typed in its pause; "And
+# so am I fellow Americans. Ask." is two, the last a word cut by the draft's end): only a
+# long pause commits it as it is.
 FIRST_HEARD = 4.5
 
 
@@ -121,7 +123,7 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
         return decide(policy, state)
-    if state.draft_ends_sentence and _long_enough(live, state, draft):
+    if state.draft_ends_sentence and _long_enough(live, state, draft, at_once=True):
         return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
@@ -156,12 +158,14 @@ def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
     return CommitDraft(draft[0], draft[1])
 
 
-def _long_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
+def _long_enough(
+    live: LivePolicy, state: StreamState, draft: tuple[int, int], at_once: bool = False
+) -> bool:
     """Whether a draft holds MIN_SENTENCE seconds from its first speech to its end (the
     silence before the first word does not count: jfk's "And so my fellow Americans" is
     1.9 s of speech after 0.3 s of silence), and FIRST_HEARD seconds when no text was
-    committed before it."""
-    if not _heard_enough(live, state, draft):
+    committed before it (``at_once``: or a single sentence)."""
+    if not _heard_enough(live, state, draft) and not (at_once and state.draft_sentences == 1):
         return False
     return draft[1] - max(draft[0], state.draft_speech_from) >= live.min_sentence
 

@@ -47,8 +47,22 @@ def ends_sentence(draft: Draft | None) -> bool:
     if not has_text(draft):
         return False
     assert draft is not None
-    text = draft.result.text.strip().rstrip(CLOSING)
-    return text.endswith(SENTENCE_ENDS) and not text.endswith("..")
+    return _ends(draft.result.text.strip().rstrip(CLOSING))
+
+
+def sentences(draft: Draft | None) -> int:
+    """How many sentences a draft's text holds: its sentence ends before the last word,
+    plus one (a trailing-off "..." ends none)."""
+    if not has_text(draft):
+        return 0
+    assert draft is not None
+    tokens = draft.result.text.split()
+    ends = sum(1 for t in tokens[:-1] if _ends(t.rstrip(CLOSING)))
+    return ends + 1
+
+
+def _ends(token: str) -> bool:
+    return token.endswith(SENTENCE_ENDS) and not token.endswith("..")
 
 
 def speech_start(levels: list[float], start: int, end: int, floor: float) -> int:

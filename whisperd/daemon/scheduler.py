@@ -328,6 +328,7 @@ class Scheduler(ModelWorker):
             draft=None if draft is None else (draft.start, draft.end),
             draft_has_text=live.has_text(draft),
             draft_ends_sentence=live.ends_sentence(draft),
+            draft_sentences=live.sentences(draft),
             draft_speech_from=0
             if draft is None
             else live.speech_start(levels.values, draft.start, draft.end, self.config.min_rms),

@@ -68,6 +68,7 @@ class StreamState:
     draft: tuple[int, int] | None = None  # (start, end) of the last finished draft
     draft_has_text: bool = False  # the last draft decoded some text (live commits, commit.py)
     draft_ends_sentence: bool = False  # ... and its text ends a sentence (live)
+    draft_sentences: int = 1  # ... how many sentences its text holds (live)
     draft_speech_from: int = 0  # where speech begins in the last draft (live; 0: its start)
     previous: tuple[int, int] | None = None  # the draft before the last one (live)
     previous_confirmed: bool = False  # the last draft begins with its words (live)

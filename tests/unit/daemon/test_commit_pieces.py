@@ -226,3 +226,20 @@ def test_a_confirmed_draft_is_committed_with_the_later_spelling() -> None:
     # The rest of the later draft is the draft of the next piece.
     assert job.draft is not None and (job.draft.start, job.draft.end) == (2 * S, 5 * S)
     assert job.draft.result.text == "he said."
+
+
+def test_sentences_counts_the_sentence_ends_before_the_last_word() -> None:
+    from whisperd.daemon.jobs import Draft
+    from whisperd.daemon.live import ends_sentence, sentences
+    from whisperd.engine.result import segment
+
+    def draft(text: str) -> Draft:
+        return Draft(0, 100, Transcription.of_segments([segment(0, 1, text)], "en", 1.0))
+
+    assert sentences(draft("And so am I fellow Americans. Ask.")) == 2
+    assert sentences(draft("The new policy applies to all employees.")) == 1
+    assert sentences(draft('He said "stop." Then left')) == 2  # closing quotes allowed
+    assert sentences(draft("Well... I think so.")) == 1  # a trailing-off "..." ends none
+    assert sentences(draft("Why? Because! Yes.")) == 3
+    assert sentences(None) == 0
+    assert ends_sentence(draft("Ask not.")) and not ends_sentence(draft("Ask not..."))

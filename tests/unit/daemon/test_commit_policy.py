@@ -155,7 +155,21 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
     # Before any text is committed, a draft is not final on less than 4.5 s of audio:
     # the first sentence, heard alone, is where the model errs most.
     (
-        "first piece: a sentence under 4.5 s waits",
+        "first piece: two sentences under 4.5 s wait",
+        StreamState(
+            length=420,
+            committed=0,
+            spoken=380,
+            draft=(0, 405),
+            draft_has_text=True,
+            draft_ends_sentence=True,
+            draft_sentences=2,
+        ),
+        Wait(580),
+    ),
+    # ... but one sentence (a short dictation) is final in its pause, as later ones.
+    (
+        "first piece: one sentence under 4.5 s",
         StreamState(
             length=420,
             committed=0,
@@ -164,7 +178,7 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
             draft_has_text=True,
             draft_ends_sentence=True,
         ),
-        Wait(580),
+        CommitDraft(0, 405),
     ),
     (
         "a sentence under 4.5 s after earlier text",
@@ -382,6 +396,7 @@ class Replay:
     earlier: list[tuple[int, int]] = field(default_factory=list)  # the piece's drafts before
     agree: bool = True  # whether a later draft begins with the earlier one's words
     sentences: bool = False  # whether a draft's text ends a sentence
+    sentence_count: int = 1  # how many sentences a draft's text holds
     running: tuple[str, int, int, int] | None = None  # kind, start, end, done at
 
     def spoken(self, length: int) -> int | None:
@@ -425,6 +440,7 @@ class Replay:
             draft=self.draft,
             draft_has_text=draft_text,
             draft_ends_sentence=draft_text and self.sentences,
+            draft_sentences=self.sentence_count,
             draft_speech_from=self.speech_from(self.draft),
             previous=self.previous,
             previous_confirmed=self.previous is not None and self.agree,
@@ -529,11 +545,11 @@ def test_a_sentence_is_final_before_the_next_one_is_spoken() -> None:
 
 
 def test_the_first_piece_waits_until_enough_is_heard() -> None:
-    # A first sentence of 3 s: heard alone, the model errs most ("And so am I fellow
-    # Americans."), so it is not final in its own pause; the next pause's draft, 7 s of
-    # audio, confirms it.
+    # A first draft of 3.3 s whose text holds two sentences: heard alone, the model errs
+    # most ("And so am I fellow Americans. Ask."), so it is not final in its own pause;
+    # the next pause's draft, 7 s of audio, confirms it.
     speech = [(20, 300), (360, 700), (780, 1000)]
-    replay = Replay(speech, sentences=True)
+    replay = Replay(speech, sentences=True, sentence_count=2)
     for length in range(10, 700, 10):
         replay.step(length)
     assert replay.pieces == []
