@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, confirmable, safe_cut
 from whisperd.daemon.jobs import Draft, Job, Piece
+from whisperd.daemon.streaming import StreamState
 from whisperd.protocol import CommitReply, SegmentReply
 
 if TYPE_CHECKING:
@@ -222,3 +223,29 @@ def finish(job: Job, result: Transcription, earlier: int) -> Transcription:
     send_piece(job, _text(tail), job.committed, int(round(result.duration * _rate())), True)
     result.text = " ".join(piece.text for piece in job.pieces if piece.text)
     return result
+
+
+def stream_state(job: Job, min_rms: float, worker_idle: bool) -> StreamState:
+    """What the streaming and commit policies need to know about a stream (live or not)."""
+    assert job.stream is not None
+    draft, levels = job.draft, job.stream.levels
+    return StreamState(
+        length=job.stream.length,
+        committed=job.committed,
+        spoken=levels.speech_end(job.committed, min_rms),
+        ended=job.ended,
+        cancelled=job.cancelled,
+        window_running=job.window is not None,
+        draft_running=job.drafting is not None,
+        worker_idle=worker_idle,
+        draft=None if draft is None else (draft.start, draft.end),
+        draft_has_text=has_text(draft),
+        draft_ends_sentence=ends_sentence(draft),
+        draft_sentences=sentences(draft),
+        draft_speech_from=0
+        if draft is None
+        else speech_start(levels.values, draft.start, draft.end, min_rms),
+        previous=None if job.previous is None else (job.previous.start, job.previous.end),
+        previous_confirmed=confirmation(job) is not None,
+        has_context=any(piece.text for piece in job.pieces),
+    )

@@ -314,28 +314,8 @@ class Scheduler(ModelWorker):
 
     def stream_state(self, job: Job) -> StreamState:
         """What the streaming and commit policies need to know about a stream."""
-        assert job.stream is not None
-        draft, levels = job.draft, job.stream.levels
-        return StreamState(
-            length=job.stream.length,
-            committed=job.committed,
-            spoken=job.stream.levels.speech_end(job.committed, self.config.min_rms),
-            ended=job.ended,
-            cancelled=job.cancelled,
-            window_running=job.window is not None,
-            draft_running=job.drafting is not None,
-            worker_idle=not self.busy and not self.queued and self.engine.loaded,
-            draft=None if draft is None else (draft.start, draft.end),
-            draft_has_text=live.has_text(draft),
-            draft_ends_sentence=live.ends_sentence(draft),
-            draft_sentences=live.sentences(draft),
-            draft_speech_from=0
-            if draft is None
-            else live.speech_start(levels.values, draft.start, draft.end, self.config.min_rms),
-            previous=None if job.previous is None else (job.previous.start, job.previous.end),
-            previous_confirmed=live.confirmation(job) is not None,
-            has_context=any(piece.text for piece in job.pieces),
-        )
+        idle = not self.busy and not self.queued and self.engine.loaded
+        return live.stream_state(job, self.config.min_rms, idle)
 
     def commit_at_release(self, job: Job) -> None:
         """Drafts still waiting to be confirmed, with speech after them, are final at the
