@@ -84,9 +84,12 @@ def assert_heard_jfk(text: str) -> None:
 
 def assert_heard_jfk_live(text: str) -> None:
     """jfk.flac through a live stream (whisperd-keys, the Wyoming front): pieces are cut at
-    the speaker's pauses as the audio and the decodes go, and jfk's short first phrase,
-    decoded on its own, is sometimes "and so am I fellow Americans" (2 word errors, seen in
-    CI; issue 12). One more word error than for a file request."""
+    the speaker's pauses as the audio and the decodes go, so the pieces vary with the
+    machine's pace and load. jfk's short first phrase was heard "and so am I fellow
+    Americans" when drafts came late (2 word errors, seen in CI) until the first piece
+    needed 4.5 s heard and a confirmation 1.5 s more (issue 12; bench/live.py --lag shows
+    the file request's words at every lag now). One more word error than for a file
+    request is still allowed for other cuts at the margin."""
     assert_heard(JFK_TEXT, text, JFK_MAX_WORD_ERRORS + 1)
 
 
