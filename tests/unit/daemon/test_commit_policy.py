@@ -235,6 +235,22 @@ GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
         ),
         Wait(580),
     ),
+    # The silence before the first word is not heard speech: 5 s of draft, 3.75 s of it
+    # from the first word.
+    (
+        "first piece: confirmed by a draft of 3.75 s from its first word",
+        StreamState(
+            length=520,
+            committed=0,
+            spoken=480,
+            draft=(0, 505),
+            draft_has_text=True,
+            draft_speech_from=130,
+            previous=(0, 350),
+            previous_confirmed=True,
+        ),
+        Wait(680),
+    ),
     (
         "draft ends a sentence, stale",
         StreamState(

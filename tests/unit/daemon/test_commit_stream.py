@@ -151,6 +151,30 @@ def test_a_draft_that_ends_a_sentence_is_committed_in_its_own_pause() -> None:
     run(test)
 
 
+def test_a_short_first_draft_of_two_sentences_waits() -> None:
+    # The daemon's own state (daemon/live.py): no text committed yet, a draft of 2.5 s
+    # whose text holds two sentences ("... Americans. Ask.") is not final in its pause;
+    # the same draft holding one sentence is.
+    async def first_commit(suffix: str) -> dict[str, Any] | None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            s.engine.suffix = suffix
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            await stream_live(s, "s", np.concatenate([tone(2.5), silence(0.6)]), 0.01)
+            await idle(s)
+            try:
+                return await asyncio.wait_for(s.client.recv(), 0.5)
+            except TimeoutError:
+                return None
+
+    async def test() -> None:
+        one = await first_commit(".")
+        assert one is not None and one["type"] == "segment", one
+        assert await first_commit(". Ask.") is None
+
+    run(test)
+
+
 def test_a_long_pause_free_stream_commits_its_windows() -> None:
     async def test() -> None:
         async with serving(DaemonConfig(stream_window=3.0, draft_pause=0.0)) as s:
