@@ -170,15 +170,19 @@ def _long_enough(
     committed before it (``at_once``: or a single sentence)."""
     if not _heard_enough(live, state, draft) and not (at_once and state.draft_sentences == 1):
         return False
-    return draft[1] - max(draft[0], state.draft_speech_from) >= live.min_sentence
+    return _from_first_word(state, draft) >= live.min_sentence
 
 
 def _heard_enough(live: LivePolicy, state: StreamState, draft: tuple[int, int]) -> bool:
     """Whether the model heard enough in a draft to trust it: FIRST_HEARD seconds from
     its first speech (silence before the first word tells the model nothing) when no
     text was committed before it."""
-    heard = draft[1] - max(draft[0], state.draft_speech_from)
-    return state.has_context or heard >= live.first_heard
+    return state.has_context or _from_first_word(state, draft) >= live.first_heard
+
+
+def _from_first_word(state: StreamState, draft: tuple[int, int]) -> int:
+    """The draft's audio from its first speech to its end (samples)."""
+    return draft[1] - max(draft[0], state.draft_speech_from)
 
 
 def _confirmed(live: LivePolicy, state: StreamState) -> bool:

@@ -65,15 +65,16 @@ def sentences(draft: Draft | None) -> int:
     if not has_text(draft):
         return 0
     assert draft is not None
-    tokens = draft.result.text.split()
-    ends = sum(1 for t in tokens[:-1] if _ends(t.rstrip(CLOSING)) and not _abbreviation(t))
-    return ends + 1
+    bare = [token.rstrip(CLOSING) for token in draft.result.text.split()[:-1]]
+    return 1 + sum(1 for token in bare if _ends(token) and not _abbreviation(token))
 
 
 def _abbreviation(token: str) -> bool:
-    stem = token.rstrip(CLOSING).rstrip(".").lstrip("\"'([\u201c\u2018")
-    if not token.rstrip(CLOSING).endswith("."):
-        return False  # "!" and "?" always end a sentence
+    """Whether a word ending in a full stop (closing quotes taken off) is an
+    abbreviation or an initial; "!" and "?" always end a sentence."""
+    if not token.endswith("."):
+        return False
+    stem = token.rstrip(".").lstrip("\"'([\u201c\u2018")
     return len(stem) == 1 or "." in stem or stem.lower() in ABBREVIATIONS
 
 
