@@ -299,6 +299,18 @@ def test_silence_gives_no_text(model: Any, kind: str) -> None:
     assert strict is None or words(strict.text) == []
 
 
+def ct2_steps(prompt: list[int], max_length: int) -> int:
+    """How many tokens CTranslate2's Whisper ``generate`` decodes at most: not
+    ``max_length - len(prompt)`` but ``min(max_length // 2, max_length - start)``, where
+    ``start`` counts the prompt tokens up to the last of <|startoftranscript|>, language,
+    task and <|notimestamps|> (src/models/whisper.cc, ``WhisperReplica::generate``)."""
+    sot, no_timestamps = 50257, 50362  # English-only models (tiny.en)
+    start = prompt.index(sot)
+    while start < len(prompt) and sot <= prompt[start] <= no_timestamps:
+        start += 1
+    return min(max_length // 2, max_length - (start - 1))
+
+
 class RecordedDecoder:
     """The real model's feature extractor and tokenizer around a CTranslate2 model whose
     ``generate`` returns a recorded token sequence: a runaway decode on any CPU."""
@@ -312,13 +324,16 @@ class RecordedDecoder:
         first = [tokenizer.timestamp_begin] if timestamps else []
         self.tokens = first + list(tokenizer.encode(text))
         self.generated: list[int] = []  # max_length of every generate call
+        self.prompts: list[list[int]] = []
         self.model = SimpleNamespace(
             is_multilingual=False, encode=lambda *a, **k: None, generate=self.generate
         )
 
     def generate(self, encoder_output: Any, prompts: list[list[int]], **options: Any) -> Any:
-        self.generated.append(int(options["max_length"]))
-        tokens = self.tokens[: options["max_length"] - len(prompts[0])]
+        max_length = int(options["max_length"])
+        self.generated.append(max_length)
+        self.prompts.append(list(prompts[0]))
+        tokens = self.tokens[: ct2_steps(prompts[0], max_length)]
         # A confident decode (average log-probability -0.2), certain there is speech.
         result = SimpleNamespace(sequences_ids=[tokens], scores=[-0.2], no_speech_prob=0.01)
         return [result]
@@ -351,9 +366,21 @@ def test_quality_guard_stops_a_decode_at_its_token_budget(model: Any) -> None:
     decoder = RecordedDecoder(model, " the" * 440, timestamps=False)
     assert transcribe_unpadded(decoder, audio, language="en", beam_size=5) is None
     assert len(decoder.generated) == 1
-    # The prompt (<|startoftranscript|> for an English-only model), then the budget of
-    # the 10 s window (4 s of audio, padded to the minimum window): far below 448.
-    assert decoder.generated[0] == 1 + 20 + 10 * 10
+    # The budget of the 10 s window (4 s of audio, padded to the minimum window), as
+    # CTranslate2 counts it (twice the tokens it may decode): far below 448.
+    assert ct2_steps(decoder.prompts[0], decoder.generated[0]) == 20 + 10 * 10
+
+
+def test_a_decode_longer_than_its_budget_is_declined_not_cut_short(model: Any) -> None:
+    """The real model: jfk needs more tokens than a budget of 20 + 0.5 per second of the
+    window. The fast path declines it (the caller takes the 30 s window); it never returns
+    the words that fit (CTranslate2 stopped at half the budget asked, where the guard
+    did not see it hit, and the first half of jfk came back as the whole text)."""
+    audio = recording("jfk")
+    assert transcribe_unpadded(model, audio, language="en", max_tokens_per_second=0.5) is None
+    result = transcribe_unpadded(model, audio, language="en")
+    assert result is not None
+    assert_heard_jfk(result.text)
 
 
 def test_recorded_decoder_passes_plausible_text(model: Any) -> None:

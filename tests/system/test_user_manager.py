@@ -147,6 +147,29 @@ def test_socket_activation_ready_and_status(units: UserManager) -> None:
     assert "listening (socket activation)" in journal, journal
 
 
+def test_whisperd_keys_sees_load_and_unload_in_the_status_line(units: UserManager) -> None:
+    """`whisperctl load` and `unload` change the daemon's StatusText, which whisperd-keys
+    reads from the manager (never from the socket) for `status --follow`'s model field:
+    an unload shows as unloaded (it stayed "loaded" until the daemon exited)."""
+    from whisperd.keys.daemonstate import parse_systemctl_show
+
+    def seen() -> object:
+        out = units.systemctl(
+            "show", "whisperd.service", "--property=LoadState,ActiveState,MainPID,StatusText"
+        ).stdout
+        probe = parse_systemctl_show(out)
+        assert probe is not None and probe.running, out
+        return probe.model_loaded
+
+    assert whisperctl(units, "ping").returncode == 0
+    assert seen() is False
+    assert whisperctl(units, "load").returncode == 0
+    assert seen() is True
+    done = whisperctl(units, "unload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seen() is False
+
+
 def test_idle_exit_status_0_and_reactivation(user_manager: UserManager) -> None:
     um = user_manager
     set_idle(um, MIN_IDLE)

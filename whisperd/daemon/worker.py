@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from whisperd import modelstatus
 from whisperd.daemon import pipeline
 from whisperd.daemon.listener import notify
 from whisperd.protocol import ErrorCode, Loaded, ProtocolError, Reply, RequestId, Unloaded
@@ -69,10 +70,12 @@ class ModelWorker:
         self._on_settled = on_settled  # ... and may arm it again
 
     def idle_status(self) -> str:
+        """The status line of the idle daemon (systemd's StatusText): whisperd-keys reads
+        whether the model is loaded there (whisperd/modelstatus.py)."""
         model = self.engine.describe()
-        if not self.engine.loaded:
-            return "waiting for requests; model not loaded"
-        return f"model {model['model']} ready on {model['device']}; {self.requests_served} served"
+        return modelstatus.idle_text(
+            self.engine.loaded, str(model["model"]), str(model["device"]), self.requests_served
+        )
 
     def set_status(self, text: str) -> None:
         notify(f"STATUS={text}")

@@ -21,6 +21,27 @@ TIME_PRECISION = 0.02
 INPUT_STRIDE = 2
 
 
+def ct2_start_step(prompt: Sequence[int], sot: int, no_timestamps: int) -> int:
+    """The step CTranslate2's Whisper decoding starts at for ``prompt``: it feeds the
+    tokens before the last one of the start sequence (previous text, <|startoftranscript|>,
+    language, task, <|notimestamps|>) in one pass, and forces the rest (a first timestamp,
+    a prefix) step by step (``WhisperReplica::generate`` in src/models/whisper.cc)."""
+    index = list(prompt).index(sot)
+    while index < len(prompt) and sot <= prompt[index] <= no_timestamps:
+        index += 1
+    return index - 1
+
+
+def ct2_max_length(new_tokens: int, start_step: int) -> int:
+    """The ``max_length`` to ask CTranslate2's Whisper ``generate`` for so that it stops
+    after ``new_tokens`` output tokens (the forced ones included). It does not stop at
+    ``max_length - len(prompt)``: it decodes at most ``min(max_length // 2, max_length -
+    start_step)`` steps (whisper.cc), so a budget asked as ``len(prompt) + budget`` ended
+    every decode at half the budget, where the guard never saw it hit: a long utterance
+    on the fast path came out cut short instead of going to the 30 s window."""
+    return max(2 * new_tokens, new_tokens + start_step)
+
+
 @dataclass(frozen=True)
 class Decoded:
     tokens: list[int]
@@ -175,9 +196,12 @@ def generate_with_fallback(
             f"prompt ({len(prompt)} tokens) + max_new_tokens exceeds {MAX_LENGTH} tokens"
         )
     budget_hit_length: int | None = None
-    if quality_guard and token_budget is not None and len(prompt) + token_budget < max_length:
-        max_length = len(prompt) + token_budget
-        budget_hit_length = token_budget
+    start_step = ct2_start_step(prompt, int(tokenizer.sot), int(tokenizer.no_timestamps))
+    if quality_guard and token_budget is not None:
+        budget_length = ct2_max_length(token_budget, start_step)
+        if budget_length < max_length:
+            max_length = budget_length
+            budget_hit_length = token_budget
     all_results: list[Decoded] = []
     below_cr: list[Decoded] = []
     temperature = 0.0

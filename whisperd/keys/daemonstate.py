@@ -11,12 +11,15 @@ exiting. So:
   manager, which never activates anything). Without one (whisperd started in the background
   by a client): whether a socket listens on whisperd's path, read from /proc/net/unix, again
   without touching the socket. Neither available: unknown.
-- **Model loaded or not.** whisperd loads its model on the first transcription and keeps it
-  until it exits (or until ``whisperctl unload``, which nobody tells whisperd-keys about).
-  So the model is ``loaded`` once a dictation was answered by the daemon process that is
-  still running (same MainPID, or the same listening socket), ``unloaded`` when the daemon
-  is not running, and ``unknown`` otherwise (a daemon that whisperd-keys has not used yet:
-  a ``whisperctl load`` or a file transcription may have loaded it).
+- **Model loaded or not.** Under systemd the idle daemon says so in its status line
+  (``StatusText``, read by the same ``systemctl --user show``; whisperd/modelstatus.py),
+  which follows ``whisperctl load`` and ``whisperctl unload`` too. While it is busy, or
+  without systemd: whisperd loads its model on the first transcription and keeps it until
+  it exits or is unloaded, so the model is ``loaded`` once a dictation was answered by the
+  daemon process that is still running (same MainPID, or the same listening socket),
+  ``unloaded`` when the daemon is not running, and ``unknown`` otherwise (a daemon that
+  whisperd-keys has not used yet: a ``whisperctl load`` or a file transcription may have
+  loaded it; without systemd an unload is not seen).
 
 ``DaemonTracker`` is the pure part (golden-tested); ``probe_daemon`` does the looking, in
 well under a second; call it from a thread that may block (e.g. every few seconds while a
@@ -31,6 +34,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from whisperd import modelstatus
 from whisperd.keys.status import DaemonSeen
 
 UNIT = "whisperd.service"
@@ -47,6 +51,7 @@ class Probe:
 
     running: bool
     identity: str = ""
+    model_loaded: bool | None = None  # what the daemon's status line says, if anything
 
 
 class DaemonTracker:
@@ -63,6 +68,9 @@ class DaemonTracker:
         if not probe.running:
             self._loaded_in = None
             return DaemonSeen(running=False, model_loaded=False)
+        if probe.model_loaded is not None:  # the daemon's own word, unloads included
+            self._loaded_in = probe.identity if probe.model_loaded else None
+            return DaemonSeen(running=True, model_loaded=probe.model_loaded)
         loaded = True if (probe.identity and probe.identity == self._loaded_in) else None
         return DaemonSeen(running=True, model_loaded=loaded)
 
@@ -75,14 +83,16 @@ class DaemonTracker:
 
 
 def parse_systemctl_show(output: str) -> Probe | None:
-    """``systemctl --user show -p LoadState,ActiveState,MainPID`` output; None when the
-    unit is not installed."""
+    """``systemctl --user show -p LoadState,ActiveState,MainPID,StatusText`` output; None
+    when the unit is not installed."""
     values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
     if values.get("LoadState") != "loaded":
         return None
     running = values.get("ActiveState", "") in RUNNING_STATES
     pid = values.get("MainPID", "0")
-    return Probe(running, f"pid:{pid}" if running and pid not in ("", "0") else "")
+    identity = f"pid:{pid}" if running and pid not in ("", "0") else ""
+    loaded = modelstatus.model_loaded(values.get("StatusText", "")) if running else None
+    return Probe(running, identity, loaded)
 
 
 def parse_proc_net_unix(text: str, path: str) -> Probe:
@@ -106,7 +116,13 @@ def probe_systemd(unit: str = UNIT, timeout: float = PROBE_TIMEOUT) -> Probe | N
         return None
     try:
         done = subprocess.run(
-            ["systemctl", "--user", "show", unit, "--property=LoadState,ActiveState,MainPID"],
+            [
+                "systemctl",
+                "--user",
+                "show",
+                unit,
+                "--property=LoadState,ActiveState,MainPID,StatusText",
+            ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -14,6 +14,7 @@ from whisperd.keys.daemonstate import (
     probe_listener,
 )
 from whisperd.keys.status import DaemonSeen
+from whisperd.modelstatus import idle_text
 
 RUNNING_A = Probe(True, "pid:100")
 RUNNING_B = Probe(True, "pid:200")
@@ -46,6 +47,37 @@ def test_model_is_loaded_only_in_the_process_that_answered_a_dictation() -> None
         DaemonSeen(True, None),
         DaemonSeen(None, None),
     ]
+
+
+def test_the_daemons_status_line_says_loaded_or_not_unloads_included() -> None:
+    tracker = DaemonTracker()
+    steps = [
+        tracker.dictation_answered(RUNNING_A),
+        tracker.observe(Probe(True, "pid:100", model_loaded=False)),  # whisperctl unload
+        tracker.observe(Probe(True, "pid:100")),  # busy (transcribing for someone else)
+        tracker.observe(Probe(True, "pid:100", model_loaded=True)),  # whisperctl load
+        tracker.observe(Probe(True, "pid:100")),
+    ]
+    assert steps == [
+        DaemonSeen(True, True),
+        DaemonSeen(True, False),
+        DaemonSeen(True, None),  # not "loaded" from the dictation before the unload
+        DaemonSeen(True, True),
+        DaemonSeen(True, True),
+    ]
+
+
+def test_systemctl_show_reads_the_model_from_the_status_line() -> None:
+    shown = "LoadState=loaded\nActiveState=active\nMainPID=7\nStatusText={}\n"
+    assert parse_systemctl_show(shown.format(idle_text(False, "tiny.en", "cpu", 0))) == Probe(
+        True, "pid:7", False
+    )
+    ready = shown.format(idle_text(True, "tiny.en", "cpu", 3))
+    assert parse_systemctl_show(ready) == Probe(True, "pid:7", True)
+    assert parse_systemctl_show(shown.format("transcribing")) == Probe(True, "pid:7", None)
+    assert parse_systemctl_show(shown.format("")) == Probe(True, "pid:7", None)
+    stopped = "LoadState=loaded\nActiveState=inactive\nMainPID=0\nStatusText=exiting\n"
+    assert parse_systemctl_show(stopped) == Probe(False)
 
 
 def test_systemctl_show() -> None:
