@@ -6,6 +6,7 @@ socket (a connection would start or keep the daemon)."""
 from __future__ import annotations
 
 NOT_LOADED = "waiting for requests; model not loaded"
+LOADING = "loading the model"  # not in memory yet (perhaps again, after an unload)
 READY = "model {model} ready on {device}; {served} served"
 _READY_START, _READY_MIDDLE = "model ", " ready on "
 
@@ -19,8 +20,8 @@ def idle_text(loaded: bool, model: str, device: str, served: int) -> str:
 
 def model_loaded(status: str) -> bool | None:
     """Whether a daemon whose status line is ``status`` has its model loaded; None while
-    it is busy (loading, transcribing, exiting) or says nothing we know."""
-    if status == NOT_LOADED:
+    it transcribes or exits, or says nothing we know."""
+    if status in (NOT_LOADED, LOADING):
         return False
     if status.startswith(_READY_START) and _READY_MIDDLE in status:
         return True

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.fastpath_corpus import SENTENCES
 from whisperd.engine import SAMPLE_RATE, decoding
 from whisperd.engine.fastpath import is_eligible, transcribe_unpadded
 from whisperd.engine.guard import repetition
@@ -159,3 +160,104 @@ def test_split_by_timestamps_matches_faster_whisper() -> None:
 )
 def test_repetition(text: str, looping: bool) -> None:
     assert (repetition(text) is not None) is looping
+
+
+def _ct2_decodes(max_length: int, start_step: int) -> int:
+    """How many tokens CTranslate2's Whisper ``generate`` decodes at most (whisper.cc)."""
+    return min(max_length // 2, max_length - start_step)
+
+
+def test_ct2_start_step_counts_the_start_sequence_only() -> None:
+    tok = _tokenizer()
+    sot, nots, first = tok.sot, tok.no_timestamps, tok.timestamp_begin
+    previous = [tok.sot_prev, *tok.encode(" Some earlier text.")]
+    step = decoding.ct2_start_step
+    assert step([sot], sot, nots) == 0
+    assert step([sot, nots], sot, nots) == 1
+    assert step([sot, first, *tok.encode(" a prefix")], sot, nots) == 0  # forced one by one
+    assert step([*previous, sot, nots, *tok.encode(" a prefix")], sot, nots) == len(previous) + 1
+
+
+@pytest.mark.parametrize("new_tokens", [1, 20, 120, 223])
+@pytest.mark.parametrize("start_step", [0, 1, 60, 200])
+def test_ct2_max_length_lets_exactly_the_new_tokens_be_decoded(
+    new_tokens: int, start_step: int
+) -> None:
+    max_length = decoding.ct2_max_length(new_tokens, start_step)
+    assert _ct2_decodes(max_length, start_step) == new_tokens
+
+
+PROSE = (
+    " Please send the quarterly report to the finance team before Friday. The meeting has"
+    " been moved to the large conference room on the second floor. I think we should"
+    " postpone the launch until the documentation is finished. Open a new terminal window"
+    " and run the build again. The weather was cold and windy, so we stayed inside and"
+    " read books. Remind me to call my sister when I get home tonight. Our customers want"
+    " faster search results and a simpler checkout page. The train to the airport leaves"
+    " every twenty minutes from platform four. She painted the kitchen a pale shade of"
+    " green last summer. Could you review my pull request when you have a moment?"
+)
+
+
+class _PlausibleModel:
+    """A CTranslate2 stand-in that decodes as many distinct, confident words as it is
+    allowed (by CTranslate2's own rule): no repetition, no low log-probability."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokens = list(tokenizer.encode(PROSE))
+        self.asked: list[int] = []
+
+    def generate(self, encoder_output: Any, prompts: list[list[int]], **options: Any) -> Any:
+        max_length = int(options["max_length"])
+        self.asked.append(max_length)
+        start = decoding.ct2_start_step(prompts[0], 50257, 50362)
+        tokens = self.tokens[: _ct2_decodes(max_length, start)]
+        return [SimpleNamespace(sequences_ids=[tokens], scores=[-0.2], no_speech_prob=0.01)]
+
+
+def _guarded(model: Any, tokenizer: Any, prompt: list[int], budget: int) -> Any:
+    return decoding.generate_with_fallback(
+        model,
+        tokenizer,
+        None,
+        prompt,
+        temperatures=(0.0, 0.2),
+        beam_size=5,
+        best_of=5,
+        patience=1.0,
+        length_penalty=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        suppress_blank=True,
+        suppress_tokens=[],
+        max_initial_timestamp=1.0,
+        max_new_tokens=None,
+        compression_ratio_threshold=2.4,
+        log_prob_threshold=-1.0,
+        no_speech_threshold=0.6,
+        quality_guard=True,
+        token_budget=budget,
+    )
+
+
+def test_a_plausible_decode_that_fills_its_budget_is_declined() -> None:
+    """Not returned cut at half the budget (CTranslate2 decodes at most half the
+    max_length it is given, which the guard did not count on)."""
+    tok = _tokenizer()
+    model = _PlausibleModel(tok)
+    assert _guarded(model, tok, [tok.sot, tok.no_timestamps], 120) is None
+    assert len(model.asked) == 1  # declined after one decode, no sampling
+    shorter = _PlausibleModel(tok)
+    shorter.tokens = shorter.tokens[:100]  # within the budget: accepted as decoded
+    decoded = _guarded(shorter, tok, [tok.sot, tok.no_timestamps], 120)
+    assert decoded is not None and len(decoded.tokens) == 100
+
+
+def test_a_long_windows_decode_stopped_by_whispers_own_limit_is_declined() -> None:
+    """A budget past the 224 tokens Whisper may decode: filling those is declined too
+    (the 30 s window goes on where the decode stopped), never returned cut."""
+    tok = _tokenizer()
+    model = _PlausibleModel(tok)
+    model.tokens = list(tok.encode(" " + " ".join(SENTENCES[12:40])))  # no repetition
+    assert len(model.tokens) > 224
+    assert _guarded(model, tok, [tok.sot, tok.no_timestamps], 320) is None

@@ -124,7 +124,7 @@ class ModelWorker:
         self.loading.add_done_callback(_consume_error)  # errors surface per request
 
     async def _load(self) -> float:
-        self.set_status("loading the model")
+        self.set_status(modelstatus.LOADING)
         try:
             return await self.on_worker(self.engine.load)
         finally:

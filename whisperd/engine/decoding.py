@@ -202,6 +202,10 @@ def generate_with_fallback(
         if budget_length < max_length:
             max_length = budget_length
             budget_hit_length = token_budget
+        elif max_new_tokens is None:
+            # A long window's budget is past what Whisper may decode at all: a decode
+            # that fills it was cut there, and the 30 s window goes on where it stopped.
+            budget_hit_length = min(max_length // 2, max_length - start_step)
     all_results: list[Decoded] = []
     below_cr: list[Decoded] = []
     temperature = 0.0

@@ -75,7 +75,11 @@ class DaemonTracker:
         return DaemonSeen(running=True, model_loaded=loaded)
 
     def dictation_answered(self, probe: Probe | None) -> DaemonSeen:
-        """whisperd returned a dictation's result; ``probe`` is a look taken just after."""
+        """whisperd returned a dictation's result; ``probe`` is a look taken just after.
+        The daemon's own word wins: a remote engine, or a dictation too short or silent
+        to need the model, leaves it unloaded."""
+        if probe is not None and probe.model_loaded is not None:
+            return self.observe(probe)
         if probe is not None and probe.running and probe.identity:
             self._loaded_in = probe.identity
             return DaemonSeen(running=True, model_loaded=True)

@@ -67,6 +67,15 @@ def test_the_daemons_status_line_says_loaded_or_not_unloads_included() -> None:
     ]
 
 
+def test_a_dictation_answered_without_the_model_leaves_it_unloaded() -> None:
+    """A remote engine, or a dictation too short or silent for the model: the daemon's
+    status line right after the answer says not loaded, and that is what is shown."""
+    tracker = DaemonTracker()
+    idle_unloaded = Probe(True, "pid:100", model_loaded=False)
+    assert tracker.dictation_answered(idle_unloaded) == DaemonSeen(True, False)
+    assert tracker.observe(Probe(True, "pid:100")) == DaemonSeen(True, None)
+
+
 def test_systemctl_show_reads_the_model_from_the_status_line() -> None:
     shown = "LoadState=loaded\nActiveState=active\nMainPID=7\nStatusText={}\n"
     assert parse_systemctl_show(shown.format(idle_text(False, "tiny.en", "cpu", 0))) == Probe(
@@ -75,6 +84,8 @@ def test_systemctl_show_reads_the_model_from_the_status_line() -> None:
     ready = shown.format(idle_text(True, "tiny.en", "cpu", 3))
     assert parse_systemctl_show(ready) == Probe(True, "pid:7", True)
     assert parse_systemctl_show(shown.format("transcribing")) == Probe(True, "pid:7", None)
+    loading = shown.format("loading the model")  # perhaps again, after an unload
+    assert parse_systemctl_show(loading) == Probe(True, "pid:7", False)
     assert parse_systemctl_show(shown.format("")) == Probe(True, "pid:7", None)
     stopped = "LoadState=loaded\nActiveState=inactive\nMainPID=0\nStatusText=exiting\n"
     assert parse_systemctl_show(stopped) == Probe(False)
