@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Any
 
-from whisperd import __version__
 from whisperd.client import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -19,6 +18,7 @@ from whisperd.client import (
     Client,
     ClientError,
 )
+from whisperd.cliparser import build_parser
 from whisperd.config import (
     ClientConfig,
     ConfigError,
@@ -29,97 +29,8 @@ from whisperd.config import (
 )
 from whisperd.protocol import MAX_VOCABULARY_ENTRIES, ProtocolError, check_vocabulary
 from whisperd.runtime import UnsafeRuntime
-from whisperd.statusfmt import FORMATS
 from whisperd.text import Shaper, TextRules, shape_pieces
 from whisperd.text.hook import Hook
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="whisperctl",
-        description="Local speech-to-text: talk to the whisperd daemon.",
-        epilog="Exit status: 0 ok, 1 request failed, 2 usage or configuration, "
-        "3 daemon unavailable, 4 timed out, 5 protocol mismatch.",
-    )
-    parser.add_argument("--version", action="version", version=f"whisperctl {__version__}")
-    parser.add_argument(
-        "--socket",
-        help="daemon socket (default: $WHISPERD_SOCKET, daemon.socket_path, "
-        "$XDG_RUNTIME_DIR/whisperd.sock)",
-    )
-    parser.add_argument("--timeout", type=float, help="seconds to wait for an answer")
-    parser.add_argument("--config", help="configuration file")
-    parser.add_argument(
-        "--no-autostart",
-        action="store_true",
-        help="do not start whisperd when nothing answers",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    transcribe = commands.add_parser("transcribe", help="print the text of audio files")
-    transcribe.add_argument("files", nargs="+", metavar="FILE", help="'-': standard input")
-    transcribe.add_argument(
-        "--live",
-        action="store_true",
-        help="with '-': stream raw s16le 16 kHz mono PCM (or a WAV stream) from stdin "
-        "and print each piece of text on its own line as soon as it is final",
-    )
-    transcribe.add_argument("--json", action="store_true", help="full results, one JSON per line")
-    transcribe.add_argument("--language", help="language code (default: detect)")
-    transcribe.add_argument("--beam-size", type=int)
-    transcribe.add_argument("--initial-prompt", help="words to steer spelling (names, jargon)")
-    transcribe.add_argument("--no-vad", action="store_true", help="do not skip silence with VAD")
-    transcribe.add_argument(
-        "--without-timestamps", action="store_true", help="faster; segments lose their times"
-    )
-    transcribe.add_argument(
-        "--fast",
-        action="store_true",
-        help="encode 1-30 s files at their real length, not a padded 30 s window "
-        "(dictation's fast path; see docs/fastpath.md)",
-    )
-    transcribe.add_argument(
-        "--raw",
-        action="store_true",
-        help="the model's text as it is: no replacements, spoken punctuation or hook "
-        "from [text] (the vocabulary is still sent; docs/text.md)",
-    )
-    transcribe.add_argument(
-        "--vocabulary",
-        action="append",
-        metavar="WORD",
-        help="a word or name the model should expect, added to text.vocabulary (repeatable)",
-    )
-
-    status = commands.add_parser("status", help="model, device, idle timeout, requests served")
-    status.add_argument(
-        "--follow",
-        action="store_true",
-        help="instead: whisperd-keys's dictation state, one line per change, for bars "
-        "(never starts whisperd; docs/keys.md)",
-    )
-    status.add_argument("--format", choices=FORMATS, help="with --follow: the lines (json)")
-    status.add_argument(
-        "--text",
-        action="store_true",
-        help="with --follow: the text dictated so far (needs [keys] status_text = true)",
-    )
-    status.add_argument(
-        "--once",
-        action="store_true",
-        help="with --follow: print the current state once and exit (for widgets that poll)",
-    )
-    commands.add_parser("load", help="load the model now (warm up)")
-    commands.add_parser("unload", help="release the model's memory")
-    commands.add_parser("ping", help="check that whisperd answers")
-    commands.add_parser("doctor", help="check what dictation needs and say how to fix it")
-    dictate = commands.add_parser(
-        "dictate",
-        help="start, stop, toggle or cancel dictation in a running whisperd-keys "
-        "(for desktop shortcuts; docs/keys.md)",
-    )
-    dictate.add_argument("action", choices=["start", "stop", "toggle", "cancel"])
-    return parser
 
 
 def transcribe_options(args: argparse.Namespace, text: TextConfig | None = None) -> dict[str, Any]:
@@ -134,7 +45,7 @@ def transcribe_options(args: argparse.Namespace, text: TextConfig | None = None)
         options["vocabulary"] = vocabulary[:MAX_VOCABULARY_ENTRIES]
     if args.language:
         options["language"] = args.language
-    if args.beam_size:
+    if args.beam_size is not None:
         options["beam_size"] = args.beam_size
     if args.initial_prompt:
         options["initial_prompt"] = args.initial_prompt
@@ -202,6 +113,27 @@ class Shaping:
         return {**result, "text": text, "raw_text": model_text}
 
 
+class LanguageCheck:
+    """Says once (on stderr) when the text came in another language than ``--language``
+    asked for: an English-only model (the default, tiny.en) transcribes English whatever
+    is asked, and the daemon's log was the only place that said so."""
+
+    def __init__(self, asked: str | None) -> None:
+        self.asked = (asked or "").strip().lower()
+        self.said = False
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        got = result.get("language")
+        if self.asked and not self.said and isinstance(got, str) and got and got != self.asked:
+            self.said = True
+            print(
+                f"whisperctl: --language {self.asked} was not used: the text is in {got!r} "
+                "(an English-only model, such as the default tiny.en, knows no other)",
+                file=sys.stderr,
+            )
+        return result
+
+
 def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -> int:
     try:
         options = transcribe_options(args, text)
@@ -209,8 +141,9 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
         print(f"whisperctl: --vocabulary: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     shaping = Shaping(text, args.raw)
+    language = LanguageCheck(args.language)
     if "-" in args.files or args.live:
-        return cmd_transcribe_stdin(client, args, options, shaping)
+        return cmd_transcribe_stdin(client, args, options, shaping, language)
     several = len(args.files) > 1
     failures = 0
     progress = [Progress(path) for path in args.files]
@@ -229,7 +162,7 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
             print(f"whisperctl: {path}: {outcome.message}", file=sys.stderr)
             failures += 1
             continue
-        outcome = shaping.apply(outcome)
+        outcome = shaping.apply(language(outcome))
         if args.json:
             print(json.dumps({"file": path, **outcome}, ensure_ascii=False))
         elif several:
@@ -241,15 +174,25 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
 
 
 def cmd_transcribe_stdin(
-    client: Client, args: argparse.Namespace, options: dict[str, Any], shaping: Shaping
+    client: Client,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    shaping: Shaping,
+    language: LanguageCheck,
 ) -> int:
     from whisperd import stdin_audio
 
     stdin, out = sys.stdin.buffer, sys.stdout
     if args.live:
         shaper = shaping.shaper()
-        return stdin_audio.transcribe_live(client, options, stdin, out, args.json, shaper)
-    return stdin_audio.transcribe_whole(client, options, stdin, out, args.json, shaping.apply)
+        return stdin_audio.transcribe_live(
+            client, options, stdin, out, args.json, shaper, on_result=language
+        )
+
+    def shape(result: dict[str, Any]) -> dict[str, Any]:
+        return shaping.apply(language(result))
+
+    return stdin_audio.transcribe_whole(client, options, stdin, out, args.json, shape)
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -301,22 +244,29 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
         if args.command == "status":
             print(format_status(client.status()))
         elif args.command == "load":
-            reply = client.load()
-            print(
-                f"model {reply.get('model')} loaded on {reply.get('device')} "
-                f"({reply.get('compute_type')}) in {reply.get('load_seconds', 0):.2f} s"
-            )
+            print(load_line(client.load()))
         elif args.command == "unload":
-            reply = client.unload()
-            print(
-                "the model will be unloaded when the running transcription finishes"
-                if reply.get("pending")
-                else "model unloaded"
-            )
+            print(unload_line(client.unload()))
         elif args.command == "ping":
             client.ping()
             print("pong")
     return EXIT_OK
+
+
+def load_line(reply: dict[str, Any]) -> str:
+    """What ``whisperctl load`` says: loaded now, or already (``waited`` 0: no load ran
+    for this request, the model was in memory)."""
+    where = f"{reply.get('model')} on {reply.get('device')} ({reply.get('compute_type')})"
+    seconds = reply.get("load_seconds", 0)
+    if not reply.get("waited"):
+        return f"model {where} was already loaded (it took {seconds:.2f} s)"
+    return f"model {where} loaded in {seconds:.2f} s"
+
+
+def unload_line(reply: dict[str, Any]) -> str:
+    if reply.get("pending"):
+        return "the model will be unloaded when the running transcription finishes"
+    return "model unloaded" if reply.get("was_loaded") else "no model was loaded"
 
 
 def output_gone() -> int:
@@ -352,8 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status" and (args.format or args.text or args.once) and not args.follow:
         print("whisperctl: status --format, --text and --once need --follow", file=sys.stderr)
         return EXIT_USAGE
-    if args.command == "transcribe" and (args.live or "-" in args.files) and args.files != ["-"]:
-        print("whisperctl: '-' (standard input) and --live take no other file", file=sys.stderr)
+    if args.command == "transcribe" and args.live and args.files != ["-"]:
+        print(
+            "whisperctl: --live reads standard input: whisperctl transcribe --live - "
+            "(a file: drop --live)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.command == "transcribe" and "-" in args.files and args.files != ["-"]:
+        print("whisperctl: '-' (standard input) takes no other file", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "doctor":
         # Before reading the configuration: a broken one is one of doctor's findings.
@@ -372,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status" and args.follow:
             return follow_status(args, raw)
+        if args.command == "stop":
+            from whisperd.clistop import stop
+
+            path = str(socket_path(args.socket, raw))
+            return stop(path, args.timeout or config.timeout, config.connect_timeout)
         status = run(args, config, text, str(socket_path(args.socket, raw)))
         sys.stdout.flush()  # a reader that left shows here, not at exit
         return status

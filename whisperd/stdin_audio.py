@@ -67,9 +67,37 @@ class ByteReader:
         return data
 
 
+# How compressed files begin: --live would read their bytes as samples (noise, no text).
+COMPRESSED = (
+    (0, b"fLaC", "FLAC"),
+    (0, b"ID3", "MP3"),
+    (0, b"OggS", "Ogg"),
+    (0, b"\x1aE\xdf\xa3", "Matroska/WebM"),
+    (4, b"ftyp", "MP4/M4A"),
+    (0, b"#!AMR", "AMR"),
+)
+
+
+def compressed_kind(head: bytes) -> str | None:
+    """The kind of compressed file ``head`` (its first 12 bytes) begins, if any. Only
+    signatures no raw PCM plausibly begins with (an MP3 without its ID3 tag begins with
+    a frame sync, 0xFFFx, which is also a sample near -1000: not refused)."""
+    for offset, magic, kind in COMPRESSED:
+        if head[offset : offset + len(magic)] == magic:
+            return kind
+    return None
+
+
 def read_format(reader: ByteReader) -> PcmSpec:
-    """Raw s16le 16 kHz mono, unless the stream starts with a RIFF/WAVE header."""
+    """Raw s16le 16 kHz mono, unless the stream starts with a RIFF/WAVE header; a
+    compressed file is refused (StdinFormatError), since its bytes are no samples."""
     head = reader.exactly(12)
+    compressed = compressed_kind(head)
+    if compressed is not None:
+        raise StdinFormatError(
+            f"standard input is a {compressed} file: --live takes raw 16-bit PCM or a WAV "
+            "stream; to transcribe a file, drop --live (whisperctl transcribe -)"
+        )
     if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
         reader.pushed = head + reader.pushed
         return PcmSpec()
@@ -159,7 +187,9 @@ def transcribe_live(
     out: TextIO,
     as_json: bool = False,
     shaper: Shaper | None = None,
+    on_result: Callable[[dict[str, Any]], object] | None = None,
 ) -> int:
+    """Stream stdin live; ``on_result`` sees the final result (whisperctl's checks)."""
     reader = ByteReader(stdin)
     try:
         spec = read_format(reader)
@@ -186,6 +216,8 @@ def transcribe_live(
             f"whisperctl: {len(rest)} bytes of an incomplete last frame left out", file=sys.stderr
         )
     result = stream.finish()
+    if on_result is not None:
+        on_result(result)
     if as_json:
         printer({k: v for k, v in result.items()})
     return EXIT_OK

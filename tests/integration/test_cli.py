@@ -55,6 +55,18 @@ def test_transcribe_prints_the_jfk_sentence(daemon: RunningDaemon) -> None:
     assert done.stderr == ""  # no progress noise when stderr is not a terminal
 
 
+def test_a_language_the_model_cannot_use_is_reported(daemon: RunningDaemon) -> None:
+    """tiny.en transcribes English whatever --language says: whisperctl says so once
+    (only the daemon's log did), and still prints the text."""
+    jfk = shared_audio("jfk.flac")
+    sock = ["--socket", str(daemon.socket_path)]
+    done = whisperctl(*sock, "transcribe", "--language", "de", str(jfk), str(jfk))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("--language de was not used") == 1, done.stderr
+    assert "'en'" in done.stderr
+    assert whisperctl(*sock, "transcribe", "--language", "en", str(jfk)).stderr == ""
+
+
 def test_transcribe_json_and_several_files(daemon: RunningDaemon, tmp_path: Path) -> None:
     first = espeak("The quick brown fox jumps over the lazy dog.", tmp_path / "a.wav")
     second = espeak("Please call me back tomorrow morning.", tmp_path / "b.wav")
@@ -80,8 +92,29 @@ def test_status_load_unload_ping(daemon: RunningDaemon) -> None:
     status = whisperctl(*sock, "status")
     assert status.returncode == 0
     assert "loaded on cpu" in status.stdout and "exits 600 s after" in status.stdout
+    again = whisperctl(*sock, "load").stdout  # nothing loads: say so, not "loaded in"
+    assert "was already loaded" in again, again
     assert whisperctl(*sock, "unload").stdout.strip() == "model unloaded"
     assert "not loaded" in whisperctl(*sock, "status").stdout
+    assert whisperctl(*sock, "unload").stdout.strip() == "no model was loaded"
+
+
+def test_stop_ends_whisperd_and_the_next_request_starts_a_new_one(
+    isolated: dict[str, str], tmp_path: Path
+) -> None:
+    """whisperd reads its configuration once: `stop` is how a change takes effect without
+    systemd (a new user changed config.toml and saw nothing happen)."""
+    assert whisperctl("stop", env=isolated).stdout.strip() == "whisperd is not running"
+    assert whisperctl("ping", env=isolated).returncode == 0  # autostarted
+    first = whisperctl("status", env=isolated).stdout
+    config = tmp_path / "cfg" / "whisperd" / "config.toml"
+    config.write_text("[daemon]\nidle_timeout = 3\n")
+    stopped = whisperctl("stop", env=isolated)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "whisperd stopped" in stopped.stdout
+    second = whisperctl("status", env=isolated).stdout  # a new whisperd, the new config
+    assert "exits 3 s after" in second, second
+    assert first.split("(pid ")[1].split(")")[0] != second.split("(pid ")[1].split(")")[0]
 
 
 def test_bad_files_give_a_message_and_status_1(daemon: RunningDaemon, tmp_path: Path) -> None:

@@ -149,3 +149,25 @@ def test_whole_stdin_is_shaped_like_a_file() -> None:
     raw = Shaping(SPOKEN, raw=True)
     transcribe_whole(client, {}, io.BytesIO(b"x"), out, False, raw.apply)  # type: ignore[arg-type]
     assert out.getvalue() == "hello comma world new line bye period\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"fLaC\x00\x00\x00\x22\x10\x00\x10\x00", "FLAC"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x23TSSE", "MP3"),
+        (b"OggS\x00\x02\x00\x00\x00\x00\x00\x00", "Ogg"),
+        (b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81", "Matroska/WebM"),
+        (b"\x00\x00\x00\x20ftypM4A \x00\x00", "MP4/M4A"),
+    ],
+)
+def test_a_compressed_file_on_stdin_is_refused_with_what_it_is(head: bytes, kind: str) -> None:
+    """Its bytes would be streamed as samples: noise, no text, and exit 0."""
+    with pytest.raises(StdinFormatError, match=f"is a {kind} file.*drop --live"):
+        read_format(reader_of(head + os.urandom(64)))
+
+
+def test_raw_pcm_that_starts_like_an_mp3_frame_is_still_pcm() -> None:
+    """0xFFFB is also a sample of -1025: an untagged MP3 is not guessed."""
+    reader = reader_of(b"\xff\xfb\x90\x64" + bytes(8))
+    assert read_format(reader) == PcmSpec("s16le", 16000, 1)

@@ -229,3 +229,34 @@ def test_a_file_over_the_limit_is_refused_before_sending(
     daemon.finish()
     assert "max_audio_bytes" in capsys.readouterr().err
     assert counts["bytes"] == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_a_bad_timeout_is_a_usage_error_not_a_traceback(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--timeout", value, "ping"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "21", "five"])
+def test_a_bad_beam_size_is_a_usage_error_naming_the_option(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["transcribe", "--beam-size", value, "x.wav"])
+    assert exited.value.code == 2
+    assert "--beam-size" in capsys.readouterr().err
+
+
+def test_live_with_a_file_says_live_reads_standard_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["transcribe", "--live", "talk.flac"]) == 2
+    err = capsys.readouterr().err
+    assert "--live reads standard input" in err and "--live -" in err
+    assert cli.main(["transcribe", "-", "talk.flac"]) == 2
+    assert "'-' (standard input) takes no other file" in capsys.readouterr().err

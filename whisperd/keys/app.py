@@ -96,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def print_keyboards(found: list[tuple[str, str]]) -> int:
+    """``--list-keyboards``: each input device and what whisperd-keys makes of it; none
+    at all says so (and where they would be) instead of printing nothing."""
+    for path, description in found:
+        print(f"{path}  {description}")
+    if not found:
+        print(
+            "no input devices (no /dev/input/event* here: a container, or a remote "
+            "session?); whisperd-keys reads the keyboards of the machine it runs on",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def setup_logging(verbose: bool) -> None:
     # Under systemd the journal adds its own time stamps.
     fmt = "%(levelname)s %(name)s: %(message)s"
@@ -186,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config, text = load_config(args)
         if args.list_keyboards:
-            for path, description in list_keyboards(config.trigger_codes):
-                print(f"{path}  {description}")
-            return 0
+            return print_keyboards(list_keyboards(config.trigger_codes))
         layout = detect_layout(config.layout, config.variant, options=config.xkb_options)
         charmap = CharMap.for_layout(layout)
         log.info("typing with the XKB layout %s (from %s)", layout, layout.source)

@@ -53,6 +53,7 @@ from whisperd.protocol.replies import (
     reply_message,
 )
 from whisperd.protocol.requests import (
+    MAX_BEAM_SIZE,
     MAX_VOCABULARY_ENTRIES,
     MAX_VOCABULARY_ENTRY_CHARS,
     TRANSCRIBE_OPTION_TYPES,
@@ -98,6 +99,7 @@ __all__ = [
     "send_audio",
     "PcmFormat",
     "TRANSCRIBE_OPTION_TYPES",
+    "MAX_BEAM_SIZE",
     "MAX_VOCABULARY_ENTRIES",
     "MAX_VOCABULARY_ENTRY_CHARS",
     "check_vocabulary",

@@ -31,6 +31,7 @@ class PcmFormat:
 
 # --- typed requests -----------------------------------------------------------------------
 
+MAX_BEAM_SIZE = 20
 TRANSCRIBE_OPTION_TYPES: Final[dict[str, tuple[type, ...]]] = {
     "language": (str,),
     "beam_size": (int,),
@@ -154,8 +155,9 @@ def _transcribe_options(msg: dict[str, Any], rid: RequestId) -> dict[str, Any]:
             )
         options[name] = _field(raw, name, TRANSCRIBE_OPTION_TYPES[name], rid)
     beam = options.get("beam_size")
-    if beam is not None and not 1 <= beam <= 20:
-        raise ProtocolError(ErrorCode.BAD_FIELD, "option 'beam_size' must be within 1..20", rid)
+    if beam is not None and not 1 <= beam <= MAX_BEAM_SIZE:
+        message = f"option 'beam_size' must be within 1..{MAX_BEAM_SIZE}"
+        raise ProtocolError(ErrorCode.BAD_FIELD, message, rid)
     if "vocabulary" in options:
         options["vocabulary"] = check_vocabulary(options["vocabulary"], rid)
     return options

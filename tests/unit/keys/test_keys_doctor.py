@@ -82,12 +82,6 @@ def test_model_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert doctor.check_model(None).status is Status.SKIP
 
 
-def test_socket_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WHISPERD_SOCKET", str(tmp_path / "nope.sock"))
-    check = doctor.check_socket()
-    assert check.status is Status.FAIL and "whisperd.socket" in check.message
-
-
 def test_units_without_systemctl(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor, "_systemctl", lambda *args: None)
     assert doctor.check_units()[0].status is Status.SKIP
@@ -150,3 +144,29 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_user_manager_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """whisperctl starts whisperd by itself there (README): doctor counted two problems."""
+    unreachable = subprocess.CompletedProcess(
+        ["systemctl"], 1, "", "Failed to connect to bus: No medium found\n"
+    )
+    monkeypatch.setattr(doctor, "_systemctl", lambda *args: unreachable)
+    monkeypatch.setenv("WHISPERD_SOCKET", str(tmp_path / "whisperd.sock"))
+    [units] = doctor.check_units()
+    assert units.status is Status.WARN
+    assert "not reachable" in units.message and "starts whisperd by itself" in units.message
+    socket_check = doctor.check_socket()
+    assert socket_check.status is Status.WARN and "does not exist" in socket_check.message
+
+
+def test_no_socket_with_a_user_manager_is_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = subprocess.CompletedProcess(["systemctl"], 0, "PATH=/usr/bin\n", "")
+    monkeypatch.setattr(doctor, "_systemctl", lambda *args: running)
+    monkeypatch.setenv("WHISPERD_SOCKET", str(tmp_path / "whisperd.sock"))
+    check = doctor.check_socket()
+    assert check.status is Status.FAIL and "enable --now whisperd.socket" in check.message

@@ -78,3 +78,12 @@ def test_text_section_is_read_and_checked(
     config.write_text('[text]\nreplacements = [{ heard = "x" }]\n')
     assert keys_main.main(["--config", str(config), "--layout", "us", "--type", "x"]) == 2
     assert "text.replacements[0]" in capsys.readouterr().err
+
+
+def test_list_keyboards_with_none_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed nothing at all on a machine without input devices."""
+    assert keys_main.print_keyboards([]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "no input devices" in err
+    assert keys_main.print_keyboards([("/dev/input/event3", "AT keyboard: keyboard")]) == 0
+    assert capsys.readouterr().out == "/dev/input/event3  AT keyboard: keyboard\n"
