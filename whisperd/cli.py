@@ -195,9 +195,11 @@ def cmd_transcribe_stdin(
     return stdin_audio.transcribe_whole(client, options, stdin, out, args.json, shape)
 
 
-def format_status(status: dict[str, Any]) -> str:
+def format_status(status: dict[str, Any], socket: str = "") -> str:
     loaded = status.get("model_loaded")
     model = status.get("model") or status.get("configured_model")
+    if model == "default":  # not loaded yet: say which model that is
+        model = "tiny.en (the default)"
     lines = [
         f"whisperd {status.get('version')} (pid {status.get('pid')}), "
         f"up {status.get('uptime', 0):.0f} s, "
@@ -212,6 +214,8 @@ def format_status(status: dict[str, Any]) -> str:
         f"requests: {status.get('requests_served')} served, {status.get('queue_length')} queued",
         clients_line(status),
     ]
+    if socket:
+        lines.append(f"socket:   {socket}")
     idle = status.get("idle_exit_in")
     lines.append(
         f"idle:     exits {idle:.0f} s after the last client leaves"
@@ -242,7 +246,7 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
         if args.command == "transcribe":
             return cmd_transcribe(client, args, text)
         if args.command == "status":
-            print(format_status(client.status()))
+            print(format_status(client.status(), socket))
         elif args.command == "load":
             print(load_line(client.load()))
         elif args.command == "unload":

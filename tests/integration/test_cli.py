@@ -87,6 +87,7 @@ def test_transcribe_json_and_several_files(daemon: RunningDaemon, tmp_path: Path
 def test_status_load_unload_ping(daemon: RunningDaemon) -> None:
     sock = ["--socket", str(daemon.socket_path)]
     assert whisperctl(*sock, "ping").stdout.strip() == "pong"
+    assert f"socket:   {daemon.socket_path}" in whisperctl(*sock, "status").stdout
     loaded = whisperctl(*sock, "load")
     assert loaded.returncode == 0 and "tiny.en" in loaded.stdout
     status = whisperctl(*sock, "status")

@@ -260,3 +260,12 @@ def test_live_with_a_file_says_live_reads_standard_input(
     assert "--live reads standard input" in err and "--live -" in err
     assert cli.main(["transcribe", "-", "talk.flac"]) == 2
     assert "'-' (standard input) takes no other file" in capsys.readouterr().err
+
+
+def test_status_names_the_default_model_and_the_socket() -> None:
+    """A fresh daemon's status said "model: default"; and which socket was asked (an
+    unset XDG_RUNTIME_DIR sends whisperctl to /tmp/whisperd-UID) was nowhere."""
+    fresh = {"version": "0.1.0", "pid": 7, "configured_model": "default", "model_loaded": False}
+    text = cli.format_status(fresh, "/tmp/whisperd-0/whisperd.sock")
+    assert "model:    tiny.en (the default) not loaded" in text
+    assert "socket:   /tmp/whisperd-0/whisperd.sock" in text

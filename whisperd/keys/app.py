@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="trigger key or chord, e.g. insert or KEY_RIGHTCTRL+KEY_SPACE; 'none': read no "
         "keyboard, dictate only through `whisperctl dictate` (desktop shortcuts)",
     )
-    p.add_argument("--mode", choices=[m.value for m in Mode], help="hold, toggle or auto")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        help="hold: record while the trigger is held; toggle: a press starts, the next "
+        "stops; auto: hold to talk, or tap to start and tap again to stop",
+    )
     p.add_argument("--suppress", choices=["grab", "none"], help="keep the trigger from apps")
     p.add_argument("--keyboard", action="append", dest="keyboards", help="only this device")
     p.add_argument("--audio-device", help="input device, by index or (part of its) name")
