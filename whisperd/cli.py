@@ -119,19 +119,32 @@ class LanguageCheck:
     is asked, and the daemon's log was the only place that said so."""
 
     def __init__(self, asked: str | None) -> None:
-        self.asked = (asked or "").strip().lower()
+        self.asked = (asked or "").strip()
         self.said = False
 
     def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
         got = result.get("language")
-        if self.asked and not self.said and isinstance(got, str) and got and got != self.asked:
+        if self.said or not isinstance(got, str) or not got:
+            return result
+        asked, heard = language_code(self.asked), language_code(got)
+        # A name ("english") is not compared: only codes say the same thing both ways.
+        if asked and len(asked) <= 3 and asked != heard:
             self.said = True
+            why = (
+                "the remote server answered so"
+                if result.get("engine") == "remote"
+                else "an English-only model, such as the default tiny.en, knows no other"
+            )
             print(
-                f"whisperctl: --language {self.asked} was not used: the text is in {got!r} "
-                "(an English-only model, such as the default tiny.en, knows no other)",
+                f"whisperctl: --language {self.asked} was not used: the text is in {got!r} ({why})",
                 file=sys.stderr,
             )
         return result
+
+
+def language_code(tag: str) -> str:
+    """The primary language of a tag, lower case: "en" for "en", "EN", "en-US", "en_US"."""
+    return tag.strip().lower().replace("_", "-").split("-")[0]
 
 
 def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -> int:

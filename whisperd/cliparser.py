@@ -10,6 +10,8 @@ from whisperd import __version__
 from whisperd.protocol import MAX_BEAM_SIZE
 from whisperd.statusfmt import FORMATS
 
+MAX_TIMEOUT = 7 * 24 * 3600.0  # a week; far larger overflows the socket's timeout
+
 
 def positive_seconds(value: str) -> float:
     """``--timeout``: a finite number of seconds above 0 (argparse reports the rest)."""
@@ -17,8 +19,10 @@ def positive_seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {value!r}")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most {MAX_TIMEOUT:g}, not {value!r}"
+        )
     return seconds
 
 

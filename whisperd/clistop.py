@@ -1,48 +1,104 @@
 """``whisperctl stop``: end the running whisperd, so that the next request starts a new
 one (with the configuration as it is now: whisperd reads it once, at start).
 
-whisperd says its process id in its status; it is sent SIGTERM, which it handles as a
-service manager's stop: clients in the middle of a request are told ``shutting_down``,
-the model's memory goes, the process exits with status 0 (under systemd the socket
-stays with the manager and activates the next one). Standard library only.
+- Under systemd (the default socket, ``whisperd.service`` installed): ``systemctl --user
+  stop whisperd.service`` when it runs. Connecting to the socket would *start* it.
+- Otherwise (whisperd started by a client): whisperd says its process id in its status,
+  and the kernel says which process listens on the socket (SO_PEERCRED); only when they
+  are the same process is it sent SIGTERM (a socket forwarded from another machine or a
+  container answers with a pid that means nothing here). whisperd handles SIGTERM as a
+  service manager's stop: clients in the middle of a request are told
+  ``shutting_down``, the process exits with status 0.
+
+Standard library only.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
-from whisperd.client import EXIT_OK, EXIT_REQUEST_FAILED, Client, DaemonUnavailable
+from whisperd.client import (
+    EXIT_OK,
+    EXIT_REQUEST_FAILED,
+    Client,
+    DaemonUnavailable,
+    UntrustedDaemon,
+)
+from whisperd.runtime import peer_credentials
 
 EXIT_WAIT = 15.0  # seconds to wait for the process to be gone
+NOT_RUNNING = "whisperd is not running"
+STOPPED = "whisperd stopped; the next request starts it again"
 
 
 def stop(socket: str, timeout: float, connect_timeout: float) -> int:
+    if managed_by_systemd(socket):
+        return stop_unit()
     try:
-        with Client.connect(
+        client = Client.connect(
             socket, timeout=timeout, autostart=False, connect_timeout=connect_timeout
-        ) as client:
-            pid = client.status().get("pid")
-    except DaemonUnavailable:
-        print("whisperd is not running")
+        )
+    except UntrustedDaemon:
+        raise
+    except DaemonUnavailable as exc:
+        if exc.code != "unavailable":  # busy, refused: it runs; main says why
+            raise
+        print(NOT_RUNNING)
         return EXIT_OK
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        print(f"whisperctl: whisperd gave no usable process id ({pid!r})", file=sys.stderr)
-        return EXIT_REQUEST_FAILED
-    try:
+    with client:
+        pid = client.status().get("pid")
+        listener = peer_credentials(client.sock).pid
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid != listener:
+            print(
+                f"whisperctl: not stopping: the process listening on {socket} (pid "
+                f"{listener}) is not the whisperd that answered (pid {pid!r}); a socket "
+                "forwarded from elsewhere?",
+                file=sys.stderr,
+            )
+            return EXIT_REQUEST_FAILED
+        # Sent while connected: an open connection keeps whisperd from its idle exit,
+        # so the pid cannot have gone to another process meanwhile.
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        print("whisperd is not running")
-        return EXIT_OK
-    except PermissionError:
-        print(f"whisperctl: whisperd (pid {pid}) is not yours to stop", file=sys.stderr)
-        return EXIT_REQUEST_FAILED
     if not wait_gone(pid, EXIT_WAIT):
         print(f"whisperctl: whisperd (pid {pid}) is still stopping", file=sys.stderr)
         return EXIT_REQUEST_FAILED
-    print("whisperd stopped; the next request starts it again")
+    print(STOPPED)
+    return EXIT_OK
+
+
+def managed_by_systemd(socket: str) -> bool:
+    """Whether ``socket`` is the one systemd's units serve and the unit is installed."""
+    from whisperd.config import default_socket_path
+    from whisperd.keys.daemonstate import probe_systemd
+
+    return socket == str(default_socket_path()) and probe_systemd() is not None
+
+
+def stop_unit() -> int:
+    from whisperd.keys.daemonstate import UNIT, probe_systemd
+
+    probe = probe_systemd()
+    if probe is None or not probe.running:
+        print(NOT_RUNNING)
+        return EXIT_OK
+    done = subprocess.run(
+        ["systemctl", "--user", "stop", UNIT],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_WAIT + 10,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()
+        said = why[0] if why else f"exit status {done.returncode}"
+        print(f"whisperctl: systemctl --user stop {UNIT}: {said}", file=sys.stderr)
+        return EXIT_REQUEST_FAILED
+    print(STOPPED)
     return EXIT_OK
 
 

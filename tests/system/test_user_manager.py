@@ -170,6 +170,25 @@ def test_whisperd_keys_sees_load_and_unload_in_the_status_line(units: UserManage
     assert seen() is False
 
 
+def test_stop_under_socket_activation(units: UserManager) -> None:
+    """`whisperctl stop` asks the manager (connecting would start whisperd only to stop
+    it); the socket stays and the next request starts a new whisperd."""
+    stopped = whisperctl(units, "stop")
+    assert stopped.stdout.strip() == "whisperd is not running", stopped.stdout + stopped.stderr
+    assert state(units)["ActiveState"] == "inactive"
+    assert whisperctl(units, "ping").returncode == 0
+    first = state(units)
+    assert first["ActiveState"] == "active"
+    stopped = whisperctl(units, "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "whisperd stopped" in stopped.stdout
+    after = state(units)
+    assert after["ActiveState"] == "inactive" and after["Result"] == "success", after
+    assert units.systemctl("is-active", "whisperd.socket").stdout.strip() == "active"
+    assert whisperctl(units, "ping").returncode == 0
+    assert state(units)["MainPID"] != first["MainPID"]
+
+
 def test_idle_exit_status_0_and_reactivation(user_manager: UserManager) -> None:
     um = user_manager
     set_idle(um, MIN_IDLE)

@@ -269,3 +269,72 @@ def test_status_names_the_default_model_and_the_socket() -> None:
     text = cli.format_status(fresh, "/tmp/whisperd-0/whisperd.sock")
     assert "model:    tiny.en (the default) not loaded" in text
     assert "socket:   /tmp/whisperd-0/whisperd.sock" in text
+
+
+def test_stop_refuses_a_daemon_that_is_not_the_process_listening(
+    fake: Callable[[Script], FakeDaemon], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A socket forwarded from another machine or container answers with a pid that
+    means nothing here: nothing is signalled (the listener here is this test)."""
+
+    def script(conn: socket.socket) -> None:
+        greet(conn)
+        status = wire.recv(conn)
+        assert status["type"] == "status"
+        conn.sendall(wire.msg({"type": "status", "id": status["id"], "pid": 999_999_999}))
+        assert read_frame(conn) is None  # no more requests: the client only closes
+
+    assert ctl(fake(script), "stop") == 1
+    err = capsys.readouterr().err
+    assert "not stopping" in err and "999999999" in err and str(os.getpid()) in err
+
+
+def test_stop_with_nothing_listening_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    assert cli.main(["--socket", str(run / "whisperd.sock"), "stop"]) == 0
+    assert capsys.readouterr().out.strip() == "whisperd is not running"
+    assert not (run / "whisperd.sock").exists()  # no whisperd was started to be stopped
+
+
+def test_stop_at_the_connection_cap_is_not_not_running(
+    fake: Callable[[Script], FakeDaemon], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def script(conn: socket.socket) -> None:
+        wire.recv(conn)
+        refusal = {"type": "error", "id": None, "code": "too_many_connections"}
+        conn.sendall(wire.msg({**refusal, "message": "whisperd has 64 connections"}))
+
+    assert ctl(fake(script), "stop") == EXIT_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert "not running" not in captured.out and "64 connections" in captured.err
+
+
+def test_a_huge_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--timeout", "1e300", "ping"])
+    assert exited.value.code == 2 and "at most" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("asked", "result", "warned"),
+    [
+        ("de", {"language": "en"}, True),
+        ("en", {"language": "en"}, False),
+        ("EN", {"language": "en-US"}, False),
+        ("en_GB", {"language": "en"}, False),
+        ("english", {"language": "en"}, False),  # a name: not compared
+        ("de", {"language": ""}, False),  # skipped audio
+        ("de", {"language": "en", "engine": "remote"}, True),
+    ],
+)
+def test_language_check(
+    asked: str, result: dict[str, Any], warned: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check = cli.LanguageCheck(asked)
+    assert check(result) == result
+    err = capsys.readouterr().err
+    assert ("was not used" in err) is warned
+    assert ("tiny.en" in err) is (warned and result.get("engine") != "remote")
