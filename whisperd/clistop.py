@@ -20,15 +20,13 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from whisperd.client import (
-    EXIT_OK,
-    EXIT_REQUEST_FAILED,
-    Client,
-    DaemonUnavailable,
-    UntrustedDaemon,
-)
+from whisperd.client import EXIT_OK, EXIT_REQUEST_FAILED, Client, DaemonUnavailable
 from whisperd.runtime import peer_credentials
+
+if TYPE_CHECKING:
+    from whisperd.keys.daemonstate import Probe
 
 EXIT_WAIT = 15.0  # seconds to wait for the process to be gone
 NOT_RUNNING = "whisperd is not running"
@@ -36,16 +34,15 @@ STOPPED = "whisperd stopped; the next request starts it again"
 
 
 def stop(socket: str, timeout: float, connect_timeout: float) -> int:
-    if managed_by_systemd(socket):
-        return stop_unit()
+    unit = systemd_probe(socket)
+    if unit is not None:
+        return stop_unit(unit)
     try:
         client = Client.connect(
             socket, timeout=timeout, autostart=False, connect_timeout=connect_timeout
         )
-    except UntrustedDaemon:
-        raise
     except DaemonUnavailable as exc:
-        if exc.code != "unavailable":  # busy, refused: it runs; main says why
+        if exc.code != "unavailable":  # busy, refused, untrusted: main says why
             raise
         print(NOT_RUNNING)
         return EXIT_OK
@@ -70,19 +67,19 @@ def stop(socket: str, timeout: float, connect_timeout: float) -> int:
     return EXIT_OK
 
 
-def managed_by_systemd(socket: str) -> bool:
-    """Whether ``socket`` is the one systemd's units serve and the unit is installed."""
+def systemd_probe(socket: str) -> Probe | None:
+    """What systemd says of whisperd.service when ``socket`` is the one its units serve
+    and the unit is installed; None: systemd does not manage this whisperd."""
     from whisperd.config import default_socket_path
     from whisperd.keys.daemonstate import probe_systemd
 
-    return socket == str(default_socket_path()) and probe_systemd() is not None
+    return probe_systemd() if socket == str(default_socket_path()) else None
 
 
-def stop_unit() -> int:
-    from whisperd.keys.daemonstate import UNIT, probe_systemd
+def stop_unit(probe: Probe) -> int:
+    from whisperd.keys.daemonstate import UNIT
 
-    probe = probe_systemd()
-    if probe is None or not probe.running:
+    if not probe.running:
         print(NOT_RUNNING)
         return EXIT_OK
     done = subprocess.run(
