@@ -219,8 +219,7 @@ def format_status(status: dict[str, Any], socket: str = "") -> str:
         f"{'socket-activated' if status.get('socket_activated') else 'self-started'}",
         f"model:    {model} "
         + (
-            f"loaded on {status.get('device')} ({status.get('compute_type')}) "
-            f"in {status.get('load_seconds') or 0:.2f} s"
+            f"loaded on {device_text(status)} in {status.get('load_seconds') or 0:.2f} s"
             if loaded
             else ("loading" if status.get("loading") else "not loaded (loads on first request)")
         ),
@@ -270,10 +269,22 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
     return EXIT_OK
 
 
+def device_text(reply: dict[str, Any]) -> str:
+    """ "cpu (int8, 1 thread)": the device, compute type and, when not CTranslate2's
+    default (0), the CPU threads the model runs with."""
+    threads = reply.get("cpu_threads")
+    count = (
+        f", {threads} thread{'s' if threads != 1 else ''}"
+        if threads and reply.get("device") == "cpu"
+        else ""
+    )
+    return f"{reply.get('device')} ({reply.get('compute_type')}{count})"
+
+
 def load_line(reply: dict[str, Any]) -> str:
     """What ``whisperctl load`` says: loaded now, or already (``waited`` 0: no load ran
     for this request, the model was in memory)."""
-    where = f"{reply.get('model')} on {reply.get('device')} ({reply.get('compute_type')})"
+    where = f"{reply.get('model')} on {device_text(reply)}"
     seconds = reply.get("load_seconds", 0)
     if not reply.get("waited"):
         return f"model {where} was already loaded (it took {seconds:.2f} s)"

@@ -170,6 +170,25 @@ def test_whisperd_keys_sees_load_and_unload_in_the_status_line(units: UserManage
     assert seen() is False
 
 
+def test_the_thread_choice_is_remembered_in_the_sandbox(units: UserManager) -> None:
+    """With cpu_threads = 0 the first load measures the thread count and writes it to
+    ~/.cache/whisperd (CacheDirectory=, the one place the sandbox lets whisperd write
+    besides the download caches); the next load reads it back."""
+    remembered = units.home / ".cache" / "whisperd" / "cpu-threads.json"
+    assert whisperctl(units, "unload").returncode == 0
+    remembered.unlink(missing_ok=True)
+    loaded = whisperctl(units, "load")
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    entries = json.loads(remembered.read_text())["entries"]
+    (threads,) = [entry["threads"] for entry in entries.values()]
+    status = whisperctl(units, "status").stdout
+    assert (", 1 thread)" in status) == (threads == 1), status
+    assert whisperctl(units, "unload").returncode == 0
+    before = remembered.stat().st_mtime_ns
+    assert whisperctl(units, "load").returncode == 0
+    assert remembered.stat().st_mtime_ns == before  # read back, not measured again
+
+
 def test_stop_under_socket_activation(units: UserManager) -> None:
     """`whisperctl stop` asks the manager (connecting would start whisperd only to stop
     it); the socket stays and the next request starts a new whisperd."""

@@ -50,6 +50,7 @@ class Engine:
         self.resolved: ResolvedModel | None = None
         self.device: DeviceChoice | None = None
         self.load_seconds: float | None = None
+        self.cpu_threads: int | None = None  # as loaded: 0 is CTranslate2's default
 
     @property
     def loaded(self) -> bool:
@@ -71,15 +72,11 @@ class Engine:
             device.compute_type,
             device.reason,
         )
-        from faster_whisper import WhisperModel
+        from whisperd.engine.threads import load_whisper
 
         try:
-            self._model = WhisperModel(
-                resolved.path,
-                device=device.device,
-                compute_type=device.compute_type,
-                cpu_threads=self.config.cpu_threads,
-                local_files_only=True,
+            self._model, self.cpu_threads = load_whisper(
+                resolved.path, device.device, device.compute_type, self.config.cpu_threads
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelNotFound(f"cannot load model {resolved.path}: {exc}") from None
@@ -333,6 +330,7 @@ class Engine:
             "model_source": self.resolved.source if self.resolved else None,
             "device": self.device.device if self.device else None,
             "compute_type": self.device.compute_type if self.device else None,
+            "cpu_threads": self.cpu_threads if self.device else None,
         }
 
 

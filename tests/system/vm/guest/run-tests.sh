@@ -39,6 +39,9 @@ cat > /home/user/.config/whisperd/config.toml <<'T'
 stream_window = 0
 # and no drafts during pauses, for the same reason
 draft_pause = 0
+# as many threads as CTranslate2 would start here (2 vCPUs), without measuring which
+# count is faster at the first load: under TCG that measurement alone takes minutes
+cpu_threads = 2
 
 [keys]
 layout = "us"
