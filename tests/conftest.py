@@ -22,6 +22,23 @@ from whisperd.privacy import keep_local
 keep_local()
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def thread_choice_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The daemons and engines of a test run remember their CPU thread choice
+    (engine/threads.py) in a directory of the run's own, not in the developer's
+    ~/.cache: measured once per run, and no run reads what an earlier one measured."""
+    directory = tmp_path_factory.mktemp("cache") / "whisperd"
+    before = os.environ.get("CACHE_DIRECTORY")
+    os.environ["CACHE_DIRECTORY"] = str(directory)
+    yield directory
+    if before is None:
+        os.environ.pop("CACHE_DIRECTORY", None)
+    else:
+        os.environ["CACHE_DIRECTORY"] = before
+
+
 AUDIO_DIR = Path(os.environ.get("WHISPERD_TEST_AUDIO", ROOT.parent / "shared" / "audio"))
 JFK_TEXT = (
     "And so my fellow Americans, ask not what your country can do for you, "

@@ -27,7 +27,7 @@ KEY: dict[str, Any] = {"cpu": "AMD EPYC", "cpus": 2, "model": "/m", "files": [1,
         (Timing(0.15, 0.004), Timing(0.30, 0.008), DEFAULT),
         # one thread only a little faster (within the noise of one measurement): default
         (Timing(0.20, 0.006), Timing(0.20, 0.0058), DEFAULT),
-        (Timing(0.20, 0.006), Timing(0.20, 0.004), ONE),
+        (Timing(0.20, 0.006), Timing(0.15, 0.004), ONE),
     ],
 )
 def test_pick_the_faster_for_a_typical_decode(default: Timing, one: Timing, chosen: int) -> None:
@@ -60,7 +60,8 @@ def test_measured_once_then_remembered(tmp_path: Path) -> None:
     first = Loads(SLOW_STEPS)
     model, count = choose(cache, KEY, first.make, first.measure)
     assert (model, count) == ({"threads": ONE}, ONE)
-    assert first.measured == [DEFAULT, ONE] and first.made == [DEFAULT, ONE]
+    # one thread first, dropped, the default measured, one thread loaded again
+    assert first.measured == [ONE, DEFAULT] and first.made == [ONE, DEFAULT, ONE]
     stored = json.loads(cache.path.read_text())["entries"]
     (entry,) = stored.values()
     assert entry["threads"] == ONE and entry["measured"]["one"]["step"] == 0.0054
@@ -69,15 +70,13 @@ def test_measured_once_then_remembered(tmp_path: Path) -> None:
     assert again.measured == [] and again.made == [ONE]
 
 
-def test_the_default_kept_is_loaded_again_not_held_during_the_second_measure(
-    tmp_path: Path,
-) -> None:
-    """One model in memory at a time: the default's instance is dropped before the
-    one-thread instance loads, and loaded again when it wins."""
+def test_when_the_default_wins_its_measured_instance_is_kept(tmp_path: Path) -> None:
+    """One model in memory at a time, and on a machine with real cores (the default
+    wins) two loads in all: one thread, then the default, kept."""
     loads = Loads(FAST_CORES)
     model, count = choose(ThreadCache(tmp_path), KEY, loads.make, loads.measure)
     assert (model, count) == ({"threads": DEFAULT}, DEFAULT)
-    assert loads.made == [DEFAULT, ONE, DEFAULT]
+    assert loads.made == [ONE, DEFAULT]
 
 
 def test_another_machine_or_model_is_measured_again(tmp_path: Path) -> None:
@@ -86,7 +85,7 @@ def test_another_machine_or_model_is_measured_again(tmp_path: Path) -> None:
     for changed in ({"cpus": 4}, {"cpu": "Intel Xeon"}, {"files": [1, 3]}, {"model": "/n"}):
         loads = Loads(FAST_CORES)
         assert choose(cache, {**KEY, **changed}, loads.make, loads.measure)[1] == DEFAULT
-        assert loads.measured == [DEFAULT, ONE], changed
+        assert loads.measured == [ONE, DEFAULT], changed
     assert cache.lookup(KEY) == ONE
 
 
@@ -101,12 +100,19 @@ def test_another_machine_or_model_is_measured_again(tmp_path: Path) -> None:
         '{"entries": {"%s": {"threads": true}}}',
         '{"entries": {"%s": {"threads": "1"}}}',
         '{"entries": {"%s": 1}}',
+        '{"entries": {"%s": {"threads": 1}}}',  # no time
+        '{"entries": {"%s": {"threads": 1, "at": NaN}}}',
+        '{"entries": {"%s": {"threads": 1, "at": true}}}',
+        '{"entries": {"%s": {"threads": 1, "at": 1' + "0" * 400 + "}}}",
+        "[" * 100_000,  # deeper than the JSON parser's recursion limit
+        '{"entries": {"%s": {"threads": 1, "at": 1}}, "pad": "' + "x" * 70_000 + '"}',
     ],
 )
 def test_a_malformed_cache_is_measured_again(tmp_path: Path, content: str) -> None:
     cache = ThreadCache(tmp_path)
     cache.path.write_text(content.replace("%s", ThreadCache.digest(KEY)))
     assert cache.lookup(KEY) is None
+    cache.store({**KEY, "cpus": 9}, DEFAULT, {})  # writing over it works too
     loads = Loads(SLOW_STEPS)
     assert choose(cache, KEY, loads.make, loads.measure)[1] == ONE
     assert cache.lookup(KEY) == ONE
@@ -177,3 +183,71 @@ def test_explicit_threads_or_one_cpu_are_not_measured(monkeypatch: pytest.Monkey
 )
 def test_status_names_the_threads(reply: dict[str, Any], text: str) -> None:
     assert cli.device_text(reply) == text
+
+
+class FakeCt2:
+    """A CTranslate2 Whisper double: encode takes ``encode_s``, each decoded token
+    ``step_s``; it decodes as many steps as CTranslate2 would for ``max_length``."""
+
+    def __init__(self, encode_s: float, step_s: float) -> None:
+        self.encode_s, self.step_s = encode_s, step_s
+        self.asked: list[int] = []
+
+    def encode(self, features: Any, to_cpu: bool) -> Any:
+        assert list(features.shape) == [1, 80, threads.PROBE_FRAMES]  # the 30 s window
+        _sleep(self.encode_s)
+        return "encoded"
+
+    def generate(self, encoded: Any, prompts: list[list[int]], **options: Any) -> Any:
+        assert encoded == "encoded" and options["suppress_tokens"] == [50256]
+        assert options["beam_size"] == 3
+        start_step = len(prompts[0]) - 1
+        length = options["max_length"]
+        count = min(length // 2, length - start_step)  # whisper.cc
+        self.asked.append(count)
+        _sleep(count * self.step_s)
+
+        class Result:
+            sequences_ids = [[7] * count]
+
+        return [Result()]
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def test_probe_times_the_encoder_and_one_step() -> None:
+    fake = FakeCt2(0.03, 0.002)
+    timing = threads.probe(fake, [50257, 50362], 50256, 80, beam_size=3)
+    assert 0.03 <= timing.encode < 0.05
+    assert 0.0018 <= timing.step < 0.0035  # the prompt's cost cancels out
+    assert fake.asked[:2] == [2 + threads.SHORT_STEPS, 2 + threads.LONG_STEPS]
+
+
+def test_a_failing_measurement_serves_the_default_unremembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[int] = []
+
+    class Model:
+        def __init__(self, path: str, **kwargs: Any) -> None:
+            made.append(kwargs["cpu_threads"])
+
+    import faster_whisper
+
+    monkeypatch.setattr(faster_whisper, "WhisperModel", Model)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads, "machine_key", lambda *args: KEY)
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
+
+    def failing(model: Any, beam_size: int = 5) -> Timing:
+        raise RuntimeError("probe broke")
+
+    monkeypatch.setattr(threads, "measure_whisper", failing)
+    model, count = threads.load_whisper("/m", "cpu", "int8", 0)
+    assert count == DEFAULT and isinstance(model, Model) and made == [ONE, DEFAULT]
+    assert "could not measure the CPU thread count (probe broke)" in caplog.text
+    assert not (tmp_path / threads.CACHE_NAME).exists()

@@ -6,8 +6,6 @@ scheduler submits them), and the unit tests call them directly with a fake engin
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -64,21 +62,13 @@ def unload_model(engine: Unloadable) -> bool:
     reuse unless asked to trim them. What stays after this is listed in docs/protocol.md.
     """
     from whisperd.audio import release_file_decoder
+    from whisperd.engine.model import release_free_heap
 
     was_loaded = engine.unload()
     release_file_decoder()  # the spare decoder process holds about 40 MB
     gc.collect()  # the model object may sit in a reference cycle
     release_free_heap()
     return was_loaded
-
-
-def release_free_heap() -> None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return  # not glibc: nothing to ask
-    trim(0)
 
 
 def sample_rate() -> int:

@@ -76,7 +76,11 @@ class Engine:
 
         try:
             self._model, self.cpu_threads = load_whisper(
-                resolved.path, device.device, device.compute_type, self.config.cpu_threads
+                resolved.path,
+                device.device,
+                device.compute_type,
+                self.config.cpu_threads,
+                self.config.beam_size,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelNotFound(f"cannot load model {resolved.path}: {exc}") from None

@@ -7,6 +7,8 @@ functions that need them, so ``whisperctl doctor`` can call these cheaply.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import gc
 import glob
 import importlib.util
 import logging
@@ -186,3 +188,15 @@ def choose_device(device: str, compute_type: str) -> DeviceChoice:
             raise ModelNotFound(f"device 'cuda' was configured but {problem}")
         reason = problem
     return DeviceChoice("cpu", "int8" if compute_type == "auto" else compute_type, reason)
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system: glibc keeps what a dropped model
+    freed (its weights, a transcription's buffers) for reuse unless asked to trim."""
+    gc.collect()  # a model object may sit in a reference cycle
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to ask
+    trim(0)

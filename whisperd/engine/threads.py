@@ -16,25 +16,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from whisperd.engine.model import release_free_heap
+
 log = logging.getLogger("whisperd.engine")
 
 CACHE_NAME = "cpu-threads.json"
-MAX_ENTRIES = 32  # machines x models a cache remembers; the oldest go first
+MAX_CACHE_BYTES = 64 * 1024  # a bigger file is not ours: ignored (and measured again)
+MAX_ENTRIES = 32  # machines x models x beam sizes a cache remembers; the oldest go first
 # A typical decode: the 30 s window's encoder and 50 beam-search steps (a live piece's
 # forced context and its new words; a 30 s file window holds 60-90 tokens).
 TYPICAL_STEPS = 50
-SHORT_STEPS, LONG_STEPS = 4, 24
-# One thread must beat the default by this much: a measurement's noise must not move a
-# machine off CTranslate2's own choice.
-MARGIN = 0.9
-PROBE_FRAMES = 1000  # 10 s of mel frames
+SHORT_STEPS, LONG_STEPS = 4, 24  # new tokens asked of the two timed decodes
+# One thread must beat the default by this much. The first load often overlaps other
+# work (a recording, a file being decoded), which slows many threads more than one: a
+# measurement's noise must not move a machine off CTranslate2's own choice.
+MARGIN = 0.8
+REPEATS = 2  # timed rounds after a warm-up; the best of them counts
+PROBE_FRAMES = 3000  # Whisper's 30 s window, in mel frames
 DEFAULT, ONE = 0, 1  # the two choices: CTranslate2's default, and one thread
 
 
@@ -55,24 +62,27 @@ def pick(default: Timing, one: Timing) -> int:
     return ONE if one.typical < MARGIN * default.typical else DEFAULT
 
 
-def probe(ct2_model: Any, prompt: list[int], eot: int, n_mels: int, repeats: int = 1) -> Timing:
-    """Time ``ct2_model`` (a ``ctranslate2.models.Whisper``): the encoder (on a silent
-    10 s window, as three for 30 s: it grows about linearly at these lengths), and the
-    decoder's cost per beam-5 step (the end of text suppressed, so the decode runs as long
-    as asked), the best of ``repeats`` after a warm-up. About 0.3-0.5 s."""
+def probe(ct2_model: Any, prompt: list[int], eot: int, n_mels: int, beam_size: int = 5) -> Timing:
+    """Time ``ct2_model`` (a ``ctranslate2.models.Whisper``): the encoder on a silent
+    30 s window (a shorter one is no guide: its attention is cheaper than in proportion,
+    and 2 threads encoded 10 s slower than 1 where they encoded 30 s in half the time),
+    and the decoder's cost per step at ``beam_size`` (the end of text suppressed, so a
+    decode runs as long as asked), the best of REPEATS rounds after a warm-up. About 1 s
+    with tiny.en; more with a larger model."""
     import ctranslate2  # deferred: heavy import
     import numpy as np
 
     features = ctranslate2.StorageView.from_array(np.zeros((1, n_mels, PROBE_FRAMES), np.float32))
 
-    def steps(encoded: Any, count: int) -> tuple[float, int]:
+    def steps(encoded: Any, new_tokens: int) -> tuple[float, int]:
         started = time.perf_counter()
         result = ct2_model.generate(
             encoded,
             [prompt],
-            beam_size=5,
-            # CTranslate2 decodes at most max_length // 2 steps (engine/decoding.py)
-            max_length=2 * (len(prompt) + count),
+            beam_size=beam_size,
+            # at most max_length // 2 steps are decoded (engine/decoding.py): at least
+            # ``new_tokens`` here; the output's own length is what the step cost divides
+            max_length=2 * (len(prompt) + new_tokens),
             suppress_tokens=[eot],
             suppress_blank=False,
         )[0]
@@ -80,15 +90,17 @@ def probe(ct2_model: Any, prompt: list[int], eot: int, n_mels: int, repeats: int
 
     encodes: list[float] = []
     per_step: list[float] = []
-    for attempt in range(repeats + 1):
+    for attempt in range(REPEATS + 1):
         started = time.perf_counter()
         encoded = ct2_model.encode(features, to_cpu=False)
         encode = time.perf_counter() - started
         short, short_n = steps(encoded, SHORT_STEPS)
         long, long_n = steps(encoded, LONG_STEPS)
+        if long_n <= short_n:
+            raise ValueError(f"the probe decoded {short_n} then {long_n} tokens")
         if attempt:  # the first round warms the caches and the thread pool
-            encodes.append(encode * 3000 / PROBE_FRAMES)
-            per_step.append(max(long - short, 0.0) / max(long_n - short_n, 1))
+            encodes.append(encode)
+            per_step.append(max(long - short, 0.0) / (long_n - short_n))
     return Timing(min(encodes), min(per_step))
 
 
@@ -101,9 +113,9 @@ def cache_dir() -> Path:
     return Path(base) / "whisperd"
 
 
-def machine_key(model_path: str, compute_type: str) -> dict[str, Any]:
+def machine_key(model_path: str, compute_type: str, beam_size: int) -> dict[str, Any]:
     """What the measurement depends on: this CPU (name, count), the model's files, the
-    compute type and CTranslate2's version."""
+    compute type, the beam size and CTranslate2's version."""
     import ctranslate2
 
     weights = Path(model_path) / "model.bin"
@@ -118,6 +130,7 @@ def machine_key(model_path: str, compute_type: str) -> dict[str, Any]:
         "model": str(Path(model_path).resolve()),
         "files": files,
         "compute_type": compute_type,
+        "beam_size": beam_size,
         "ctranslate2": str(ctranslate2.__version__),
     }
 
@@ -133,29 +146,36 @@ def _cpu_name() -> str:
 
 
 class ThreadCache:
-    """The remembered choices: ``{"entries": {hash: {"threads": 0|1, ...}}}`` in one JSON
-    file. A missing, unreadable or malformed file is an empty cache (measured again); a
-    cache that cannot be written costs a measurement at each load, nothing else."""
+    """The remembered choices: ``{"entries": {hash: {"threads": 0|1, "at": time, ...}}}``
+    in one JSON file. A missing, unreadable, oversized or malformed file, or a malformed
+    entry, counts as nothing remembered (measured again); a cache that cannot be written
+    costs a measurement at each load, nothing else. Written whole to a fresh temporary
+    file and renamed over the old one: concurrent writers never leave a mixed file (the
+    last one wins)."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.path = directory / CACHE_NAME
 
     @staticmethod
     def digest(key: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
-    def _entries(self) -> dict[str, Any]:
+    def _entries(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            with open(self.path, "rb") as file:
+                raw = file.read(MAX_CACHE_BYTES + 1)
+            data = json.loads(raw) if len(raw) <= MAX_CACHE_BYTES else None
+        except (OSError, ValueError, RecursionError):
             return {}
         entries = data.get("entries") if isinstance(data, dict) else None
-        return entries if isinstance(entries, dict) else {}
+        if not isinstance(entries, dict):
+            return {}
+        return {k: e for k, e in entries.items() if _valid(e)}
 
     def lookup(self, key: dict[str, Any]) -> int | None:
         entry = self._entries().get(self.digest(key))
-        threads = entry.get("threads") if isinstance(entry, dict) else None
-        return threads if threads in (DEFAULT, ONE) and type(threads) is int else None
+        return None if entry is None else int(entry["threads"])
 
     def store(self, key: dict[str, Any], threads: int, measured: dict[str, Timing]) -> None:
         entries = self._entries()
@@ -165,19 +185,34 @@ class ThreadCache:
             "measured": {name: asdict(t) for name, t in measured.items()},
             "at": time.time(),
         }
-        newest = sorted(entries.items(), key=lambda kv: _when(kv[1]))[-MAX_ENTRIES:]
+        newest = sorted(entries.items(), key=lambda kv: float(kv[1]["at"]))[-MAX_ENTRIES:]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(".tmp")
-            partial.write_text(json.dumps({"entries": dict(newest)}, indent=1))
-            partial.replace(self.path)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, partial = tempfile.mkstemp(dir=self.directory, prefix="cpu-threads.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as file:
+                    json.dump({"entries": dict(newest)}, file, indent=1)
+                os.replace(partial, self.path)
+            except BaseException:
+                os.unlink(partial)
+                raise
         except OSError as exc:
             log.warning("cannot remember the CPU thread choice in %s: %s", self.path, exc)
 
 
-def _when(entry: Any) -> float:
-    at = entry.get("at") if isinstance(entry, dict) else None
-    return float(at) if isinstance(at, (int, float)) else 0.0
+def _valid(entry: Any) -> bool:
+    """An entry this code wrote: a choice of 0 or 1 and a finite time."""
+    if not isinstance(entry, dict):
+        return False
+    threads, at = entry.get("threads"), entry.get("at")
+    if type(threads) is not int or threads not in (DEFAULT, ONE):
+        return False
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return False
+    try:
+        return math.isfinite(float(at))
+    except OverflowError:  # an integer of 400 digits
+        return False
 
 
 def choose(
@@ -188,15 +223,18 @@ def choose(
 ) -> tuple[Any, int]:
     """The model to serve with and its ``cpu_threads`` (DEFAULT or ONE): the cached choice
     when there is one, else both measured (``make(threads)`` loads a model, ``measure``
-    times it) and the choice remembered. Only the chosen model is kept."""
+    times it) and the choice remembered. One model in memory at a time (a large model
+    twice could exhaust a small machine): one thread is measured first and dropped, so
+    the default, kept when it wins (the common case on machines with real cores), is
+    loaded once. Errors of ``measure`` propagate; nothing is remembered then."""
     cached = cache.lookup(key)
     if cached is not None:
         return make(cached), cached
     log.info("measuring which CPU thread count decodes faster on this machine (once)")
-    # One model in memory at a time: a large model twice could exhaust a small machine.
-    default = measure(make(DEFAULT))
-    one_model = make(ONE)
-    one = measure(one_model)
+    one = measure(make(ONE))
+    release_free_heap()
+    default_model = make(DEFAULT)
+    default = measure(default_model)
     threads = pick(default, one)
     log.info(
         "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms)",
@@ -205,13 +243,14 @@ def choose(
         one.typical * 1000,
     )
     cache.store(key, threads, {"default": default, "one": one})
-    if threads == ONE:
-        return one_model, ONE
-    del one_model
-    return make(DEFAULT), DEFAULT
+    if threads == DEFAULT:
+        return default_model, DEFAULT
+    del default_model
+    release_free_heap()
+    return make(ONE), ONE
 
 
-def measure_whisper(model: Any) -> Timing:
+def measure_whisper(model: Any, beam_size: int = 5) -> Timing:
     """``probe`` for a faster-whisper ``WhisperModel``: its CTranslate2 model, with the
     start of an English transcript without timestamps as the prompt."""
     from faster_whisper.tokenizer import Tokenizer
@@ -221,13 +260,16 @@ def measure_whisper(model: Any) -> Timing:
         model.hf_tokenizer, multilingual, task="transcribe", language="en" if multilingual else None
     )
     prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-    return probe(model.model, prompt, tokenizer.eot, int(model.model.n_mels))
+    return probe(model.model, prompt, tokenizer.eot, int(model.model.n_mels), beam_size)
 
 
-def load_whisper(path: str, device: str, compute_type: str, cpu_threads: int) -> tuple[Any, int]:
+def load_whisper(
+    path: str, device: str, compute_type: str, cpu_threads: int, beam_size: int = 5
+) -> tuple[Any, int]:
     """A faster-whisper ``WhisperModel`` and the ``cpu_threads`` it runs with: as
     configured, or, for 0 (automatic) on a CPU with more than one core, the measured
-    choice (``choose``). Errors of loading propagate (RuntimeError, ValueError, OSError)."""
+    choice (``choose``). Errors of loading propagate (RuntimeError, ValueError, OSError);
+    a measurement that fails is logged and the default is used, unremembered."""
     from faster_whisper import WhisperModel
 
     def make(threads: int) -> Any:
@@ -241,4 +283,13 @@ def load_whisper(path: str, device: str, compute_type: str, cpu_threads: int) ->
 
     if cpu_threads != 0 or device != "cpu" or len(os.sched_getaffinity(0)) < 2:
         return make(cpu_threads), cpu_threads
-    return choose(ThreadCache(cache_dir()), machine_key(path, compute_type), make, measure_whisper)
+    try:
+        cache = ThreadCache(cache_dir())
+        key = machine_key(path, compute_type, beam_size)
+        return choose(cache, key, make, lambda model: measure_whisper(model, beam_size))
+    except (RuntimeError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # A model that loads but cannot be timed (or a home that cannot be found) must
+        # still serve: CTranslate2's own choice, as before the measurement existed.
+        log.warning("could not measure the CPU thread count (%s); using the default", exc)
+        release_free_heap()
+        return make(DEFAULT), DEFAULT
