@@ -119,6 +119,7 @@ STATUS_FIELDS = {
     "model_source",
     "device",
     "compute_type",
+    "cpu_threads",
     "load_seconds",
     "configured_model",
     "idle_timeout",

@@ -6,7 +6,6 @@ scheduler submits them), and the unit tests call them directly with a fake engin
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -66,8 +65,7 @@ def unload_model(engine: Unloadable) -> bool:
 
     was_loaded = engine.unload()
     release_file_decoder()  # the spare decoder process holds about 40 MB
-    gc.collect()  # the model object may sit in a reference cycle
-    release_free_heap()
+    release_free_heap()  # collects cycles first: the model object may sit in one
     return was_loaded
 
 

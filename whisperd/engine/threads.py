@@ -7,7 +7,7 @@ two threads made a beam-5 decoder step twice as slow (9.5 against 4.5 ms), and a
 piece (30 s window, 30-60 steps) 20-50 % slower; on a 2-core machine two threads were
 twice as fast for files (docs/benchmarks.md). No rule on the CPU's name predicts which, so
 whisperd measures it: the first time a model is loaded on a machine, it times the encoder
-and a decoder step with CTranslate2's default and with one thread, keeps the faster for a
+and a decoder step with one thread and with CTranslate2's default, keeps the faster for a
 typical decode, and remembers the choice in its cache directory (a few seconds, once).
 """
 
@@ -226,15 +226,16 @@ def choose(
     times it) and the choice remembered. One model in memory at a time (a large model
     twice could exhaust a small machine): one thread is measured first and dropped, so
     the default, kept when it wins (the common case on machines with real cores), is
-    loaded once. Errors of ``measure`` propagate; nothing is remembered then."""
+    loaded once. Errors of ``make`` (loading) propagate as they are, errors of ``measure``
+    as MeasureFailed; nothing is remembered then."""
     cached = cache.lookup(key)
     if cached is not None:
         return make(cached), cached
     log.info("measuring which CPU thread count decodes faster on this machine (once)")
-    one = measure(make(ONE))
+    one = _timed(measure, make(ONE))
     release_free_heap()
     default_model = make(DEFAULT)
-    default = measure(default_model)
+    default = _timed(measure, default_model)
     threads = pick(default, one)
     log.info(
         "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms)",
@@ -248,6 +249,18 @@ def choose(
     del default_model
     release_free_heap()
     return make(ONE), ONE
+
+
+class MeasureFailed(Exception):
+    """Timing a loaded model failed (the model itself loaded)."""
+
+
+def _timed(measure: Callable[[Any], Timing], model: Any) -> Timing:
+    try:
+        return measure(model)
+    except (RuntimeError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # the traceback (which holds the model) is not kept: it must be freed at once
+        raise MeasureFailed(str(exc)) from None
 
 
 def measure_whisper(model: Any, beam_size: int = 5) -> Timing:
@@ -283,13 +296,19 @@ def load_whisper(
 
     if cpu_threads != 0 or device != "cpu" or len(os.sched_getaffinity(0)) < 2:
         return make(cpu_threads), cpu_threads
+    # A model that loads but cannot be timed, or a home that cannot be found (Path.home()
+    # without HOME or a passwd entry), must still serve: CTranslate2's own choice, as
+    # before the measurement existed. A model that cannot be loaded fails at once.
     try:
         cache = ThreadCache(cache_dir())
         key = machine_key(path, compute_type, beam_size)
-        return choose(cache, key, make, lambda model: measure_whisper(model, beam_size))
-    except (RuntimeError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-        # A model that loads but cannot be timed (or a home that cannot be found) must
-        # still serve: CTranslate2's own choice, as before the measurement existed.
-        log.warning("could not measure the CPU thread count (%s); using the default", exc)
-        release_free_heap()
-        return make(DEFAULT), DEFAULT
+    except (RuntimeError, OSError) as exc:
+        reason = f"no cache directory: {exc}"
+    else:
+        try:
+            return choose(cache, key, make, lambda model: measure_whisper(model, beam_size))
+        except MeasureFailed as exc:
+            reason = str(exc)
+    log.warning("could not measure the CPU thread count (%s); using the default", reason)
+    release_free_heap()  # outside the except block: its traceback held the probed model
+    return make(DEFAULT), DEFAULT
