@@ -35,7 +35,7 @@ def test_pick_the_faster_for_a_typical_decode(default: Timing, one: Timing, chos
 
 
 class Loads:
-    """``make`` and ``measure`` doubles: which models were made, how many live at once."""
+    """``make`` and ``measure`` doubles: which models were made and which measured."""
 
     def __init__(self, timings: dict[int, Timing]) -> None:
         self.timings = timings
@@ -150,15 +150,7 @@ def test_cache_directory_systemd_first_then_xdg(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_explicit_threads_or_one_cpu_are_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[int] = []
-
-    class Model:
-        def __init__(self, path: str, **kwargs: Any) -> None:
-            made.append(kwargs["cpu_threads"])
-
-    import faster_whisper
-
-    monkeypatch.setattr(faster_whisper, "WhisperModel", Model)
+    loads = FakeWhispers(monkeypatch)
 
     def no_measuring(*args: Any) -> Any:
         raise AssertionError("measured")
@@ -168,7 +160,7 @@ def test_explicit_threads_or_one_cpu_are_not_measured(monkeypatch: pytest.Monkey
     assert threads.load_whisper("/m", "cuda", "float16", 0)[1] == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert threads.load_whisper("/m", "cpu", "int8", 0)[1] == 0
-    assert made == [2, 0, 0]
+    assert loads.made == [2, 0, 0]
 
 
 @pytest.mark.parametrize(
@@ -230,7 +222,7 @@ def test_probe_times_the_encoder_and_one_step() -> None:
 def test_a_failing_measurement_serves_the_default_unremembered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    made = _fake_whisper(monkeypatch)
+    loads = FakeWhispers(monkeypatch)
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
 
     def failing(model: Any, beam_size: int = 5) -> Timing:
@@ -238,27 +230,37 @@ def test_a_failing_measurement_serves_the_default_unremembered(
 
     monkeypatch.setattr(threads, "measure_whisper", failing)
     model, count = threads.load_whisper("/m", "cpu", "int8", 0)
-    assert count == DEFAULT and made == [ONE, DEFAULT]
+    assert count == DEFAULT and loads.made == [ONE, DEFAULT]
     assert "could not measure the CPU thread count (probe broke)" in caplog.text
     assert not (tmp_path / threads.CACHE_NAME).exists()
 
 
-def _fake_whisper(monkeypatch: pytest.MonkeyPatch, fail_loading: bool = False) -> list[int]:
-    """faster_whisper.WhisperModel doubled: the thread counts loaded, in order."""
-    made: list[int] = []
+class FakeWhispers:
+    """faster_whisper.WhisperModel doubled: the thread counts loaded, in order, and the
+    most instances alive at once (weak references: a dropped model is gone)."""
 
-    class Model:
-        def __init__(self, path: str, **kwargs: Any) -> None:
-            made.append(kwargs["cpu_threads"])
-            if fail_loading:
-                raise RuntimeError("Unable to open file 'model.bin'")
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_loading: bool = False) -> None:
+        import weakref
 
-    import faster_whisper
+        import faster_whisper
 
-    monkeypatch.setattr(faster_whisper, "WhisperModel", Model)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(threads, "machine_key", lambda *args: KEY)
-    return made
+        self.made: list[int] = []
+        self.most_alive = 0
+        alive: list[weakref.ref[Any]] = []
+        recorder = self
+
+        class Model:
+            def __init__(self, path: str, **kwargs: Any) -> None:
+                recorder.made.append(kwargs["cpu_threads"])
+                if fail_loading:
+                    raise RuntimeError("Unable to open file 'model.bin'")
+                living = sum(ref() is not None for ref in alive) + 1
+                recorder.most_alive = max(recorder.most_alive, living)
+                alive.append(weakref.ref(self))
+
+        monkeypatch.setattr(faster_whisper, "WhisperModel", Model)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+        monkeypatch.setattr(threads, "machine_key", lambda *args: KEY)
 
 
 def test_a_model_that_cannot_load_fails_at_once(
@@ -266,23 +268,23 @@ def test_a_model_that_cannot_load_fails_at_once(
 ) -> None:
     """A broken model is reported as such, after one attempt: not as a failed
     measurement followed by a second load."""
-    made = _fake_whisper(monkeypatch, fail_loading=True)
+    loads = FakeWhispers(monkeypatch, fail_loading=True)
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
     with pytest.raises(RuntimeError, match="model.bin"):
         threads.load_whisper("/m", "cpu", "int8", 0)
-    assert made == [ONE] and "could not measure" not in caplog.text
+    assert loads.made == [ONE] and "could not measure" not in caplog.text
 
 
 def test_no_home_serves_the_default(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    made = _fake_whisper(monkeypatch)
+    loads = FakeWhispers(monkeypatch)
 
     def homeless() -> Path:
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.setattr(threads, "cache_dir", homeless)
-    assert threads.load_whisper("/m", "cpu", "int8", 0)[1] == DEFAULT and made == [DEFAULT]
+    assert threads.load_whisper("/m", "cpu", "int8", 0)[1] == DEFAULT and loads.made == [DEFAULT]
     assert "no cache directory: Could not determine home directory." in caplog.text
 
 
@@ -291,21 +293,7 @@ def test_a_failed_measurement_frees_its_model_before_the_next_load(
 ) -> None:
     """One model in memory at a time, on the failure path too: the probed model is not
     kept alive by the error's traceback while the default loads."""
-    import weakref
-
-    alive: list[weakref.ref[Any]] = []
-    most = [0]
-
-    class Model:
-        def __init__(self, path: str, **kwargs: Any) -> None:
-            most[0] = max(most[0], sum(ref() is not None for ref in alive) + 1)
-            alive.append(weakref.ref(self))
-
-    import faster_whisper
-
-    monkeypatch.setattr(faster_whisper, "WhisperModel", Model)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(threads, "machine_key", lambda *args: KEY)
+    loads = FakeWhispers(monkeypatch)
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
     calls = [0]
 
@@ -317,4 +305,4 @@ def test_a_failed_measurement_frees_its_model_before_the_next_load(
 
     monkeypatch.setattr(threads, "measure_whisper", second_fails)
     model, count = threads.load_whisper("/m", "cpu", "int8", 0)
-    assert count == DEFAULT and len(alive) == 3 and most[0] == 1
+    assert count == DEFAULT and len(loads.made) == 3 and loads.most_alive == 1
