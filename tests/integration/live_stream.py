@@ -101,7 +101,11 @@ def check_pieces(run: LiveRun) -> None:
 
 
 async def stream_virtual(
-    scheduler: Any, audio: np.ndarray[Any, Any], options: dict[str, Any], lag: float = 0.0
+    scheduler: Any,
+    audio: np.ndarray[Any, Any],
+    options: dict[str, Any],
+    lag: float = 0.0,
+    pieces: list[str] | None = None,
 ) -> str:
     """A stream through the daemon's real ``Scheduler`` (and its engine), in process and in
     *virtual time*: after each 20 ms block it waits until the worker is idle, so every
@@ -111,7 +115,7 @@ async def stream_virtual(
     decode). ``lag``: seconds of audio that arrive while each draft or window decodes, as
     on a machine that takes that long (or a client that sends faster than real time),
     still the same on every run. Returns the result's text; a live stream's commit
-    events must join into it."""
+    events must join into it (their texts are added to ``pieces``, if given)."""
     import asyncio
 
     from whisperd.protocol import PcmFormat, ResultReply, Transcribe
@@ -152,4 +156,6 @@ async def stream_virtual(
     if options.get("live"):
         commits = [r.text for r in replies if getattr(r, "TYPE", "") == "commit"]
         assert " ".join(t for t in commits if t) == result.result["text"]
+        if pieces is not None:
+            pieces.extend(commits)
     return str(result.result["text"])

@@ -130,10 +130,9 @@ def decode_piece(
     if prompt:
         options["initial_prompt"] = prompt
     duration = (end - start) / rate
-    # A forced prefix drops the hotwords (as in faster-whisper): the vocabulary would only
-    # cost a second, identical decode.
-    wide_options = {k: v for k, v in options.items() if k != "vocabulary"}
-    wide_options.update(prefix=prefix, fast_short_audio=final_unpadded)
+    # The vocabulary stays: with a forced prefix the engine puts its entries in the
+    # prompt before the earlier text (``hotwords_in_prompt``), where hotwords would go.
+    wide_options = {**options, "prefix": prefix, "fast_short_audio": final_unpadded}
     # With timestamps first (as a file request decodes); when the model closes its
     # segment right after the prefix, again without them: then it goes on from the prefix
     # ("... this software, and associated documentation files") where the piece decoded

@@ -33,6 +33,12 @@ from whisperd.engine.result import (
     word,
 )
 from whisperd.engine.samples import SAMPLE_RATE, duration_of
+from whisperd.engine.vocabulary import (
+    hotwords_in_prompt,
+    hotwords_of,
+    newly_heard,
+    vocabulary_options,
+)
 
 if TYPE_CHECKING:
     from whisperd.engine.model import FastPathModel
@@ -127,6 +133,12 @@ class Engine:
         if not vocabulary:
             return self._transcribe_once(audio, options, on_segment, cancelled, offset)
         plain = {name: value for name, value in options.items() if name != "vocabulary"}
+        if not options.get("prefix"):
+            # The entries reach the model only when the first decode heard something like
+            # them, and the unpadded window hears rare words worse: "comp view i" where
+            # the 30 s window heard "comfy eye" (ComfyUI, on an AVX2 machine). A live
+            # piece with context keeps its window (its context carries it).
+            plain["fast_short_audio"] = False
         first = self._transcribe_once(audio, plain, None, cancelled, offset)
         return self._with_vocabulary(audio, first, vocabulary, plain, on_segment, cancelled, offset)
 
@@ -144,7 +156,7 @@ class Engine:
         entries that sound like something in it."""
         from whisperd.engine.vocabulary import plausible_entries
 
-        chosen = plausible_entries(first.text, vocabulary)
+        chosen = plausible_entries(newly_heard(first.text, plain), vocabulary)
         if not chosen or (cancelled is not None and cancelled()):
             for item in first.segments:
                 if on_segment is not None:
@@ -164,6 +176,7 @@ class Engine:
     ) -> Transcription:
         """One decode with ``options`` (hotwords from its ``vocabulary``, if any)."""
         duration = duration_of(audio.size)
+        options = hotwords_in_prompt(options)
         skipped = self.prefilter(audio)
         if skipped is not None:
             return Transcription("", [], options.get("language") or "", duration, skipped)
@@ -346,25 +359,6 @@ def timed_words(decoded: Iterable[Any] | None, offset: float) -> list[Word]:
         for item in decoded or ()
         if str(item.word).strip()
     ]
-
-
-def hotwords_of(options: dict[str, Any]) -> str | None:
-    """The ``vocabulary`` of one decode as faster-whisper's ``hotwords``, None when empty.
-
-    Hotwords, not the initial prompt: the same text on one window (bench/vocabulary.py),
-    but repeated in every window of a long file, and beside the earlier text a stream is
-    conditioned on (``initial_prompt``) rather than in its place (docs/text.md).
-    """
-    from whisperd.engine.vocabulary import hotwords_text
-
-    return hotwords_text(options.get("vocabulary") or [])
-
-
-def vocabulary_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``hotwords`` for ``WhisperModel.transcribe`` only when there is a vocabulary, so
-    that a request without one makes exactly the call it made before."""
-    hotwords = hotwords_of(options)
-    return {} if hotwords is None else {"hotwords": hotwords}
 
 
 def _rms(audio: Samples) -> float:

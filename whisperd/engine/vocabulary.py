@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
+from typing import Any
 
 SPELLING = 0.8
 """Letters alike enough on their own ("graphana" / "Grafana" 0.8, "postgres" /
@@ -36,6 +37,48 @@ def hotwords_text(entries: Sequence[str]) -> str | None:
     """Entries as faster-whisper's ``hotwords`` text ("ComfyUI, Siobhan"), None when empty."""
     text = ", ".join(entry.strip() for entry in entries if entry.strip())
     return text or None
+
+
+def hotwords_of(options: dict[str, Any]) -> str | None:
+    """The ``vocabulary`` of one decode as faster-whisper's ``hotwords``, None when empty.
+
+    Hotwords, not the initial prompt: the same text on one window (bench/vocabulary.py),
+    but repeated in every window of a long file, and beside the earlier text a stream is
+    conditioned on (``initial_prompt``) rather than in its place (docs/text.md).
+    """
+    return hotwords_text(options.get("vocabulary") or [])
+
+
+def hotwords_in_prompt(options: dict[str, Any]) -> dict[str, Any]:
+    """A decode with a forced ``prefix`` (a live piece with its context) and a
+    vocabulary: the entries go first in the ``initial_prompt``, before the earlier text.
+
+    faster-whisper gives the model no hotwords when a prefix is forced, so without this
+    a live dictation heard its vocabulary in its first piece only ("comfy eye" for
+    "ComfyUI" in every later one). Hotwords sit in that same place of the prompt
+    (``get_prompt``: the previous-text slot, hotwords first), so the model is told the
+    same thing."""
+    hotwords = hotwords_of(options)
+    if hotwords is None or not options.get("prefix"):
+        return options
+    earlier = str(options.get("initial_prompt") or "").strip()
+    rest = {name: value for name, value in options.items() if name != "vocabulary"}
+    return {**rest, "initial_prompt": f"{hotwords} {earlier}" if earlier else hotwords}
+
+
+def newly_heard(text: str, options: dict[str, Any]) -> str:
+    """``text`` without the forced ``prefix`` it begins with: a vocabulary entry that
+    sounds like a word of the context (committed already) is no reason to decode again."""
+    prefix = str(options.get("prefix") or "").strip()
+    heard = text.strip()
+    return heard[len(prefix) :] if prefix and heard.startswith(prefix) else heard
+
+
+def vocabulary_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``hotwords`` for ``WhisperModel.transcribe`` only when there is a vocabulary, so
+    that a request without one makes exactly the call it made before."""
+    hotwords = hotwords_of(options)
+    return {} if hotwords is None else {"hotwords": hotwords}
 
 
 def plausible_entries(heard: str, vocabulary: Sequence[str]) -> list[str]:

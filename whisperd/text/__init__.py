@@ -3,7 +3,7 @@ and a post-processing hook, shared by whisperctl and whisperd-keys (docs/text.md
 
 Pure text in, text or keyboard actions out; nothing here imports numpy or the model.
 The vocabulary (words the model should expect) is a request option the daemon passes to
-the model (``whisperd.engine.core.hotwords_of``), not a text rule.
+the model (``whisperd.engine.vocabulary.hotwords_of``), not a text rule.
 """
 
 from __future__ import annotations

@@ -163,12 +163,14 @@ def test_a_final_piece_without_context_keeps_the_requests_own_path() -> None:
     assert "fast_short_audio" not in options  # the 30 s window, as a file request
 
 
-def test_the_vocabulary_is_not_sent_with_a_forced_prefix() -> None:
-    # faster-whisper drops the hotwords when a prefix is forced: the vocabulary would only
-    # cost a second decode. The piece decoded alone keeps it.
+def test_the_vocabulary_goes_with_every_decode_of_a_piece() -> None:
+    # faster-whisper drops the hotwords when a prefix is forced; the engine then puts the
+    # entries in the prompt (vocabulary.hotwords_in_prompt). Before, the pieces decoded
+    # with context went without it, and later pieces never heard the vocabulary.
     engine = PrefixEngine("", speech=True)
     decode(engine, live_job(PIECES), options={"vocabulary": ["ComfyUI"]})
-    assert ["vocabulary" in o for _, _, o in engine.calls] == [False, False, True]
+    assert [o.get("vocabulary") for _, _, o in engine.calls] == [["ComfyUI"]] * 3
+    assert [bool(o.get("prefix")) for _, _, o in engine.calls] == [True, True, False]
 
 
 def test_a_cancelled_piece_is_not_decoded_again() -> None:

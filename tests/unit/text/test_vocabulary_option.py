@@ -10,8 +10,14 @@ import pytest
 
 from whisperd.config import DaemonConfig
 from whisperd.engine import Engine
-from whisperd.engine.core import hotwords_of, vocabulary_options
-from whisperd.engine.vocabulary import MAX_CHOSEN, plausible_entries
+from whisperd.engine.vocabulary import (
+    MAX_CHOSEN,
+    hotwords_in_prompt,
+    hotwords_of,
+    newly_heard,
+    plausible_entries,
+    vocabulary_options,
+)
 from whisperd.protocol import (
     MAX_VOCABULARY_ENTRIES,
     MAX_VOCABULARY_ENTRY_CHARS,
@@ -160,3 +166,28 @@ def test_ordinary_sentences_match_nothing_of_the_50_entry_list() -> None:
     assert plausible_entries(" ".join(SENTENCES[:40]), list(VOCABULARY_50)) == []
     heard = "go to comfy eye. " + " ".join(SENTENCES[:40])
     assert plausible_entries(heard, list(VOCABULARY_50)) == ["ComfyUI"]
+
+
+def test_with_a_forced_prefix_the_entries_go_first_in_the_prompt() -> None:
+    """faster-whisper drops the hotwords when a prefix is forced (a live piece decoded
+    with its context): the entries then lead the initial prompt, before the earlier text,
+    where the hotwords would have been."""
+    live = {"prefix": "And so my fellow Americans", "initial_prompt": "Earlier words."}
+    moved = hotwords_in_prompt({**live, "vocabulary": ["ComfyUI", "Siobhan"]})
+    assert moved == {**live, "initial_prompt": "ComfyUI, Siobhan Earlier words."}
+    assert hotwords_in_prompt({"prefix": "Hello", "vocabulary": ["ComfyUI"]}) == {
+        "prefix": "Hello",
+        "initial_prompt": "ComfyUI",
+    }
+    # Without a prefix (hotwords work) or without entries, the options are left alone.
+    for options in ({"vocabulary": ["ComfyUI"]}, {**live, "vocabulary": []}, live):
+        assert hotwords_in_prompt(options) == options
+
+
+def test_an_entry_like_a_word_of_the_context_is_not_heard_again() -> None:
+    options = {"prefix": "Open the comfy eye folder."}
+    heard = "Open the comfy eye folder. Then close it."
+    assert newly_heard(heard, options) == " Then close it."
+    assert newly_heard(heard, {}) == heard
+    # A decode that did not reproduce its prefix is judged whole.
+    assert newly_heard("Something else.", options) == "Something else."
