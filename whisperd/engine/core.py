@@ -37,6 +37,7 @@ from whisperd.engine.vocabulary import (
     hotwords_in_prompt,
     hotwords_of,
     newly_heard,
+    plausible_entries,
     vocabulary_options,
 )
 
@@ -133,12 +134,6 @@ class Engine:
         if not vocabulary:
             return self._transcribe_once(audio, options, on_segment, cancelled, offset)
         plain = {name: value for name, value in options.items() if name != "vocabulary"}
-        if not options.get("prefix"):
-            # The entries reach the model only when the first decode heard something like
-            # them, and the unpadded window hears rare words worse: "comp view i" where
-            # the 30 s window heard "comfy eye" (ComfyUI, on an AVX2 machine). A live
-            # piece with context keeps its window (its context carries it).
-            plain["fast_short_audio"] = False
         first = self._transcribe_once(audio, plain, None, cancelled, offset)
         return self._with_vocabulary(audio, first, vocabulary, plain, on_segment, cancelled, offset)
 
@@ -153,18 +148,23 @@ class Engine:
         offset: float = 0.0,
     ) -> Transcription:
         """``first`` (decoded without the vocabulary), or the audio decoded again with the
-        entries that sound like something in it."""
-        from whisperd.engine.vocabulary import plausible_entries
-
-        chosen = plausible_entries(newly_heard(first.text, plain), vocabulary)
-        if not chosen or (cancelled is not None and cancelled()):
-            for item in first.segments:
-                if on_segment is not None:
-                    on_segment(item)
-            return first
-        log.debug("vocabulary: %d of %d entries plausible", len(chosen), len(vocabulary))
-        options = {**plain, "vocabulary": chosen}
-        return self._transcribe_once(audio, options, on_segment, cancelled, offset)
+        entries that sound like something in its new words (after a forced prefix)."""
+        heard = newly_heard(first.text, plain)
+        chosen = plausible_entries(heard, vocabulary)
+        answer = first
+        if chosen and not (cancelled is not None and cancelled()):
+            log.debug("vocabulary: %d of %d entries plausible", len(chosen), len(vocabulary))
+            again = {**plain, "vocabulary": chosen}
+            second = self._transcribe_once(audio, again, None, cancelled, offset)
+            # With a forced prefix the entries in the prompt may make the model close
+            # its segment right after the prefix: then the words first heard stand
+            # (decode_piece would otherwise decode the piece again, twice).
+            if newly_heard(second.text, plain).strip() or not heard.strip():
+                answer = second
+        for item in answer.segments:
+            if on_segment is not None:
+                on_segment(item)
+        return answer
 
     def _transcribe_once(
         self,
@@ -174,7 +174,8 @@ class Engine:
         cancelled: Callable[[], bool] | None = None,
         offset: float = 0.0,
     ) -> Transcription:
-        """One decode with ``options`` (hotwords from its ``vocabulary``, if any)."""
+        """One decode with ``options``: hotwords from its ``vocabulary``, if any (with a
+        forced prefix, the entries lead the initial prompt: ``hotwords_in_prompt``)."""
         duration = duration_of(audio.size)
         options = hotwords_in_prompt(options)
         skipped = self.prefilter(audio)

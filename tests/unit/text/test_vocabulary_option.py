@@ -12,6 +12,7 @@ from whisperd.config import DaemonConfig
 from whisperd.engine import Engine
 from whisperd.engine.vocabulary import (
     MAX_CHOSEN,
+    PROMPT_BUDGET_CHARS,
     hotwords_in_prompt,
     hotwords_of,
     newly_heard,
@@ -173,15 +174,18 @@ def test_with_a_forced_prefix_the_entries_go_first_in_the_prompt() -> None:
     with its context): the entries then lead the initial prompt, before the earlier text,
     where the hotwords would have been."""
     live = {"prefix": "And so my fellow Americans", "initial_prompt": "Earlier words."}
-    moved = hotwords_in_prompt({**live, "vocabulary": ["ComfyUI", "Siobhan"]})
-    assert moved == {**live, "initial_prompt": "ComfyUI, Siobhan Earlier words."}
-    assert hotwords_in_prompt({"prefix": "Hello", "vocabulary": ["ComfyUI"]}) == {
-        "prefix": "Hello",
-        "initial_prompt": "ComfyUI",
-    }
-    # Without a prefix (hotwords work) or without entries, the options are left alone.
-    for options in ({"vocabulary": ["ComfyUI"]}, {**live, "vocabulary": []}, live):
-        assert hotwords_in_prompt(options) == options
+    entries = {"vocabulary": ["ComfyUI", "Siobhan"]}
+    moved = hotwords_in_prompt({**live, **entries})
+    assert moved == {**live, **entries, "initial_prompt": "ComfyUI, Siobhan Earlier words."}
+    alone = {"prefix": "Hello", "vocabulary": ["ComfyUI"]}
+    assert hotwords_in_prompt(alone) == {**alone, "initial_prompt": "ComfyUI"}
+    # faster-whisper keeps 223 tokens of it: the earlier text gives way, never an entry.
+    cut = hotwords_in_prompt({**alone, "initial_prompt": "word " * 200})
+    assert cut["initial_prompt"].startswith("ComfyUI word")
+    assert len(cut["initial_prompt"]) <= PROMPT_BUDGET_CHARS
+    many = ["x" * 64] * 8
+    full = hotwords_in_prompt({**live, "vocabulary": many})
+    assert full["initial_prompt"] == ", ".join(many)
 
 
 def test_an_entry_like_a_word_of_the_context_is_not_heard_again() -> None:
@@ -191,3 +195,53 @@ def test_an_entry_like_a_word_of_the_context_is_not_heard_again() -> None:
     assert newly_heard(heard, {}) == heard
     # A decode that did not reproduce its prefix is judged whole.
     assert newly_heard("Something else.", options) == "Something else."
+
+
+class EchoingPrefix(FakeWhisper):
+    """As faster-whisper with a forced prefix: the prefix, then what the piece says
+    ("ComfyUI" when the entries are in the prompt, where ``hotwords_in_prompt`` puts them);
+    ``stop_after_prefix``: with the entries in the prompt the model closes its segment
+    right after the prefix."""
+
+    def __init__(self, heard: str = " go into your comfy eye folder", stop: bool = False):
+        super().__init__()
+        self.heard, self.stop = heard, stop
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> tuple[Any, Any]:
+        self.calls.append(kwargs)
+        told = "ComfyUI" in (kwargs.get("initial_prompt") or "")
+        new = (
+            ""
+            if told and self.stop
+            else self.heard.replace("comfy eye", "ComfyUI")
+            if told
+            else self.heard
+        )
+        segment = SimpleNamespace(start=0.0, end=2.0, text=str(kwargs["prefix"]) + new)
+        return iter([segment]), SimpleNamespace(language="en")
+
+
+LIVE_PIECE = {"prefix": "Then you", "initial_prompt": "Earlier.", "vocabulary": ["ComfyUI"]}
+
+
+def test_a_piece_with_context_is_decoded_again_with_the_entries_in_its_prompt() -> None:
+    model = EchoingPrefix()
+    result = engine_with(model).transcribe(speech(), LIVE_PIECE)
+    assert result.text == "Then you go into your ComfyUI folder"
+    assert [call.get("initial_prompt") for call in model.calls] == ["Earlier.", "ComfyUI Earlier."]
+    assert all(call["prefix"] == "Then you" for call in model.calls)
+
+
+def test_a_look_alike_in_the_context_alone_costs_no_second_decode() -> None:
+    model = EchoingPrefix(heard=" and close it")
+    piece = {**LIVE_PIECE, "prefix": "Open the comfy eye folder"}
+    result = engine_with(model).transcribe(speech(), piece)
+    assert result.text == "Open the comfy eye folder and close it"
+    assert len(model.calls) == 1
+
+
+def test_entries_that_stop_the_model_after_the_prefix_leave_the_first_words() -> None:
+    model = EchoingPrefix(stop=True)
+    result = engine_with(model).transcribe(speech(), LIVE_PIECE)
+    assert result.text == "Then you go into your comfy eye folder"
+    assert len(model.calls) == 2
