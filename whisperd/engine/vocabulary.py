@@ -49,6 +49,11 @@ def hotwords_of(options: dict[str, Any]) -> str | None:
     return hotwords_text(options.get("vocabulary") or [])
 
 
+PROMPT_BUDGET_CHARS = 400
+"""Entries and earlier text within faster-whisper's 223 previous-text tokens: 8 entries
+of 64 unusual characters measured 282 tokens, 200 characters of earlier text about 49."""
+
+
 def hotwords_in_prompt(options: dict[str, Any]) -> dict[str, Any]:
     """A decode with a forced ``prefix`` (a live piece with its context) and a
     vocabulary: the entries go first in the ``initial_prompt``, before the earlier text.
@@ -71,11 +76,6 @@ def hotwords_in_prompt(options: dict[str, Any]) -> dict[str, Any]:
     # The vocabulary stays: a decode longer than one window has no prefix after the
     # first, and there faster-whisper gives the entries as hotwords again.
     return {**options, "initial_prompt": f"{hotwords} {earlier}" if earlier else hotwords}
-
-
-PROMPT_BUDGET_CHARS = 400
-"""Entries and earlier text within faster-whisper's 223 previous-text tokens: 8 entries
-of 64 unusual characters measured 282 tokens, 200 characters of earlier text about 49."""
 
 
 def newly_heard(text: str, options: dict[str, Any]) -> str:
