@@ -47,12 +47,15 @@ def dictate(daemon: RunningDaemon, path: Path) -> list[str]:
 
 
 def check_shaped(text: str, heard_as: object) -> None:
-    """ "Hello, world" Enter "Bye.": the marks and the line break, the words loosely."""
+    """ "Hello, world" Enter "Bye.": the marks and the line break, the words loosely.
+    The model punctuates on its own where espeak-ng pauses ("Bye, dear." on one AVX2
+    CPU), so a comma it adds is not counted: the command's comma must be in the first
+    line, and no line may end on one."""
     why = f"typed {text!r} for the model's {heard_as!r}"
     first, newline, second = text.partition("\n")
     assert newline, why
-    assert first.count(",") == 1 and not first.rstrip().endswith(","), why
-    assert second.rstrip().endswith(".") and "," not in second, why
+    assert "," in first and not first.rstrip().endswith(","), why
+    assert second.rstrip().endswith(".") and not second.rstrip().endswith(",."), why
     assert not COMMAND_WORDS & set(words(text)), why
     said = words(text)
     assert "world" in said and said.index("world") < len(words(first)), why

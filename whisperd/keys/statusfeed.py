@@ -40,12 +40,15 @@ class StatusFeed:
         self._lock = threading.Lock()
 
     def apply(self, event: Event) -> None:
-        """From any thread."""
+        """From any thread. Listeners are told under the lock: told after it, a status
+        decided first could reach followers last (a commit's ``recording`` after the
+        stop's ``transcribing``, seen in the VM). They must not block (the control
+        server's ``publish`` only schedules the broadcast on its loop)."""
         with self._lock:
             status = self.machine.apply(event, self.wall())
-        if status is not None:
-            for listener in self.listeners:
-                listener(status)
+            if status is not None:
+                for listener in self.listeners:
+                    listener(status)
 
     def tick(self) -> None:
         self.apply(Tick())
