@@ -211,3 +211,26 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
     yield running
     stop_daemon(running)
     assert running.process.returncode == 0, running.log()
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k chose: only a clean root that runs counts
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The unit and integration tests are left to the clean root when it runs them on
+    exactly this checkout (tests/system/cleanroot.py says when)."""
+    from tests.system.cleanroot import host_suite_left_to_clean_root
+
+    if not any(item.nodeid.startswith("tests/system/test_clean_root.py") for item in items):
+        return
+    reason = host_suite_left_to_clean_root()
+    if reason is None:
+        return
+    left = [item for item in items if item.get_closest_marker("system") is None]
+    if not left:
+        return
+    items[:] = [item for item in items if item.get_closest_marker("system") is not None]
+    config.hook.pytest_deselected(items=left)
+    from tests.system.conftest import SUMMARY_LINES
+
+    SUMMARY_LINES.insert(
+        0, f"unit and integration tests ({len(left)}) not run on this host: {reason}"
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from .cleanroot import missing_tools, why_clean_root_skips
 from .conftest import HERE, REPO, SUMMARY_LINES, unavailable
 
 CACHE = Path(os.environ.get("WHISPERD_SYSTEST_CACHE", "/var/cache/whisperd-systest"))
@@ -36,11 +37,10 @@ class CleanRootRun:
 
 @pytest.fixture(scope="session")
 def clean_root() -> CleanRootRun:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: debootstrap, an overlay mount, chroot")
-    if os.environ.get("WHISPERD_SKIP_CLEAN_ROOT"):
-        pytest.skip("WHISPERD_SKIP_CLEAN_ROOT is set (the clean root takes ~15 min)")
-    missing = [t for t in ("debootstrap", "unshare", "chroot", "git") if not shutil.which(t)]
+    skip = why_clean_root_skips()
+    if skip:
+        pytest.skip(skip)
+    missing = missing_tools()
     if missing:
         unavailable(f"missing {', '.join(missing)}: run tests/system/setup.sh")
     if not (REPO / ".git").exists():
@@ -90,4 +90,7 @@ def test_clean_root(clean_root: CleanRootRun, step: str) -> None:
     if status != 0:
         section = clean_root.log.split(f"==== {step}:")[-1]
         tail = "\n".join(section.splitlines()[-120:])
-        pytest.fail(f"{step} exited {status} after {seconds} s in the clean root:\n{tail}")
+        # The unit and integration tests run there only (cleanroot.py): name each failure.
+        failed = re.findall(r"^(?:FAILED|ERROR) .*$", section, re.M)
+        named = "".join(f"in the clean root: {line}\n" for line in failed)
+        pytest.fail(f"{named}{step} exited {status} after {seconds} s in the clean root:\n{tail}")
