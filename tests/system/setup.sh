@@ -6,6 +6,7 @@
 #     PyPI packages compiled at build time, Debian's python3-systemd / python3-evdev, lintian
 #   - the VM and the clean root: qemu-system-x86, debootstrap, e2fsprogs, git (the clone)
 #   - speech: sox, espeak-ng
+#   - curl: the HTTP front's test speaks to it as a third-party client
 # Works on a machine that has never heard of these packages (dpkg-query fails for a package
 # it does not know: that is "missing", not an error).
 set -euo pipefail
@@ -14,7 +15,7 @@ PKGS=(
   dpkg-dev debhelper fakeroot build-essential python3 python3-venv python3-dev pkg-config
   libudev-dev libxkbcommon-dev python3-systemd python3-evdev ca-certificates lintian help2man
   qemu-system-x86 qemu-utils debootstrap e2fsprogs git
-  sox libsox-fmt-all espeak-ng
+  sox libsox-fmt-all espeak-ng curl
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 missing=()

@@ -78,6 +78,9 @@ def clean_root() -> CleanRootRun:
     )
     summary = re.findall(r"^=+ .*(?:passed|failed|error).* in [\d.]+s.*$", log, re.M)
     SUMMARY_LINES.extend(f"  {line}" for line in summary[-1:])
+    # The unit and integration tests run there only: what they skipped is shown here.
+    skipped = re.findall(r"^SKIPPED .*$", log, re.M)
+    SUMMARY_LINES.extend(f"  in the clean root: {line}" for line in skipped)
     return CleanRootRun(log, steps)
 
 

@@ -40,15 +40,19 @@ class StatusFeed:
         self._lock = threading.Lock()
 
     def apply(self, event: Event) -> None:
-        """From any thread. Listeners are told under the lock: told after it, a status
-        decided first could reach followers last (a commit's ``recording`` after the
-        stop's ``transcribing``, seen in the VM). They must not block (the control
-        server's ``publish`` only schedules the broadcast on its loop)."""
+        """From any thread."""
         with self._lock:
-            status = self.machine.apply(event, self.wall())
-            if status is not None:
-                for listener in self.listeners:
-                    listener(status)
+            self._apply_locked(event)
+
+    def _apply_locked(self, event: Event) -> None:
+        """Listeners are told under the lock: told after it, a status decided first could
+        reach followers last (a commit's ``recording`` after the stop's ``transcribing``,
+        seen in the VM). So a listener must not block, nor call back into the feed (the
+        control server's ``publish`` only schedules the broadcast on its loop)."""
+        status = self.machine.apply(event, self.wall())
+        if status is not None:
+            for listener in self.listeners:
+                listener(status)
 
     def tick(self) -> None:
         self.apply(Tick())
@@ -64,16 +68,14 @@ class StatusFeed:
     # -- the daemon (may block up to a couple of seconds: not from the main loop) ------
     def look_at_daemon(self) -> None:
         probe = self.probe(self.socket_path)
-        with self._lock:
-            seen = self.tracker.observe(probe)
-        self.apply(seen)
+        with self._lock:  # one section: the tracker and the machine see probes in one order
+            self._apply_locked(self.tracker.observe(probe))
 
     def dictation_answered(self) -> None:
         """whisperd returned a dictation's result: its model is loaded now."""
         probe = self.probe(self.socket_path)
         with self._lock:
-            seen = self.tracker.dictation_answered(probe)
-        self.apply(seen)
+            self._apply_locked(self.tracker.dictation_answered(probe))
 
     def watch_daemon(self, stop: threading.Event, wanted: Callable[[], bool]) -> threading.Thread:
         """A thread that looks at whisperd once now, then every PROBE_SECONDS while

@@ -19,15 +19,15 @@ class PausingLock:
         self.lock = threading.Lock()
         self.pause_thread: threading.Thread | None = None
         self.other_done = threading.Event()
-        self.paused = False
+        self.paused = threading.Event()
 
     def __enter__(self) -> None:
         self.lock.acquire()
 
     def __exit__(self, *exc: Any) -> None:
         self.lock.release()
-        if threading.current_thread() is self.pause_thread and not self.paused:
-            self.paused = True
+        if threading.current_thread() is self.pause_thread and not self.paused.is_set():
+            self.paused.set()
             assert self.other_done.wait(5), "the other thread never ran"
 
 
@@ -48,8 +48,8 @@ def test_statuses_reach_followers_in_the_order_the_machine_decided() -> None:
         target=lambda: (feed.apply(RecordingStopped()), lock.other_done.set())
     )
     reader_thread.start()
-    while not lock.paused:  # the reader has decided its status and let go of the lock
-        threading.Event().wait(0.001)
+    # the reader has decided its status and let go of the lock
+    assert lock.paused.wait(5), "the reader never let go of the feed's lock"
     stopper.start()
     stopper.join(5)
     reader_thread.join(5)
