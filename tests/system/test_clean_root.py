@@ -54,6 +54,9 @@ def clean_root() -> CleanRootRun:
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="clean-root.", dir=CACHE))
     log_path = CACHE / "last-clean-root.log"
+    # A new file, not the old one truncated: a root of an interrupted run whose processes
+    # still write to the old file (seen once) cannot then mix its lines into this log.
+    log_path.unlink(missing_ok=True)
     try:
         with open(log_path, "w") as log_file:
             subprocess.run(
