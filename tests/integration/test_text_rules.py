@@ -124,10 +124,17 @@ def test_whisperctl_runs_the_hook(daemon: RunningDaemon, spoken: Path, tmp_path:
 
 
 def test_whisperd_keys_types_the_rules_with_the_real_daemon(
-    daemon: RunningDaemon, spoken: Path
+    daemon: RunningDaemon, spoken: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The service of whisperd-keys (microphone and keyboards doubled): its live stream
-    to the real daemon, the [text] rules on each committed piece, the typed keys."""
+    to the real daemon, the [text] rules on each committed piece, the typed keys.
+
+    All the audio arrives at once, so where the daemon cuts pieces depends on how fast it
+    decodes, and so does what the model hears at a cut ("new light" for "new line" once on
+    a loaded AVX2 machine). So the keys typed are compared with the rules applied to the
+    pieces the daemon committed in this run (two paths, one machine); the marks from the
+    model's words are checked by the other tests here, on paths that do not depend on
+    timing."""
     pytest.importorskip("evdev")
     from evdev import ecodes
 
@@ -135,10 +142,21 @@ def test_whisperd_keys_types_the_rules_with_the_real_daemon(
     from whisperd.keys.config import KeysConfig
     from whisperd.keys.layout import CharMap, LayoutName, decode
     from whisperd.keys.service import DictationService
+    from whisperd.keys.session import Session
     from whisperd.keys.trigger import KeyEvent, Mode, TriggerMachine
     from whisperd.keys.typer import Typer
     from whisperd.keys.virtual import RecordingKeyboard
 
+    committed: list[str] = []  # what the session hands to the typist, in order
+    on_commit = Session._on_commit
+
+    def recording_commits(session: Session, event: dict[str, object]) -> None:
+        text = str(event.get("text") or "").strip()
+        if text or event.get("final"):
+            committed.append(text)
+        on_commit(session, event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "_on_commit", recording_commits)
     with wave.open(str(spoken)) as wav:
         pcm, rate = wav.readframes(wav.getnframes()), wav.getframerate()
     keyboard = RecordingKeyboard()
@@ -163,11 +181,11 @@ def test_whisperd_keys_types_the_rules_with_the_real_daemon(
         session.join(120)
         assert not session.is_alive()
     typed = decode(charmap.keymap, keyboard.events)
-    # The pieces depend on how fast the daemon decodes (all the audio arrives at once):
-    # on a failure, say what was typed, so a command split across pieces shows.
-    assert (ecodes.KEY_ENTER, 1) in keyboard.events, f"no Enter: typed {typed!r}"
     assert keyboard.held() == frozenset()
-    check_shaped(typed, "whisperd-keys")
+    assert committed, "the daemon committed nothing"
+    # Enter included: the rules' "\n" is typed as the Enter key
+    assert typed == shape_pieces(committed, SPOKEN.rules()), f"pieces {committed!r}"
+    assert "world" in words(typed), f"pieces {committed!r}"  # the words, loosely
 
 
 def test_whisperctl_shapes_standard_input(
