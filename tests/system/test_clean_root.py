@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .cleanroot import missing_tools, why_clean_root_skips
+from .cleanroot import missing_tools, uncommitted_changes, why_clean_root_skips
 from .conftest import HERE, REPO, SUMMARY_LINES, unavailable
 
 CACHE = Path(os.environ.get("WHISPERD_SYSTEST_CACHE", "/var/cache/whisperd-systest"))
@@ -45,12 +45,7 @@ def clean_root() -> CleanRootRun:
         unavailable(f"missing {', '.join(missing)}: run tests/system/setup.sh")
     if not (REPO / ".git").exists():
         unavailable(f"{REPO} is not a git clone: the clean root tests a clone of HEAD")
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    dirty = uncommitted_changes()
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="clean-root.", dir=CACHE))
     log_path = CACHE / "last-clean-root.log"
@@ -77,7 +72,7 @@ def clean_root() -> CleanRootRun:
     SUMMARY_LINES.append(
         f"clean root: {log_path}; seconds: "
         + ", ".join(f"{name}={seconds}" for name, (seconds, _) in steps.items())
-        + (" (uncommitted changes are not in the clone)" if dirty else "")
+        + (" (uncommitted or untracked changes are not in the clone)" if dirty else "")
     )
     summary = re.findall(r"^=+ .*(?:passed|failed|error).* in [\d.]+s.*$", log, re.M)
     SUMMARY_LINES.extend(f"  {line}" for line in summary[-1:])
