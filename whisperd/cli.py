@@ -271,14 +271,18 @@ def run(args: argparse.Namespace, config: ClientConfig, text: TextConfig, socket
 
 def device_text(reply: dict[str, Any]) -> str:
     """ "cpu (int8, 1 thread)": the device, compute type and, when not CTranslate2's
-    default (0), the CPU threads the model runs with."""
-    threads = reply.get("cpu_threads")
-    count = (
-        f", {threads} thread{'s' if threads != 1 else ''}"
-        if threads and reply.get("device") == "cpu"
-        else ""
-    )
+    default (0), the CPU threads the model runs with ("decoder 1 thread" when only the
+    decoder runs with its own count)."""
+    on_cpu = reply.get("device") == "cpu"
+    threads, decoder = reply.get("cpu_threads"), reply.get("decoder_threads")
+    count = f", {_threads_text(threads)}" if threads and on_cpu else ""
+    if decoder and on_cpu:
+        count += f", decoder {_threads_text(decoder)}"
     return f"{reply.get('device')} ({reply.get('compute_type')}{count})"
+
+
+def _threads_text(count: Any) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
 
 
 def load_line(reply: dict[str, Any]) -> str:

@@ -57,7 +57,9 @@ class Engine:
         self.resolved: ResolvedModel | None = None
         self.device: DeviceChoice | None = None
         self.load_seconds: float | None = None
-        self.cpu_threads: int | None = None  # as loaded: 0 is CTranslate2's default
+        # as loaded: 0 is CTranslate2's default, threads.SPLIT its default for the encoder
+        # and one thread for the decoder
+        self.cpu_threads: int | None = None
 
     @property
     def loaded(self) -> bool:
@@ -348,8 +350,19 @@ class Engine:
             "model_source": self.resolved.source if self.resolved else None,
             "device": self.device.device if self.device else None,
             "compute_type": self.device.compute_type if self.device else None,
-            "cpu_threads": self.cpu_threads if self.device else None,
+            **self._threads(),
         }
+
+    def _threads(self) -> dict[str, int | None]:
+        """``cpu_threads`` (the encoder's) and, when the decoder runs with its own count
+        (threads.SPLIT), ``decoder_threads``."""
+        from whisperd.engine.threads import SPLIT
+
+        if not self.device:
+            return {"cpu_threads": None}
+        if self.cpu_threads == SPLIT:
+            return {"cpu_threads": 0, "decoder_threads": 1}
+        return {"cpu_threads": self.cpu_threads}
 
 
 def timed_words(decoded: Iterable[Any] | None, offset: float) -> list[Word]:

@@ -9,10 +9,14 @@ twice as fast for files (docs/benchmarks.md). No rule on the CPU's name predicts
 whisperd measures it: the first time a model is loaded on a machine, it times the encoder
 and a decoder step with one thread and with CTranslate2's default, keeps the faster for a
 typical decode, and remembers the choice in its cache directory (a few seconds, once).
+Where the encoder is faster with the default and a step with one thread, the third choice
+takes both: the encoder on an instance with the default, the decoder on one with a single
+thread (``split.py``), when a second copy of the weights fits in memory.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from whisperd.engine.model import release_free_heap
+from whisperd.engine.split import SplitWhisper, memory_available, room_for_second_copy
 
 log = logging.getLogger("whisperd.engine")
 
@@ -42,7 +47,9 @@ SHORT_STEPS, LONG_STEPS = 4, 24  # new tokens asked of the two timed decodes
 MARGIN = 0.8
 REPEATS = 2  # timed rounds after a warm-up; the best of them counts
 PROBE_FRAMES = 3000  # Whisper's 30 s window, in mel frames
-DEFAULT, ONE = 0, 1  # the two choices: CTranslate2's default, and one thread
+DEFAULT, ONE = 0, 1  # CTranslate2's default, and one thread
+SPLIT = -1  # the encoder with the default, the decoder with one thread (split.py)
+CHOICES = (DEFAULT, ONE, SPLIT)
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,17 @@ class Timing:
         return self.encode + TYPICAL_STEPS * self.step
 
 
-def pick(default: Timing, one: Timing) -> int:
-    """The faster choice for a typical decode: ONE only when clearly faster."""
+def split_timing(default: Timing, one: Timing) -> Timing:
+    """What the split (SPLIT) takes: the default's encoder, one thread's steps."""
+    return Timing(default.encode, one.step)
+
+
+def pick(default: Timing, one: Timing, split_allowed: bool = False) -> int:
+    """The fastest choice for a typical decode: ONE only when clearly faster than the
+    default, SPLIT (two instances in memory) only when clearly faster than both."""
+    fastest = min(default.typical, one.typical)
+    if split_allowed and split_timing(default, one).typical < MARGIN * fastest:
+        return SPLIT
     return ONE if one.typical < MARGIN * default.typical else DEFAULT
 
 
@@ -132,6 +148,8 @@ def machine_key(model_path: str, compute_type: str, beam_size: int) -> dict[str,
         "compute_type": compute_type,
         "beam_size": beam_size,
         "ctranslate2": str(ctranslate2.__version__),
+        # what was chosen among: a choice made before SPLIT existed is measured again
+        "choices": len(CHOICES),
     }
 
 
@@ -201,11 +219,11 @@ class ThreadCache:
 
 
 def _valid(entry: Any) -> bool:
-    """An entry this code wrote: a choice of 0 or 1 and a finite time."""
+    """An entry this code wrote: a choice of CHOICES and a finite time."""
     if not isinstance(entry, dict):
         return False
     threads, at = entry.get("threads"), entry.get("at")
-    if type(threads) is not int or threads not in (DEFAULT, ONE):
+    if type(threads) is not int or threads not in CHOICES:
         return False
     if not isinstance(at, (int, float)) or isinstance(at, bool):
         return False
@@ -220,35 +238,58 @@ def choose(
     key: dict[str, Any],
     make: Callable[[int], Any],
     measure: Callable[[Any], Timing],
+    split: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, int]:
-    """The model to serve with and its ``cpu_threads`` (DEFAULT or ONE): the cached choice
-    when there is one, else both measured (``make(threads)`` loads a model, ``measure``
-    times it) and the choice remembered. One model in memory at a time (a large model
-    twice could exhaust a small machine): one thread is measured first and dropped, so
-    the default, kept when it wins (the common case on machines with real cores), is
-    loaded once. Errors of ``make`` (loading) propagate as they are, errors of ``measure``
-    as MeasureFailed; nothing is remembered then."""
+    """The model to serve with and its choice (DEFAULT, ONE or SPLIT): the cached choice
+    when there is one, else both thread counts measured (``make(threads)`` loads a model
+    with DEFAULT or ONE, ``measure`` times it) and the choice remembered. ``split``, when
+    a second instance fits in memory, turns a default model into a SPLIT one (it loads
+    the one-thread instance beside it). One model in memory while measuring (a large
+    model twice could exhaust a small machine): one thread is measured first and dropped,
+    so the default, kept when it wins (the common case on machines with real cores), is
+    loaded once. Errors of ``make`` (loading) propagate as they are, errors of
+    ``measure`` as MeasureFailed; nothing is remembered then."""
     cached = cache.lookup(key)
-    if cached is not None:
-        return make(cached), cached
+    if cached is not None and (cached != SPLIT or split is not None):
+        return _made(cached, make, split), cached
+    # (a SPLIT remembered where a second instance no longer fits is measured again)
     log.info("measuring which CPU thread count decodes faster on this machine (once)")
     one = _timed(measure, make(ONE))
     release_free_heap()
     default_model = make(DEFAULT)
     default = _timed(measure, default_model)
-    threads = pick(default, one)
+    threads = pick(default, one, split_allowed=split is not None)
     log.info(
-        "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms)",
-        "1" if threads == ONE else "CTranslate2's default",
+        "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms, "
+        "the encoder with the default and the decoder with one %.0f ms)",
+        CHOICE_NAMES[threads],
         default.typical * 1000,
         one.typical * 1000,
+        split_timing(default, one).typical * 1000,
     )
     cache.store(key, threads, {"default": default, "one": one})
     if threads == DEFAULT:
         return default_model, DEFAULT
+    if threads == SPLIT:
+        assert split is not None
+        return split(default_model), SPLIT
     del default_model
     release_free_heap()
     return make(ONE), ONE
+
+
+CHOICE_NAMES = {
+    DEFAULT: "CTranslate2's default",
+    ONE: "1",
+    SPLIT: "CTranslate2's default for the encoder, 1 for the decoder",
+}
+
+
+def _made(choice: int, make: Callable[[int], Any], split: Callable[[Any], Any] | None) -> Any:
+    if choice == SPLIT:
+        assert split is not None
+        return split(make(DEFAULT))
+    return make(choice)
 
 
 class MeasureFailed(Exception):
@@ -279,10 +320,11 @@ def measure_whisper(model: Any, beam_size: int = 5) -> Timing:
 def load_whisper(
     path: str, device: str, compute_type: str, cpu_threads: int, beam_size: int = 5
 ) -> tuple[Any, int]:
-    """A faster-whisper ``WhisperModel`` and the ``cpu_threads`` it runs with: as
+    """A faster-whisper ``WhisperModel`` and the choice it runs with: ``cpu_threads`` as
     configured, or, for 0 (automatic) on a CPU with more than one core, the measured
-    choice (``choose``). Errors of loading propagate (RuntimeError, ValueError, OSError);
-    a measurement that fails is logged and the default is used, unremembered."""
+    choice (``choose``: DEFAULT, ONE or SPLIT). Errors of loading propagate
+    (RuntimeError, ValueError, OSError); a measurement that fails is logged and the
+    default is used, unremembered."""
     from faster_whisper import WhisperModel
 
     def make(threads: int) -> Any:
@@ -293,6 +335,10 @@ def load_whisper(
             cpu_threads=threads,
             local_files_only=True,
         )
+
+    def split(default_model: Any) -> Any:
+        default_model.model = SplitWhisper(default_model.model, make(ONE).model)
+        return default_model
 
     if cpu_threads != 0 or device != "cpu" or len(os.sched_getaffinity(0)) < 2:
         return make(cpu_threads), cpu_threads
@@ -306,7 +352,14 @@ def load_whisper(
         reason = f"no cache directory: {exc}"
     else:
         try:
-            return choose(cache, key, make, lambda model: measure_whisper(model, beam_size))
+            measure = functools.partial(measure_whisper, beam_size=beam_size)
+            return choose(
+                cache,
+                key,
+                make,
+                measure,
+                split if room_for_second_copy(path, memory_available()) else None,
+            )
         except MeasureFailed as exc:
             reason = str(exc)
     log.warning("could not measure the CPU thread count (%s); using the default", reason)
