@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import start_daemon, stop_daemon
 from whisperd.client import Client
 from whisperd.engine import resolve_model, split, threads
+from whisperd.engine.model import release_free_heap
 
 pytestmark = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="one CPU: there is no thread count to choose"
@@ -24,12 +25,12 @@ def test_measured_on_the_first_load_then_read_back(
 ) -> None:
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "cache"))
     path = resolve_model(None).path
+    room = split.room_for_second_copy(path, split.memory_available())  # before any load
     model, chosen = threads.load_whisper(path, "cpu", "int8", 0)
     (entry,) = json.loads((tmp_path / "cache" / "cpu-threads.json").read_text())["entries"].values()
     measured = {name: threads.Timing(**entry["measured"][name]) for name in ("default", "one")}
     for timing in measured.values():  # both measured, with plausible figures
         assert 0 < timing.encode < 30 and 0 < timing.step < 5, entry
-    room = split.room_for_second_copy(path, split.memory_available())
     assert entry["threads"] == chosen == threads.pick(measured["default"], measured["one"], room)
     segments, _ = model.transcribe(_tone(), beam_size=1)
     list(segments)  # the model kept is a working one
@@ -38,6 +39,8 @@ def test_measured_on_the_first_load_then_read_back(
         raise AssertionError("measured a second time")
 
     monkeypatch.setattr(threads, "measure_whisper", measuring_again)
+    del model, segments  # the memory of the first load is free again, as it was before it
+    release_free_heap()
     assert threads.load_whisper(path, "cpu", "int8", 0)[1] == chosen
 
 
@@ -71,14 +74,14 @@ def test_the_daemon_reports_its_threads(tmp_path: Path) -> None:
         stop_daemon(pinned)
 
 
-def test_a_split_model_decodes_as_its_one_thread_instance(
+def test_a_split_model_encodes_on_one_instance_and_decodes_on_the_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The split (threads.SPLIT, remembered here as if measured): the encoder's output
-    of the default instance, decoded by the one-thread instance, gives the tokens that
-    instance gives alone for the same output (two paths, one machine); and the engine
-    serving with it hears jfk on the fast path and on faster-whisper's own."""
-    from faster_whisper import WhisperModel
+    """The split (threads.SPLIT, remembered here as if measured), serving the engine:
+    only the default instance encodes, and the one-thread instance is handed encoded
+    features only (its own encoder, one thread, would be the slow one), on the fast
+    path, on faster-whisper's own path and for word timestamps (``align``); and jfk is
+    heard on each."""
     from faster_whisper.audio import decode_audio
 
     from tests.conftest import assert_heard_jfk, shared_audio
@@ -88,27 +91,47 @@ def test_a_split_model_decodes_as_its_one_thread_instance(
     path = resolve_model(None).path
     if not split.room_for_second_copy(path, split.memory_available()):
         pytest.skip("no room for a second copy of the model on this machine")
-    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
-    threads.ThreadCache(tmp_path).store(threads.machine_key(path, "int8", 5), threads.SPLIT, {})
-    model, chosen = threads.load_whisper(path, "cpu", "int8", 0)
-    assert chosen == threads.SPLIT and isinstance(model.model, split.SplitWhisper)
-
     audio = decode_audio(str(shared_audio("jfk.flac")))
-    features = model.feature_extractor(audio)[:, :3000]
-    import ctranslate2
-    import numpy as np
-
-    padded = np.zeros((1, features.shape[0], 3000), np.float32)
-    padded[0, :, : features.shape[1]] = features
-    encoded = model.model.encode(ctranslate2.StorageView.from_array(padded), to_cpu=False)
-    prompt = [50257, 50362]  # <|startoftranscript|><|notimestamps|> of tiny.en
-    alone = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=1)
-    ours = model.model.generate(encoded, [prompt], beam_size=5)[0].sequences_ids[0]
-    theirs = alone.model.generate(encoded, [prompt], beam_size=5)[0].sequences_ids[0]
-    assert ours == theirs and len(ours) > 10
-
-    engine = Engine(DaemonConfig())
-    assert engine.load() > 0 and engine.describe()["decoder_threads"] == 1
-    for fast in (True, False):
-        result = engine.transcribe(audio, {"fast_short_audio": fast, "without_timestamps": True})
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
+    timings = {"default": threads.Timing(0.2, 0.01), "one": threads.Timing(0.4, 0.007)}
+    key = threads.machine_key(path, "int8", 5)
+    threads.ThreadCache(tmp_path).store(key, threads.SPLIT, timings)
+    engine = Engine(DaemonConfig(device="cpu"))
+    assert engine.load() > 0 and engine.describe().get("decoder_threads") == 1
+    ct2 = engine._model.model  # type: ignore[union-attr]
+    assert isinstance(ct2, split.SplitWhisper)
+    calls: list[tuple[str, str, int]] = []
+    ct2.encoder = _Recorded(ct2.encoder, "encoder", calls)
+    ct2.decoder = _Recorded(ct2.decoder, "decoder", calls)
+    for options, decoder in (
+        ({"fast_short_audio": True, "without_timestamps": True}, "unpadded"),
+        ({}, "standard"),
+        ({"word_timestamps": True}, "standard"),
+    ):
+        calls.clear()
+        result = engine.transcribe(audio, options)
+        assert result.path == decoder, options
         assert_heard_jfk(result.text)
+        assert {who for who, what, _ in calls if what == "encode"} == {"encoder"}, calls
+        handed = [(what, width) for who, what, width in calls if who == "decoder"]
+        assert handed and all(width == 384 for _, width in handed), calls  # d_model: encoded
+        assert ("align" in {what for what, _ in handed}) == ("word_timestamps" in options)
+
+
+class _Recorded:
+    """A CTranslate2 instance that records each call: who, what, and the last dimension
+    of the features it was given (d_model for encoded ones, frames for a log-mel)."""
+
+    def __init__(self, instance: Any, name: str, calls: list[tuple[str, str, int]]) -> None:
+        self.instance, self.name, self.calls = instance, name, calls
+
+    def __getattr__(self, what: str) -> Any:
+        found = getattr(self.instance, what)
+        if what not in ("encode", "generate", "align", "detect_language"):
+            return found
+
+        def recorded(features: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append((self.name, what, int(features.shape[-1])))
+            return found(features, *args, **kwargs)
+
+        return recorded

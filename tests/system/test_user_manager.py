@@ -185,6 +185,7 @@ def test_the_thread_choice_is_remembered_in_the_sandbox(units: UserManager) -> N
     (threads,) = [entry["threads"] for entry in entries.values()]
     status = whisperctl(units, "status").stdout
     assert (", 1 thread)" in status) == (threads == 1), status
+    assert (", decoder 1 thread)" in status) == (threads == -1), status  # the split
     assert whisperctl(units, "unload").returncode == 0
     before = remembered.stat().st_mtime_ns
     assert whisperctl(units, "load").returncode == 0

@@ -40,6 +40,9 @@ ONE_EVERYWHERE = {DEFAULT: Timing(0.30, 0.011), ONE: Timing(0.29, 0.0054)}
         (KVM_GUEST, True, SPLIT),
         (KVM_GUEST, False, ONE),
         (ONE_EVERYWHERE, True, ONE),
+        # one thread not clearly faster than the default, so the default would serve:
+        # the split is measured against that, not against one thread
+        ({DEFAULT: Timing(0.207, 0.0105), ONE: Timing(0.33, 0.007)}, True, SPLIT),
     ],
 )
 def test_pick_the_split_only_when_clearly_faster_than_both(
@@ -86,7 +89,25 @@ def test_the_split_keeps_the_measured_default_and_adds_one_thread(tmp_path: Path
     assert again.measured == [] and again.made == [DEFAULT, ONE]
 
 
-def test_a_remembered_split_without_room_now_is_measured_again(tmp_path: Path) -> None:
+def test_remembered_timings_are_picked_from_with_the_memory_of_the_moment(
+    tmp_path: Path,
+) -> None:
+    """Whether a second instance fits is asked at each load, not remembered: a split
+    measured once serves as the default while memory is short, and as the split again
+    once there is room, without measuring again."""
+    cache = ThreadCache(tmp_path)
+    first = Loads(ZEN4_GUEST)
+    assert choose(cache, KEY, first.make, first.measure, None)[1] == DEFAULT  # no room
+    again = Loads(FAST_CORES)
+    model, choice = choose(cache, KEY, again.make, again.measure, again.to_split)
+    assert (model, choice) == ({"split": {"threads": DEFAULT}}, SPLIT)
+    assert again.measured == [] and again.made == [DEFAULT, ONE]
+    short = Loads(FAST_CORES)
+    assert choose(cache, KEY, short.make, short.measure, None) == ({"threads": DEFAULT}, DEFAULT)
+    assert short.measured == []
+
+
+def test_a_remembered_split_without_timings_or_room_is_measured_again(tmp_path: Path) -> None:
     cache = ThreadCache(tmp_path)
     cache.store(KEY, SPLIT, {})
     loads = Loads(ZEN4_GUEST)
@@ -94,11 +115,53 @@ def test_a_remembered_split_without_room_now_is_measured_again(tmp_path: Path) -
     assert loads.measured == [ONE, DEFAULT] and cache.lookup(KEY) == DEFAULT
 
 
-def test_a_choice_made_before_the_split_existed_is_measured_again() -> None:
-    """The key names the choices there were: a remembered 0 or 1 was chosen without
-    the split, so a cache written by an older whisperd does not hold this key."""
+@pytest.mark.parametrize(
+    "measured",
+    [
+        {"default": {"encode": 0.2, "step": 0.01}},  # one missing
+        {"default": {"encode": 0.2, "step": "fast"}, "one": {"encode": 0.4, "step": 0.007}},
+        {"default": {"encode": -1, "step": 0.01}, "one": {"encode": 0.4, "step": 0.007}},
+        {"default": {"encode": 1e400, "step": 0.01}, "one": {"encode": 0.4, "step": 0.007}},
+        {"default": {"encode": 10**400, "step": 0.01}, "one": {"encode": 0.4, "step": 0.007}},
+        {"default": [0.2, 0.01], "one": {"encode": 0.4, "step": 0.007}},
+    ],
+)
+def test_malformed_timings_are_not_picked_from(tmp_path: Path, measured: Any) -> None:
+    cache = ThreadCache(tmp_path)
+    cache.path.write_text(
+        json.dumps(
+            {"entries": {cache.digest(KEY): {"threads": ONE, "measured": measured, "at": 1}}}
+        )
+    )
+    assert cache.timings(KEY) is None
+    loads = Loads(ZEN4_GUEST)
+    assert choose(cache, KEY, loads.make, loads.measure, loads.to_split)[1] == ONE  # as stored
+    assert loads.measured == []
+
+
+def test_a_split_whose_second_instance_fails_to_load_serves_the_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loads = Loads(ZEN4_GUEST)
+
+    def no_memory(default_model: Any) -> Any:
+        raise MemoryError("std::bad_alloc")
+
+    model, choice = choose(ThreadCache(tmp_path), KEY, loads.make, loads.measure, no_memory)
+    assert (model, choice) == ({"threads": DEFAULT}, DEFAULT)
+    assert "cannot load the decoder's one-thread instance (std::bad_alloc)" in caplog.text
+
+
+def test_a_choice_made_before_the_split_existed_is_measured_again(tmp_path: Path) -> None:
+    """The key names the choices there were: a 0 or 1 remembered by an older whisperd,
+    chosen without the split, is not this key's."""
     key = threads.machine_key("/nowhere", "int8", 5)
-    assert key["choices"] == len(threads.CHOICES) == 3
+    older = {name: value for name, value in key.items() if name != "choices"}
+    cache = ThreadCache(tmp_path)
+    cache.store(older, ONE, {"default": ZEN4_GUEST[DEFAULT], "one": ZEN4_GUEST[ONE]})
+    loads = Loads(ZEN4_GUEST)
+    assert choose(cache, key, loads.make, loads.measure, loads.to_split)[1] == SPLIT
+    assert loads.measured == [ONE, DEFAULT]
 
 
 @pytest.mark.parametrize(
@@ -160,6 +223,24 @@ def test_the_split_encodes_on_one_instance_and_decodes_on_the_other() -> None:
     assert model.is_multilingual is False
     with pytest.raises(AttributeError):
         model.no_such_thing  # noqa: B018 - the decoder's own error
+
+
+def test_the_split_unloads_and_loads_both_instances_and_copies() -> None:
+    import copy
+
+    class Unloadable(Instance):
+        def unload_model(self, to_cpu: bool = False) -> None:
+            self.calls.append(f"unload {to_cpu}")
+
+        def load_model(self, keep_cache: bool = False) -> None:
+            self.calls.append("load")
+
+    encoder, decoder = Unloadable("default"), Unloadable("one")
+    model = SplitWhisper(encoder, decoder)
+    model.unload_model(to_cpu=True)
+    model.load_model()
+    assert encoder.calls == decoder.calls == ["unload True", "load"]
+    assert copy.copy(model).decoder is decoder  # no endless __getattr__ while copying
 
 
 @pytest.mark.parametrize(

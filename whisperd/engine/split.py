@@ -6,9 +6,11 @@ threads must meet after each one. CTranslate2 fixes a model instance's thread co
 it is loaded, so the best of both takes two instances: the encoder runs on one with
 CTranslate2's own thread count, every decoder step on one with a single thread. The
 encoder's output is plain memory on the CPU that the other instance decodes as it would
-its own (``generate`` accepts encoded features). Measured on a 2-vCPU AMD EPYC (Zen 4):
-jfk's 11 s with 16 tokens of context forced, encoder 213 ms either way, the decode
-265-322 ms with two threads and 165-201 ms with one (``threads.py`` decides where).
+its own (``generate`` accepts encoded features). Measured on a 2-vCPU AMD EPYC (Zen 4),
+jfk's 11 s on the 30 s window with 16 tokens of context forced, best of 5: the default
+(two threads) encoded in 213-218 ms and decoded in 265-322 ms, one thread 413 and 166 ms,
+the split 213-228 and 165-201 ms (378-430 ms in all, against 478-540 and 580), with the
+same tokens. ``threads.py`` decides where the split serves.
 """
 
 from __future__ import annotations
@@ -35,9 +37,21 @@ class SplitWhisper:
     def encode(self, *args: Any, **kwargs: Any) -> Any:
         return self.encoder.encode(*args, **kwargs)
 
+    def unload_model(self, *args: Any, **kwargs: Any) -> None:
+        for instance in (self.encoder, self.decoder):
+            instance.unload_model(*args, **kwargs)
+
+    def load_model(self, *args: Any, **kwargs: Any) -> None:
+        for instance in (self.encoder, self.decoder):
+            instance.load_model(*args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
-        # only called for what this class does not define: the decoder's methods and the
-        # model's attributes (is_multilingual, n_mels, device, ...), the same on both
+        # Only called for what this class does not define: the decoder's methods and the
+        # model's attributes (is_multilingual, n_mels, device, ...), the same on both.
+        # Special names, and the two instances themselves while a copy is being built
+        # (before __init__ ran), are not looked up on the decoder: no endless recursion.
+        if name.startswith("__") or name in ("encoder", "decoder"):
+            raise AttributeError(name)
         return getattr(self.decoder, name)
 
 

@@ -71,11 +71,15 @@ def split_timing(default: Timing, one: Timing) -> Timing:
 
 def pick(default: Timing, one: Timing, split_allowed: bool = False) -> int:
     """The fastest choice for a typical decode: ONE only when clearly faster than the
-    default, SPLIT (two instances in memory) only when clearly faster than both."""
-    fastest = min(default.typical, one.typical)
-    if split_allowed and split_timing(default, one).typical < MARGIN * fastest:
+    default; SPLIT (a second instance in memory) only when allowed and clearly faster
+    than the choice that would serve without it. The split's time is estimated from
+    the two measurements (the default's encoder, one thread's steps): the instances
+    are the same as those measured, and the encoder's output is handed over as it is."""
+    alone = ONE if one.typical < MARGIN * default.typical else DEFAULT
+    served = one if alone == ONE else default
+    if split_allowed and split_timing(default, one).typical < MARGIN * served.typical:
         return SPLIT
-    return ONE if one.typical < MARGIN * default.typical else DEFAULT
+    return alone
 
 
 def probe(ct2_model: Any, prompt: list[int], eot: int, n_mels: int, beam_size: int = 5) -> Timing:
@@ -164,12 +168,13 @@ def _cpu_name() -> str:
 
 
 class ThreadCache:
-    """The remembered choices: ``{"entries": {hash: {"threads": 0|1, "at": time, ...}}}``
-    in one JSON file. A missing, unreadable, oversized or malformed file, or a malformed
-    entry, counts as nothing remembered (measured again); a cache that cannot be written
-    costs a measurement at each load, nothing else. Written whole to a fresh temporary
-    file and renamed over the old one: concurrent writers never leave a mixed file (the
-    last one wins)."""
+    """The remembered measurements, in one JSON file: ``{"entries": {hash: {"threads":
+    choice, "measured": {"default": timing, "one": timing}, "at": time, ...}}}``. A
+    missing, unreadable, oversized or malformed file, or a malformed entry, counts as
+    nothing remembered (measured again); a cache that cannot be written costs a
+    measurement at each load, nothing else. Written whole to a fresh temporary file and
+    renamed over the old one: concurrent writers never leave a mixed file (the last one
+    wins)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -195,6 +200,17 @@ class ThreadCache:
         entry = self._entries().get(self.digest(key))
         return None if entry is None else int(entry["threads"])
 
+    def timings(self, key: dict[str, Any]) -> tuple[Timing, Timing] | None:
+        """The default's and one thread's timings remembered for ``key``; None when
+        there are none, or they are malformed."""
+        entry = self._entries().get(self.digest(key))
+        measured = entry.get("measured") if entry is not None else None
+        if not isinstance(measured, dict):
+            return None
+        pair = tuple(_timing(measured.get(name)) for name in ("default", "one"))
+        default, one = pair
+        return None if default is None or one is None else (default, one)
+
     def store(self, key: dict[str, Any], threads: int, measured: dict[str, Timing]) -> None:
         entries = self._entries()
         entries[self.digest(key)] = {
@@ -218,6 +234,24 @@ class ThreadCache:
             log.warning("cannot remember the CPU thread choice in %s: %s", self.path, exc)
 
 
+def _timing(value: Any) -> Timing | None:
+    """A remembered timing: two finite, non-negative numbers of seconds."""
+    if not isinstance(value, dict):
+        return None
+    encode, step = _seconds(value.get("encode")), _seconds(value.get("step"))
+    return None if encode is None or step is None else Timing(encode, step)
+
+
+def _seconds(value: Any) -> float | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of 400 digits
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _valid(entry: Any) -> bool:
     """An entry this code wrote: a choice of CHOICES and a finite time."""
     if not isinstance(entry, dict):
@@ -233,51 +267,6 @@ def _valid(entry: Any) -> bool:
         return False
 
 
-def choose(
-    cache: ThreadCache,
-    key: dict[str, Any],
-    make: Callable[[int], Any],
-    measure: Callable[[Any], Timing],
-    split: Callable[[Any], Any] | None = None,
-) -> tuple[Any, int]:
-    """The model to serve with and its choice (DEFAULT, ONE or SPLIT): the cached choice
-    when there is one, else both thread counts measured (``make(threads)`` loads a model
-    with DEFAULT or ONE, ``measure`` times it) and the choice remembered. ``split``, when
-    a second instance fits in memory, turns a default model into a SPLIT one (it loads
-    the one-thread instance beside it). One model in memory while measuring (a large
-    model twice could exhaust a small machine): one thread is measured first and dropped,
-    so the default, kept when it wins (the common case on machines with real cores), is
-    loaded once. Errors of ``make`` (loading) propagate as they are, errors of
-    ``measure`` as MeasureFailed; nothing is remembered then."""
-    cached = cache.lookup(key)
-    if cached is not None and (cached != SPLIT or split is not None):
-        return _made(cached, make, split), cached
-    # (a SPLIT remembered where a second instance no longer fits is measured again)
-    log.info("measuring which CPU thread count decodes faster on this machine (once)")
-    one = _timed(measure, make(ONE))
-    release_free_heap()
-    default_model = make(DEFAULT)
-    default = _timed(measure, default_model)
-    threads = pick(default, one, split_allowed=split is not None)
-    log.info(
-        "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms, "
-        "the encoder with the default and the decoder with one %.0f ms)",
-        CHOICE_NAMES[threads],
-        default.typical * 1000,
-        one.typical * 1000,
-        split_timing(default, one).typical * 1000,
-    )
-    cache.store(key, threads, {"default": default, "one": one})
-    if threads == DEFAULT:
-        return default_model, DEFAULT
-    if threads == SPLIT:
-        assert split is not None
-        return split(default_model), SPLIT
-    del default_model
-    release_free_heap()
-    return make(ONE), ONE
-
-
 CHOICE_NAMES = {
     DEFAULT: "CTranslate2's default",
     ONE: "1",
@@ -285,11 +274,74 @@ CHOICE_NAMES = {
 }
 
 
-def _made(choice: int, make: Callable[[int], Any], split: Callable[[Any], Any] | None) -> Any:
-    if choice == SPLIT:
-        assert split is not None
-        return split(make(DEFAULT))
-    return make(choice)
+def choose(
+    cache: ThreadCache,
+    key: dict[str, Any],
+    make: Callable[[int], Any],
+    measure: Callable[[Any], Timing],
+    split: Callable[[Any], Any] | None = None,
+) -> tuple[Any, int]:
+    """The model to serve with and its choice (DEFAULT, ONE or SPLIT). ``make(threads)``
+    loads a model with DEFAULT or ONE, ``measure`` times it; ``split``, given when a
+    second instance fits in memory now, turns a default model into a SPLIT one (it loads
+    the one-thread instance beside it). Remembered timings are picked from again at
+    each load, so whether the split fits is decided with the memory of the moment;
+    otherwise both thread counts are measured and remembered. One model in memory while
+    measuring (a large model twice could exhaust a small machine): one thread is
+    measured first and dropped, so the default, kept when it wins (the common case on
+    machines with real cores), is loaded once. Errors of ``make`` (loading) propagate as
+    they are, errors of ``measure`` as MeasureFailed; nothing is remembered then."""
+    remembered = cache.timings(key)
+    if remembered is not None:
+        return _serve(pick(*remembered, split_allowed=split is not None), make, split)
+    cached = cache.lookup(key)  # an entry without timings: its choice as it is
+    if cached is not None and (cached != SPLIT or split is not None):
+        return _serve(cached, make, split)
+    log.info("measuring which CPU thread count decodes faster on this machine (once)")
+    one = _timed(measure, make(ONE))
+    release_free_heap()
+    default_model = make(DEFAULT)
+    default = _timed(measure, default_model)
+    threads = pick(default, one, split_allowed=split is not None)
+    log.info(
+        "CPU threads: %s (a typical decode: default %.0f ms, one thread %.0f ms, %s)",
+        CHOICE_NAMES[threads],
+        default.typical * 1000,
+        one.typical * 1000,
+        "no room in memory for a second instance"
+        if split is None
+        else f"the encoder with the default and the decoder with one about "
+        f"{split_timing(default, one).typical * 1000:.0f} ms",
+    )
+    cache.store(key, threads, {"default": default, "one": one})
+    if threads == DEFAULT:
+        return default_model, DEFAULT
+    if threads == SPLIT and split is not None:
+        return _split_or_default(default_model, split)
+    del default_model
+    release_free_heap()
+    return make(ONE), ONE
+
+
+def _serve(
+    choice: int, make: Callable[[int], Any], split: Callable[[Any], Any] | None
+) -> tuple[Any, int]:
+    """Load the model for a choice known without measuring (``split`` is given when the
+    choice is SPLIT)."""
+    if choice == SPLIT and split is not None:
+        return _split_or_default(make(DEFAULT), split)
+    return make(choice), choice
+
+
+def _split_or_default(default_model: Any, split: Callable[[Any], Any]) -> tuple[Any, int]:
+    """The split model, or, when its one-thread instance cannot be loaded (memory ran
+    short since the check, say), the default model alone: it serves as well, slower."""
+    try:
+        return split(default_model), SPLIT
+    except (RuntimeError, OSError, ValueError, MemoryError) as exc:
+        log.warning("cannot load the decoder's one-thread instance (%s); using the default", exc)
+        release_free_heap()
+        return default_model, DEFAULT
 
 
 class MeasureFailed(Exception):
