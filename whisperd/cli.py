@@ -166,14 +166,17 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
     for index, (path, outcome) in enumerate(zip(args.files, outcomes, strict=True)):
         progress[index].clear()
         if isinstance(outcome, OSError):
-            print(f"whisperctl: cannot read {path}: {outcome.strerror or outcome}", file=sys.stderr)
+            why = str(outcome.strerror or outcome)
+            print(f"whisperctl: cannot read {path}: {why}", file=sys.stderr)
             failures += 1
+            print_failure_json(args.json, path, "cannot_read", why)
             continue
         if isinstance(outcome, ClientError):
             if outcome.code not in ("bad_audio", "audio_too_large"):
                 raise outcome
             print(f"whisperctl: {path}: {outcome.message}", file=sys.stderr)
             failures += 1
+            print_failure_json(args.json, path, outcome.code, outcome.message)
             continue
         outcome = shaping.apply(language(outcome))
         if args.json:
@@ -184,6 +187,15 @@ def cmd_transcribe(client: Client, args: argparse.Namespace, text: TextConfig) -
             print(outcome["text"])
         sys.stdout.flush()
     return 1 if failures else EXIT_OK
+
+
+def print_failure_json(wanted: bool, path: str, code: str, message: str) -> None:
+    """With ``--json``, a file that failed has its line too, in its place, so that a
+    script reading the lines accounts for every file: ``{"file": ..., "error": {"code":
+    ..., "message": ...}}`` (the message is also on stderr, as without ``--json``)."""
+    if wanted:
+        failure = {"file": path, "error": {"code": code, "message": message}}
+        print(json.dumps(failure, ensure_ascii=False), flush=True)
 
 
 def cmd_transcribe_stdin(

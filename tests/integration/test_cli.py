@@ -265,7 +265,8 @@ def test_fast_flag_takes_the_unpadded_path(daemon: RunningDaemon) -> None:
 def test_many_files_in_order_with_bad_ones_among_them(
     daemon: RunningDaemon, tmp_path: Path
 ) -> None:
-    """The files are sent ahead of their results; each still gets its own text or error."""
+    """The files are sent ahead of their results; each still gets its own text or error,
+    and with ``--json`` one line each, in order, a failed one with its ``error``."""
     texts = {
         "a": "The quick brown fox jumps over the lazy dog.",
         "b": "Please call me back tomorrow morning.",
@@ -277,8 +278,15 @@ def test_many_files_in_order_with_bad_ones_among_them(
     order = [made["a"], corrupt, made["b"], Path("/nonexistent.wav"), made["c"]]
     done = whisperctl("--socket", str(daemon.socket_path), "transcribe", "--json", *map(str, order))
     assert done.returncode == 1
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["file"] for r in results] == [str(made[n]) for n in "abc"]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["file"] for r in lines] == list(map(str, order))
+    failed = {r["file"]: r["error"] for r in lines if "error" in r}
+    assert set(failed) == {str(corrupt), "/nonexistent.wav"}
+    assert failed[str(corrupt)]["code"] == "bad_audio" and failed[str(corrupt)]["message"]
+    assert failed["/nonexistent.wav"]["code"] == "cannot_read"
+    assert "No such file" in failed["/nonexistent.wav"]["message"]
+    results = [r for r in lines if "error" not in r]
+    assert not any("text" in r for r in lines if "error" in r)  # no text to mistake for one
     marks = {"a": {"lazy", "dog"}, "b": {"tomorrow", "morning"}, "c": {"thursday", "afternoon"}}
     for result, name in zip(results, "abc", strict=True):
         heard = set(words(result["text"]))
