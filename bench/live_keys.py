@@ -144,8 +144,8 @@ class LiveBench:
         texts = [str(e["text"]) for _, e in self.commits]
         pause_typed, pause_commit = [], []
         for k, (arrived, event) in enumerate(self.commits):
-            if event.get("final") or not event["text"]:
-                continue
+            if event.get("final") or not event["text"] or event["start"] == event["end"]:
+                continue  # words final mid-sentence end at no known pause
             upto = len(join_pieces(texts[: k + 1]))
             if upto > len(times) or times[upto - 1] >= release:
                 continue  # typed after the release: counted in release -> last
@@ -163,6 +163,7 @@ class LiveBench:
             "pause_to_typed": pause_typed,
             "pause_to_commit": pause_commit,
             "pieces": len([t for t in texts if t]),
+            "mid_sentence": sum(1 for _, e in self.commits if e["text"] and e["start"] == e["end"]),
             "typed_before_release": sum(1 for t in times if t < release),
             "chars": len(times),
             "text": join_pieces(texts),
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "| utterance | release | runs | release → last char typed, median / p90 "
         "| of which release → final commit event "
         "| pause → piece typed (while held), median / p90 | of which pause → commit event "
-        "| pieces | chars typed before release / all | WER |",
+        "| pieces (of them mid-sentence) | chars typed before release / all | WER |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     try:
@@ -220,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{ms([g['release_to_final'] for g in got])} | "
                     f"{ms([x for g in got for x in g['pause_to_typed']])} | "
                     f"{ms([x for g in got for x in g['pause_to_commit']])} | "
-                    f"{got[0]['pieces']} | {got[0]['typed_before_release']} / {got[0]['chars']} | "
+                    f"{got[0]['pieces']} ({got[0]['mid_sentence']} mid-sentence) | "
+                    f"{got[0]['typed_before_release']} / {got[0]['chars']} | "
                     f"{errors / max(words, 1) * 100:.1f}% |"
                 )
                 lines.append(line)

@@ -106,6 +106,7 @@ async def stream_virtual(
     options: dict[str, Any],
     lag: float = 0.0,
     pieces: list[str] | None = None,
+    events: list[Any] | None = None,
 ) -> str:
     """A stream through the daemon's real ``Scheduler`` (and its engine), in process and in
     *virtual time*: after each 20 ms block it waits until the worker is idle, so every
@@ -115,7 +116,8 @@ async def stream_virtual(
     decode). ``lag``: seconds of audio that arrive while each draft or window decodes, as
     on a machine that takes that long (or a client that sends faster than real time),
     still the same on every run. Returns the result's text; a live stream's commit
-    events must join into it (their texts are added to ``pieces``, if given)."""
+    events must join into it (their texts are added to ``pieces``, and the events to
+    ``events``, if given)."""
     import asyncio
 
     from whisperd.protocol import PcmFormat, ResultReply, Transcribe
@@ -158,4 +160,6 @@ async def stream_virtual(
         assert " ".join(t for t in commits if t) == result.result["text"]
         if pieces is not None:
             pieces.extend(commits)
+        if events is not None:  # the CommitReply events themselves
+            events.extend(r for r in replies if getattr(r, "TYPE", "") == "commit")
     return str(result.result["text"])

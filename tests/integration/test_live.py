@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -212,3 +213,50 @@ def test_a_machine_slower_than_the_speaker_hears_the_first_words_as_a_file_does(
     for lag in (1.0, 1.5):
         text = asyncio.run(live(lag))
         assert wer(JFK, text) * len(words(JFK)) <= file_errors + 0.01, (lag, text, as_file)
+
+
+def test_words_become_final_mid_sentence_and_cost_no_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MIT licence read aloud (the shared recording's English 30.8 s: long sentences,
+    few pauses), streamed in virtual time as on a machine fast enough for running drafts
+    (commit.RUNNING_BUDGET: this CPU is not, so the budget is lifted): after the first
+    piece, running drafts make words final in the middle of a sentence (commit events
+    with ``start == end``), and the result has no more word errors than a file request of
+    the same audio, with and without a lag (0.5 s of audio arriving while each decodes)."""
+    import asyncio
+
+    from whisperd.daemon import live as live_module
+    from whisperd.daemon.commit import LONG_PAUSE, RUNNING, LivePolicy
+
+    fast = LivePolicy.from_seconds(LONG_PAUSE, RATE, running=RUNNING, running_budget=60.0)
+    monkeypatch.setattr(live_module, "policy", lambda: fast)
+
+    from faster_whisper import decode_audio
+
+    from bench.fastpath_corpus import MIT_A_REF, MIT_B_REF
+    from tests.conftest import shared_audio
+    from tests.integration.live_stream import stream_virtual
+    from whisperd.config import DaemonConfig
+    from whisperd.daemon.scheduler import Scheduler
+    from whisperd.daemon.state import DaemonState
+    from whisperd.engine import Engine
+
+    reference = MIT_A_REF + " " + MIT_B_REF
+    audio = decode_audio(str(shared_audio("multilingual.mp3")))[: int(30.8 * RATE)]
+    config = DaemonConfig()
+    engine = Engine(config)
+
+    async def live(lag: float, events: list[Any]) -> str:
+        scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, engine)
+        try:
+            options = {**KEYS_OPTIONS, "live": True}
+            return await stream_virtual(scheduler, audio, options, lag, events=events)
+        finally:
+            scheduler.shutdown()
+
+    file_errors = wer(reference, engine.transcribe(audio, {}).text) * len(words(reference))
+    for lag in (0.0, 0.5):
+        events: list[Any] = []
+        text = asyncio.run(live(lag, events))
+        mid = [e for e in events if e.text and e.start == e.end]
+        assert mid, [(e.start, e.end, e.text) for e in events]
+        assert wer(reference, text) * len(words(reference)) <= file_errors + 0.01, (lag, text)

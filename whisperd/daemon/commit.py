@@ -17,6 +17,18 @@ is sent to the client as a ``commit`` event as soon as it is final, and never re
   decoded (or the last draft is the tail's text when nothing was said after it): the
   final piece.
 
+Between pauses, *running drafts* (``LivePolicy.running``, made while the speaker talks
+and the worker is idle, on a machine fast enough: RUNNING_BUDGET) let words become final
+in the middle of a sentence:
+
+- when a running draft and the draft before it (of the same piece) begin with the same
+  words, those words are committed but for the earlier draft's last (heard at the edge of
+  its audio, perhaps cut) and the later draft's last: ``CommitWords``, a piece whose audio
+  end is not known, so ``committed`` does not move and the next decode is forced to
+  begin with these words (agreement of two drafts, as LocalAgreement in whisper_streaming);
+- at the release, the latest running draft's words but its last RELEASE_KEEP are final
+  (``decide_release``): the client types them while the tail is decoded after them.
+
 A draft is not committed when it gave no text (too short for the model, or the VAD found
 no speech in it): its audio stays uncommitted and becomes part of the next piece, so a
 short word is never dropped by a commit.
@@ -29,9 +41,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from whisperd.daemon.streaming import NEVER, Decision, StreamPolicy, StreamState, Wait, decide
+from whisperd.daemon.streaming import (
+    NEVER,
+    Decision,
+    StartDraft,
+    StreamPolicy,
+    StreamState,
+    Wait,
+    decide,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,16 @@ class CommitDraft:
     end: int
 
 
-LiveDecision = Decision | CommitDraft
+@dataclass(frozen=True)
+class CommitWords:
+    """The first ``words`` words of the last draft (a running draft) are final: a piece
+    in the middle of a sentence. Where its audio ends is not known, so ``committed``
+    stays; the words join the prefix the next decode is forced to begin with."""
+
+    words: int
+
+
+LiveDecision = Decision | CommitDraft | CommitWords
 
 # When the speaker pauses, the draft of the pause is committed at once if its text ends a
 # sentence and it holds at least MIN_SENTENCE seconds from its first word: the next
@@ -84,6 +113,27 @@ MIN_CONFIRM = 1.5
 # Americans. Ask." is two, the last a word cut by the draft's end). A long pause still
 # commits a short one as it is, and one with nothing said after it is the final piece.
 FIRST_HEARD = 4.5
+# While the speaker talks without a pause, a running draft of the piece is made when the
+# worker is idle and RUNNING seconds were heard since the last draft of the piece ended:
+# two in a row that agree make words final mid-sentence, so a long sentence is typed while
+# it is spoken, and the release has only its last words to decode and type (issue 12: the
+# final piece of a 30 s dictation took 410-460 ms to decode and 290 ms more to type).
+RUNNING = 1.5
+# ... but only on a machine that decodes a piece in RUNNING_BUDGET seconds at most (the
+# stream's last decode): where a decode takes longer, running drafts keep the worker busy,
+# the pause's draft waits for them and the release waits for the one in flight. On a
+# 2-vCPU Zen 4 a decode of a piece with its context took 0.45-1.0 s (the forced prefix
+# grows with each word committed in the piece), and with running drafts the release at
+# the last word of 60 s took 1.6 s instead of 0.7-0.85 s (bench/live_keys.md).
+RUNNING_BUDGET = 0.3
+# At the release, the latest running draft's words are committed but for its last
+# RELEASE_KEEP: those were heard at the edge of its audio (perhaps cut in the middle), and
+# the release's decode hears them whole, after the words committed.
+# Neither is done before some text is committed: the first seconds of a dictation, heard
+# without the words after them, are where the model errs most, and two drafts of them
+# agree on the error as readily ("And so am I fellow Americans" in two running drafts of
+# jfk made a word late, where the file request hears "my").
+RELEASE_KEEP = 2
 
 
 @dataclass(frozen=True)
@@ -95,6 +145,8 @@ class LivePolicy:
     min_sentence: int = 0
     min_confirm: int = 0
     first_heard: int = 0
+    running: int = 0  # running drafts this far apart while the speaker talks; 0: none
+    running_budget: int = 0  # ... when the last decode took at most this long
 
     @classmethod
     def from_seconds(
@@ -104,13 +156,11 @@ class LivePolicy:
         min_sentence: float = MIN_SENTENCE,
         min_confirm: float = MIN_CONFIRM,
         first_heard: float = FIRST_HEARD,
+        running: float = 0.0,
+        running_budget: float = RUNNING_BUDGET,
     ) -> LivePolicy:
-        return cls(
-            *(
-                math.ceil(seconds * sample_rate)
-                for seconds in (long_pause, min_sentence, min_confirm, first_heard)
-            )
-        )
+        seconds = (long_pause, min_sentence, min_confirm, first_heard, running, running_budget)
+        return cls(*(math.ceil(value * sample_rate) for value in seconds))
 
 
 def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> LiveDecision:
@@ -124,12 +174,19 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
         return CommitDraft(previous[0], previous[1])
     draft = state.draft
     if draft is None or draft[0] != state.committed or not state.draft_has_text:
-        return decide(policy, state)
+        return _running(policy, live, state, decide(policy, state))
+    if not state.draft_at_pause:  # a running draft: final only where two agree
+        if state.agreed > 0 and state.has_context:
+            return CommitWords(state.agreed)
+        # The next pause is drafted as if there were no running draft: this one may
+        # have cut the last word it heard.
+        return _running(policy, live, state, decide(policy, replace(state, draft=None)))
     if state.draft_ends_sentence and _long_enough(live, state, draft, at_once=True):
         return CommitDraft(draft[0], draft[1])
     spoken = state.spoken
     if spoken is not None and spoken > draft[1]:
-        return decide(policy, state)  # the user went on: a later pause's draft confirms
+        # The user went on: a later pause's draft confirms.
+        return _running(policy, live, state, decide(policy, state))
     # The user is silent after the draft: commit it once the pause is long.
     quiet_since = draft[1] - policy.pause if spoken is None else spoken
     if state.length >= quiet_since + live.long_pause:
@@ -137,13 +194,41 @@ def decide_live(policy: StreamPolicy, live: LivePolicy, state: StreamState) -> L
     return Wait(quiet_since + live.long_pause)
 
 
-def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
+def _running(
+    policy: StreamPolicy, live: LivePolicy, state: StreamState, decision: LiveDecision
+) -> LiveDecision:
+    """A running draft instead of ``decision`` (when it is to wait) while the speaker
+    talks, once some text is committed, on a machine that decodes fast enough
+    (RUNNING_BUDGET): the worker is idle and RUNNING seconds were heard since the piece's
+    last draft ended (or since its first word)."""
+    if not isinstance(decision, Wait) or live.running <= 0 or not state.worker_idle:
+        return decision
+    if not state.has_context:
+        return decision  # nothing of the first piece is committed from them (RELEASE_KEEP)
+    if state.decode_time > live.running_budget:
+        return decision  # too slow a machine (RUNNING_BUDGET)
+    spoken = state.spoken
+    if spoken is None or state.length - spoken >= policy.pause:
+        return decision  # silence so far, or a pause: the pause's draft is the streaming policy's
+    if state.length - state.committed > policy.draft_max:
+        return decision
+    since = max(state.committed, state.speech_from)  # silence before the first word: no
+    if state.draft is not None and state.draft[0] == state.committed:
+        since = max(since, state.draft[1])
+    run_at = since + live.running
+    if state.length < run_at:
+        return Wait(run_at if decision.next_at is None else min(decision.next_at, run_at))
+    return StartDraft(state.committed, state.length, at_pause=False)
+
+
+def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | CommitWords | None:
     """At the release (``state.ended``), before the tail is decoded: a draft still
     pending (made at a pause, not yet final) of at least MIN_SENTENCE seconds (and
     FIRST_HEARD before any text is committed) that the user spoke after is final now, so
     the release decodes only the audio after it (and the client types it meanwhile). A
     shorter one is decoded again with the tail: alone it is where the model errs most
-    ("And so am I fellow Americans").
+    ("And so am I fellow Americans"). A running draft that the user spoke after gives
+    its words but the last RELEASE_KEEP (``CommitWords``), once some text is committed.
     None: nothing to commit; the tail is decoded from ``committed`` (or, when nothing
     was said after the last draft, that draft is the final piece: ``draft_verdict``)."""
     if state.cancelled:
@@ -156,6 +241,11 @@ def decide_release(live: LivePolicy, state: StreamState) -> CommitDraft | None:
         return None
     if state.spoken is None or state.spoken <= draft[1]:
         return None  # silent since: the draft is the final piece as it is
+    if not state.draft_at_pause:
+        words = max(state.agreed, state.draft_words - RELEASE_KEEP)
+        if words > 0 and state.has_context:
+            return CommitWords(words)
+        return None
     if not _long_enough(live, state, draft):
         return None
     return CommitDraft(draft[0], draft[1])

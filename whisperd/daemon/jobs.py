@@ -22,6 +22,7 @@ class Draft:
     start: int  # samples, the job's `committed` when the draft was made
     end: int
     result: Transcription
+    at_pause: bool = True  # False: a running draft, made while the speaker talked (live)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Job:
     earlier: list[Draft] = field(default_factory=list)  # live: this piece's drafts before it
     drafting: asyncio.Future[None] | None = None
     draft_seconds: float = 0.0
+    last_decode: float = 0.0  # seconds the last window or draft took (live: commit.py)
     draft_used: bool = False
     # A live stream (options.live): the pieces committed so far, in order, tiling the
     # audio up to `committed`, and how many commit events were sent (daemon/live.py).

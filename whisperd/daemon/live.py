@@ -13,7 +13,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from whisperd.daemon.commit import LONG_PAUSE, CommitDraft, LivePolicy, confirmable, safe_cut
+from whisperd.daemon.commit import (
+    LONG_PAUSE,
+    RUNNING,
+    CommitDraft,
+    CommitWords,
+    LivePolicy,
+    confirmable,
+    safe_cut,
+)
 from whisperd.daemon.jobs import Draft, Job, Piece
 from whisperd.daemon.streaming import StreamState
 from whisperd.protocol import CommitReply, SegmentReply
@@ -28,7 +36,7 @@ def is_live(job: Job) -> bool:
 
 @functools.cache
 def policy() -> LivePolicy:
-    return LivePolicy.from_seconds(LONG_PAUSE, _rate())
+    return LivePolicy.from_seconds(LONG_PAUSE, _rate(), running=RUNNING)
 
 
 def has_text(draft: Draft | None) -> bool:
@@ -133,9 +141,63 @@ def new_draft(job: Job, draft: Draft) -> None:
     if has_text(old) and old is not None and old.start == draft.start:
         earlier.append(old)
     job.earlier = earlier
-    index = confirmable([d.end for d in earlier], draft.end, policy())
-    job.previous = None if index is None else earlier[index]
+    # Only a pause's draft confirms a pause's draft whole: a running draft's end may cut
+    # a word, and one made before the next pause heard less than it (two drafts of jfk's
+    # first 5 s agree on "And so am I fellow Americans", where the next pause's draft
+    # hears "my"). Running drafts make words final where two agree (``agreed_words``).
+    at_pause = [d for d in earlier if d.at_pause] if draft.at_pause else []
+    index = confirmable([d.end for d in at_pause], draft.end, policy())
+    job.previous = None if index is None else at_pause[index]
     job.draft = draft
+
+
+def agreed_words(earlier: str, later: str) -> int:
+    """How many of ``later``'s first words spell the same words as ``earlier``'s (case
+    and punctuation aside), not counting either text's last word: each was heard at the
+    edge of its draft's audio, perhaps cut in the middle."""
+    from whisperd.engine.guard import words
+
+    before, after = earlier.split(), later.split()
+    limit = min(len(before), len(after)) - 1
+    count = 0
+    while count < limit and words(before[count]) == words(after[count]):
+        count += 1
+    return count
+
+
+def agreement(job: Job) -> int:
+    """How many words of the latest running draft its piece's draft before it agrees
+    with (``agreed_words``); 0 for a draft made at a pause."""
+    latest = job.draft
+    if latest is None or latest.at_pause or not job.earlier or not has_text(latest):
+        return 0
+    before = job.earlier[-1]
+    if before.start != latest.start or latest.start != job.committed:
+        return 0
+    return agreed_words(before.result.text, latest.result.text)
+
+
+def commit_words(job: Job, decision: CommitWords) -> None:
+    """The first ``decision.words`` words of the latest draft are final: send them as a
+    piece that starts and ends at ``committed`` (where they end in the audio is not
+    known); the rest of the draft stays a draft of the same audio, after them."""
+    from whisperd.engine import Transcription
+    from whisperd.engine.result import segment
+
+    draft = job.draft
+    assert draft is not None and decision.words > 0
+    tokens = draft.result.text.split()
+    head, rest = " ".join(tokens[: decision.words]), " ".join(tokens[decision.words :])
+    rate, at = _rate(), job.committed
+    _send_segments(job, [segment(at / rate, at / rate, head)])
+    job.draft = job.previous = None
+    job.earlier = []
+    if rest:
+        rest_segment = segment(at / rate, draft.end / rate, rest)
+        language, seconds = draft.result.language, (draft.end - at) / rate
+        result = Transcription.of_segments([rest_segment], language, seconds, draft.result.path)
+        job.draft = Draft(at, draft.end, result, draft.at_pause)
+    send_piece(job, head, at, at)
 
 
 def confirmation(job: Job) -> tuple[str, str] | None:
@@ -245,10 +307,11 @@ def stream_state(job: Job, min_rms: float, worker_idle: bool) -> StreamState:
     """What the streaming and commit policies need to know about a stream (live or not)."""
     assert job.stream is not None
     draft, levels = job.draft, job.stream.levels
+    spoken = levels.speech_end(job.committed, min_rms)
     return StreamState(
         length=job.stream.length,
         committed=job.committed,
-        spoken=levels.speech_end(job.committed, min_rms),
+        spoken=spoken,
         ended=job.ended,
         cancelled=job.cancelled,
         window_running=job.window is not None,
@@ -264,4 +327,11 @@ def stream_state(job: Job, min_rms: float, worker_idle: bool) -> StreamState:
         previous=None if job.previous is None else (job.previous.start, job.previous.end),
         previous_confirmed=confirmation(job) is not None,
         has_context=any(piece.text for piece in job.pieces),
+        draft_at_pause=draft is None or draft.at_pause,
+        draft_words=len(draft.result.text.split()) if has_text(draft) and draft else 0,
+        agreed=agreement(job),
+        decode_time=round(job.last_decode * _rate()),
+        speech_from=0
+        if spoken is None
+        else speech_start(levels.values, job.committed, job.stream.length, min_rms),
     )

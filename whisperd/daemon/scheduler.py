@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from whisperd import __version__
 from whisperd.config import DaemonConfig
 from whisperd.daemon import live, pieces, pipeline, remote
-from whisperd.daemon.commit import CommitDraft, LiveDecision, decide_live, decide_release
+from whisperd.daemon.commit import (
+    CommitDraft,
+    CommitWords,
+    LiveDecision,
+    decide_live,
+    decide_release,
+)
 from whisperd.daemon.jobs import Draft, Job, ReplySink
 from whisperd.daemon.limits import Limits
 from whisperd.daemon.state import DaemonState
@@ -305,10 +311,13 @@ class Scheduler(ModelWorker):
         if isinstance(decision, CommitDraft):
             live.commit_draft(job, decision)
             self.advance_stream(job, event=True)
+        elif isinstance(decision, CommitWords):
+            live.commit_words(job, decision)
+            self.advance_stream(job, event=True)
         elif isinstance(decision, CutWindow):
             job.window = asyncio.ensure_future(self.run_window(job))
         elif isinstance(decision, StartDraft):
-            job.drafting = asyncio.ensure_future(self.run_draft(job, decision.start, decision.end))
+            job.drafting = asyncio.ensure_future(self.run_draft(job, decision))
         else:
             job.next_check = decision.next_at
 
@@ -321,7 +330,10 @@ class Scheduler(ModelWorker):
         """Drafts still waiting to be confirmed, with speech after them, are final at the
         release: commit them now (the client types them while the tail is decoded)."""
         while (decision := decide_release(live.policy(), self.stream_state(job))) is not None:
-            live.commit_draft(job, decision)
+            if isinstance(decision, CommitWords):
+                live.commit_words(job, decision)
+            else:
+                live.commit_draft(job, decision)
 
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
@@ -349,7 +361,8 @@ class Scheduler(ModelWorker):
             log.warning("window of a stream failed; it is redone at the end: %s", exc)
             job.window = None
             return
-        job.window_seconds += time.monotonic() - started
+        job.last_decode = time.monotonic() - started
+        job.window_seconds += job.last_decode
         job.segments.extend(result.segments)
         job.committed = cut
         job.window = None
@@ -357,9 +370,11 @@ class Scheduler(ModelWorker):
             live.commit_window(job, result.segments, start, cut)
         self.advance_stream(job, event=True)
 
-    async def run_draft(self, job: Job, start: int, end: int) -> None:
-        """Transcribe what was said so far while the user pauses (see streaming.py)."""
+    async def run_draft(self, job: Job, decision: StartDraft) -> None:
+        """Transcribe what was said so far while the user pauses (see streaming.py), or
+        while a live stream's speaker talks (a running draft, commit.py)."""
         assert job.stream is not None
+        start, end = decision.start, decision.end
         options = pipeline.window_options(job, self.config)
         offset = start / pipeline.sample_rate()
         started = time.monotonic()
@@ -377,10 +392,11 @@ class Scheduler(ModelWorker):
             log.warning("a draft of a stream failed; the release decodes it: %s", exc)
         else:
             if live.is_live(job):
-                live.new_draft(job, Draft(start, end, result))
+                live.new_draft(job, Draft(start, end, result, decision.at_pause))
             else:
                 job.draft = Draft(start, end, result)
         finally:
-            job.draft_seconds += time.monotonic() - started
+            job.last_decode = time.monotonic() - started
+            job.draft_seconds += job.last_decode
             job.drafting = None
         self.advance_stream(job, event=True)

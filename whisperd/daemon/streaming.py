@@ -73,6 +73,11 @@ class StreamState:
     previous: tuple[int, int] | None = None  # the draft before the last one (live)
     previous_confirmed: bool = False  # the last draft begins with its words (live)
     has_context: bool = False  # text was committed before `committed` (live)
+    draft_at_pause: bool = True  # the last draft was made at a pause, not while speaking (live)
+    draft_words: int = 0  # how many words the last draft's text holds (live)
+    agreed: int = 0  # its first words that the draft before it agrees with (live, commit.py)
+    speech_from: int = 0  # where speech begins after `committed` (live; 0: at `committed`)
+    decode_time: int = 0  # how long the last window or draft took to decode (live; samples)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class CutWindow:
 class StartDraft:
     start: int
     end: int
+    at_pause: bool = True  # False: a running draft of a live stream, made while speaking
 
 
 Decision = Wait | CutWindow | StartDraft

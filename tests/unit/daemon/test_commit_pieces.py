@@ -277,3 +277,76 @@ def test_a_draft_is_compared_with_the_last_one_it_heard_enough_more_than() -> No
     later = Draft(int(3.6 * S), int(6.0 * S), draft(2.4, "Later").result)
     new_draft(job, later)
     assert job.earlier == [] and job.previous is None
+
+
+def test_agreed_words_leave_out_each_drafts_last_word() -> None:
+    from whisperd.daemon.live import agreed_words
+
+    # The earlier draft's last word was heard at the edge of its audio: never agreed.
+    assert agreed_words("The lazy dog jum", "The lazy dog jumps over the") == 3
+    assert agreed_words("The lazy dog", "The lazy dog jumps") == 2
+    # Case and punctuation aside; the first difference ends the agreement.
+    assert agreed_words("the lazy, nog and the", "The lazy dog and the cat") == 2
+    # Nor the later draft's last word: it was at the edge of its audio too.
+    assert agreed_words("The lazy dog jumps over", "The lazy dog") == 2
+    assert agreed_words("", "The lazy dog") == 0
+    assert agreed_words("Hello", "Hello there") == 0
+
+
+def test_running_drafts_commit_the_words_they_agree_on_mid_sentence() -> None:
+    from whisperd.daemon import live
+    from whisperd.daemon.commit import CommitWords
+    from whisperd.daemon.jobs import Draft, Piece
+    from whisperd.engine.result import segment
+
+    sent: list[Any] = []
+    job = live_job([Piece(0, 2 * S, "Hello.")])
+    job.send = sent.append
+    job.committed = 2 * S
+
+    def running(end: float, text: str) -> Draft:
+        result = Transcription.of_segments([segment(2.0, end, text)], "en", end - 2.0)
+        return Draft(2 * S, int(end * S), result, at_pause=False)
+
+    live.new_draft(job, running(3.5, "The lazy dog jum"))
+    assert live.agreement(job) == 0  # one draft agrees with nothing
+    live.new_draft(job, running(5.0, "The lazy dog jumps over the"))
+    # A running draft confirms no earlier draft whole; it agrees on words.
+    assert job.previous is None and live.agreement(job) == 3
+    live.commit_words(job, CommitWords(3))
+    commits = [r for r in sent if r.TYPE == "commit"]
+    # A piece in the middle of a sentence: where its words end in the audio is not known.
+    assert [(c.text, c.start, c.end, c.final) for c in commits] == [("The lazy dog", 2, 2, False)]
+    assert job.committed == 2 * S and job.pieces[-1] == Piece(2 * S, 2 * S, "The lazy dog")
+    segments = [r.segment for r in sent if r.TYPE == "segment"]
+    assert segments == [{"start": 2.0, "end": 2.0, "text": "The lazy dog"}]
+    # The rest of the draft stays the draft of the same audio, after those words: the next
+    # running draft, decoded after them, is compared with it.
+    assert job.draft is not None and job.draft.result.text == "jumps over the"
+    assert (job.draft.start, job.draft.end, job.draft.at_pause) == (2 * S, 5 * S, False)
+    assert job.earlier == [] and job.previous is None
+    live.new_draft(job, running(6.5, "jumps over the fence and"))
+    assert live.agreement(job) == 2
+    # The next decode is forced to begin with the committed words.
+    from whisperd.daemon.pieces import context
+
+    assert context(job.pieces, 2 * S, 7 * S, 10 * S, 28 * S) == (0, "Hello. The lazy dog", "")
+
+
+def test_a_pause_draft_is_not_confirmed_by_a_running_draft() -> None:
+    from whisperd.daemon import live
+    from whisperd.daemon.jobs import Draft
+    from whisperd.engine.result import segment
+
+    job = live_job([])
+
+    def draft(end: float, text: str, at_pause: bool) -> Draft:
+        result = Transcription.of_segments([segment(0, end, text)], "en", end)
+        return Draft(0, int(end * S), result, at_pause)
+
+    live.new_draft(job, draft(2.5, "And so am I fellow Americans.", True))
+    live.new_draft(job, draft(4.5, "And so am I fellow Americans. Ask not", False))
+    assert job.previous is None and live.confirmation(job) is None
+    # A later pause's draft may.
+    live.new_draft(job, draft(6.0, "And so am I fellow Americans. Ask not what", True))
+    assert job.previous is not None and job.previous.end == int(2.5 * S)

@@ -11,6 +11,7 @@ import pytest
 from whisperd.daemon.commit import (
     CUT_SPAN,
     CommitDraft,
+    CommitWords,
     LiveDecision,
     LivePolicy,
     confirmable,
@@ -656,3 +657,161 @@ def test_safe_cut_takes_the_quietest_stretch_not_the_quietest_frame() -> None:
 def test_safe_cut_needs_enough_frames() -> None:
     assert safe_cut([0.0] * 3, 0, 30, 10) is None
     assert safe_cut([1.0] * 10, 0, 100, 10) is not None
+
+
+# -- running drafts: words final in the middle of a sentence (commit.py, RUNNING) --------
+
+# Running drafts 1.5 s apart while the speaker talks, as the daemon runs them.
+RUNNING_LIVE = LivePolicy.from_seconds(long_pause=2.0, sample_rate=RATE, running=1.5)
+
+
+def after_commit(**fields: object) -> StreamState:
+    """A stream with text committed before 500 (running drafts need it), whose speech
+    after it begins at 540."""
+    values: dict[str, object] = {"committed": 500, "has_context": True, "speech_from": 540}
+    values.update(fields)
+    return StreamState(**values)  # type: ignore[arg-type]
+
+
+# The latest draft: a running one, of 500..840, holding six words.
+RUNNING_DRAFT: dict[str, object] = {
+    "draft": (500, 840),
+    "draft_has_text": True,
+    "draft_at_pause": False,
+    "draft_words": 6,
+}
+
+RUNNING_GOLDEN: list[tuple[str, StreamState, LiveDecision]] = [
+    # Talking since 540: a running draft once 1.5 s were heard from the first word.
+    ("talking 1.4 s", after_commit(length=680, spoken=675), Wait(690)),
+    (
+        "talking 1.5 s: running draft",
+        after_commit(length=690, spoken=685),
+        StartDraft(500, 690, at_pause=False),
+    ),
+    # None in the first piece: nothing of it is committed from them.
+    (
+        "first piece: none",
+        StreamState(length=190, committed=0, spoken=185, speech_from=40),
+        Wait(210),
+    ),
+    # Drafts never delay anyone.
+    ("worker busy: none", after_commit(length=690, spoken=685, worker_idle=False), Wait(None)),
+    # A pause: the pause's draft, as without running drafts.
+    ("in a pause: the pause's draft", after_commit(length=720, spoken=690), StartDraft(500, 720)),
+    # The next running draft 1.5 s after the last one ended.
+    (
+        "1.4 s after a running draft",
+        after_commit(
+            length=830, spoken=825, draft=(500, 690), draft_has_text=True, draft_at_pause=False
+        ),
+        Wait(840),
+    ),
+    (
+        "1.5 s after a running draft: the next",
+        after_commit(
+            length=840, spoken=835, draft=(500, 690), draft_has_text=True, draft_at_pause=False
+        ),
+        StartDraft(500, 840, at_pause=False),
+    ),
+    # Two running drafts in a row begin with the same four words: they are final.
+    (
+        "two agree on four words",
+        after_commit(length=845, spoken=840, agreed=4, **RUNNING_DRAFT),
+        CommitWords(4),
+    ),
+    # A running draft is never final by itself: the model ends almost any audio with a
+    # full stop, and its last word may be cut.
+    (
+        "a running draft that ends a sentence",
+        after_commit(length=845, spoken=840, draft_ends_sentence=True, **RUNNING_DRAFT),
+        Wait(865),
+    ),
+    (
+        "a running draft, then a long silence",
+        after_commit(length=1100, spoken=840, **RUNNING_DRAFT),
+        StartDraft(500, 1100),
+    ),
+    # The speaker stopped: the pause gets its own draft, even when the running draft
+    # heard every word (it may have cut the last).
+    (
+        "pause after a running draft that heard it all",
+        after_commit(length=860, spoken=830, **RUNNING_DRAFT),
+        StartDraft(500, 860),
+    ),
+    # Very long speech without a pause is still cut by windows.
+    ("no pause for 12 s", after_commit(length=1700, spoken=1700, **RUNNING_DRAFT), CutWindow()),
+    # Not on a machine whose last decode took over 0.3 s: the running drafts would keep
+    # the worker busy, and the pause's draft and the release would wait for them.
+    (
+        "the last decode took 0.3 s",
+        after_commit(length=690, spoken=685, decode_time=30),
+        StartDraft(500, 690, at_pause=False),
+    ),
+    (
+        "the last decode took 0.31 s",
+        after_commit(length=690, spoken=685, decode_time=31),
+        Wait(710),
+    ),
+    (
+        "running draft in flight",
+        after_commit(length=900, spoken=895, draft_running=True),
+        Wait(NEVER),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "expected"), RUNNING_GOLDEN, ids=[g[0] for g in RUNNING_GOLDEN]
+)
+def test_running_golden(name: str, state: StreamState, expected: LiveDecision) -> None:
+    assert decide_live(POLICY, RUNNING_LIVE, state) == expected
+
+
+RUNNING_RELEASE: list[tuple[str, StreamState, CommitDraft | CommitWords | None]] = [
+    # Spoken after the latest running draft: its words but the last two are final, and
+    # typed while the tail after them is decoded.
+    (
+        "spoke after a running draft",
+        after_commit(length=905, spoken=900, ended=True, **RUNNING_DRAFT),
+        CommitWords(4),
+    ),
+    (
+        "an agreement of five words",
+        after_commit(length=905, spoken=900, ended=True, agreed=5, **RUNNING_DRAFT),
+        CommitWords(5),
+    ),
+    (
+        "a running draft of two words",
+        after_commit(length=905, spoken=900, ended=True, **{**RUNNING_DRAFT, "draft_words": 2}),
+        None,
+    ),
+    # Silent since: the running draft heard every word, it is the final piece.
+    (
+        "silent after a running draft",
+        after_commit(length=905, spoken=830, ended=True, **RUNNING_DRAFT),
+        None,
+    ),
+    (
+        "no text committed before it",
+        after_commit(length=905, spoken=900, ended=True, has_context=False, **RUNNING_DRAFT),
+        None,
+    ),
+    ("cancelled", after_commit(length=905, spoken=900, cancelled=True, **RUNNING_DRAFT), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "expected"), RUNNING_RELEASE, ids=[g[0] for g in RUNNING_RELEASE]
+)
+def test_running_release_golden(
+    name: str, state: StreamState, expected: CommitDraft | CommitWords | None
+) -> None:
+    assert decide_release(RUNNING_LIVE, state) == expected
+
+
+def test_without_running_drafts_nothing_changes() -> None:
+    """The running drafts are the live policy's ``running``; 0 (the golden cases above
+    ``RUNNING_GOLDEN``) makes none."""
+    state = after_commit(length=690, spoken=685)
+    assert decide_live(POLICY, LIVE, state) == Wait(710)

@@ -4,6 +4,7 @@ commit events of docs/protocol.md, "Live dictation"."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -236,3 +237,67 @@ def test_live_options_decode_pieces_like_a_file_request() -> None:
     request = Transcribe("s", "pcm", None, {"live": True, "without_timestamps": True})
     options = pipeline.window_options(Job(request, lambda _: None, None), DaemonConfig())
     assert options == {}
+
+
+def test_at_the_release_a_running_drafts_words_but_its_last_two_are_committed_first() -> None:
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            s.engine.suffix = " one two three"  # five words a decode
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            # A first sentence, final after a long pause: running drafts need text
+            # committed before them.
+            first = np.concatenate([tone(1.0), silence(2.5)])
+            await stream_live(s, "r", first, 0.02)
+            await idle(s)
+            # Then 2.5 s of speech without a pause: a running draft 1.5 s into it. The
+            # key is released while the speaker still talks.
+            talk = tone(2.5)
+            await stream_live_more(s, "r", talk)
+            await idle(s)
+            drafts = [o for name, _, o in s.engine.calls if name == "transcribe"]
+            await s.client.send({"type": "end", "id": "r"})
+            replies = await collect(s, "r")
+            commits = check_pieces(replies, first.size + talk.size)
+            assert len(drafts) >= 2  # the first piece's draft, then a running draft
+            assert len(commits) == 3, commits
+            mid, final = commits[1], commits[2]
+            # The running draft's words but the last two, before the tail is decoded, as
+            # a piece whose end in the audio is not known.
+            assert mid["start"] == mid["end"] == commits[0]["end"] and not mid["final"]
+            assert mid["text"].endswith("samples one") and len(mid["text"].split()) == 3
+            assert final["final"] and final["start"] == mid["end"]
+            # The tail's decode is forced to begin with them.
+            tail = [o for name, _, o in s.engine.calls if name == "transcribe"][len(drafts) :]
+            assert tail and str(tail[0]["prefix"]).endswith(mid["text"]), tail
+
+    run(test)
+
+
+def test_no_running_drafts_where_a_decode_takes_over_the_budget() -> None:
+    # commit.RUNNING_BUDGET: the same dictation as above, on a machine whose decodes take
+    # 0.35 s: no draft while the speaker talks, no words final mid-sentence.
+    async def test() -> None:
+        async with serving(DaemonConfig(draft_pause=0.25)) as s:
+            s.engine.suffix = " one two three"
+            fast = s.engine.transcribe
+
+            def slow(*args: Any, **kwargs: Any) -> Any:
+                time.sleep(0.35)
+                return fast(*args, **kwargs)
+
+            s.engine.transcribe = slow  # type: ignore[method-assign]
+            await s.client.hello()
+            await s.client.ask({"type": "load", "id": "l"})
+            first = np.concatenate([tone(1.0), silence(2.5)])
+            await stream_live(s, "r", first, 0.02)
+            await idle(s)
+            talk = tone(2.5)
+            await stream_live_more(s, "r", talk)
+            await idle(s)
+            assert len(s.engine.calls) == 1  # the first piece's draft only
+            await s.client.send({"type": "end", "id": "r"})
+            commits = check_pieces(await collect(s, "r"), first.size + talk.size)
+            assert [c["start"] == c["end"] for c in commits] == [False, False]
+
+    run(test)
