@@ -65,6 +65,7 @@ class Job:
     # A live stream (options.live): the pieces committed so far, in order, tiling the
     # audio up to `committed`, and how many commit events were sent (daemon/live.py).
     pieces: list[Piece] = field(default_factory=list)
+    words_end: int = 0  # live: words committed mid-sentence were all spoken before this
     commits_sent: int = 0
     # Stream length (samples) below which the streaming policy has nothing new to say.
     next_check: int | None = None

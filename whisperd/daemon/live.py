@@ -177,6 +177,14 @@ def agreement(job: Job) -> int:
     return agreed_words(before.result.text, latest.result.text)
 
 
+def commit(job: Job, decision: CommitDraft | CommitWords) -> None:
+    """Carry out a commit decision of the policy (commit.py)."""
+    if isinstance(decision, CommitWords):
+        commit_words(job, decision)
+    else:
+        commit_draft(job, decision)
+
+
 def commit_words(job: Job, decision: CommitWords) -> None:
     """The first ``decision.words`` words of the latest draft are final: send them as a
     piece that starts and ends at ``committed`` (where they end in the audio is not
@@ -189,6 +197,7 @@ def commit_words(job: Job, decision: CommitWords) -> None:
     tokens = draft.result.text.split()
     head, rest = " ".join(tokens[: decision.words]), " ".join(tokens[decision.words :])
     rate, at = _rate(), job.committed
+    job.words_end = max(job.words_end, draft.end)  # they were heard in the draft
     _send_segments(job, [segment(at / rate, at / rate, head)])
     job.draft = job.previous = None
     job.earlier = []
@@ -287,7 +296,10 @@ def window_cut(job: Job, search_seconds: float) -> int:
 
     assert job.stream is not None
     length = job.stream.length
+    # Not inside words committed mid-sentence: the window's text is forced to begin with
+    # them, so its audio must hold them whole.
     low = max(job.committed, length - int(search_seconds * _rate()))
+    low = min(max(low, job.words_end), length)
     cut = safe_cut(job.stream.levels.values, low, length, LEVEL_FRAME)
     if cut is None:  # only the stretch searched is converted to find the cut
         cut = low + quiet_cut(job.stream.slice(low, length), 0, length - low, search_seconds)
@@ -328,7 +340,7 @@ def stream_state(job: Job, min_rms: float, worker_idle: bool) -> StreamState:
         previous_confirmed=confirmation(job) is not None,
         has_context=any(piece.text for piece in job.pieces),
         draft_at_pause=draft is None or draft.at_pause,
-        draft_words=len(draft.result.text.split()) if has_text(draft) and draft else 0,
+        draft_words=len(draft.result.text.split()) if draft is not None and has_text(draft) else 0,
         agreed=agreement(job),
         decode_time=round(job.last_decode * _rate()),
         speech_from=0

@@ -70,7 +70,9 @@ def context(
     full stop) and the prompt (the text before them)."""
     first = len(pieces)  # pieces tile the stream up to `start`, in order
     while first > 0 and start - pieces[first - 1].start <= before:
-        if end - pieces[first - 1].start > window:
+        # Words committed mid-sentence (a piece from `start` to `start`) were spoken in
+        # this piece's audio: they always lead its prefix, or they would be heard twice.
+        if end - pieces[first - 1].start > window and pieces[first - 1].start < start:
             break
         first -= 1
     around = pieces[first:]
@@ -157,6 +159,44 @@ def decode_piece(
     if cancelled():
         return Transcription.of_segments([], "", duration)
     if prefix:  # the decode with context failed: the piece alone, after the earlier text
-        before = " ".join(p.text for p in job.pieces if p.text)[-PROMPT_CHARS:]
-        options["initial_prompt"] = before
+        earlier = [p.text for p in job.pieces if p.text and not p.start == p.end == start]
+        options["initial_prompt"] = " ".join(earlier)[-PROMPT_CHARS:]
+    return _alone(engine, read, job, start, end, options, on_segment, cancelled)
+
+
+def _alone(
+    engine: Transcriber,
+    read: AudioReader,
+    job: Job,
+    start: int,
+    end: int,
+    options: dict[str, Any],
+    on_segment: SegmentSender | None,
+    cancelled: Callable[[], bool],
+) -> Transcription:
+    """The piece decoded alone. Words committed mid-sentence were spoken in its audio:
+    it is forced to begin with them (with timestamps, then without), and they are left
+    out; when the model will not, it is decoded as it is, and may give them again (a word
+    twice rather than a word lost)."""
+    from whisperd.engine import Transcription
+
+    rate, heard = _rate(), said_in_piece(job.pieces, start)
+    attempts: tuple[dict[str, Any], ...] = ({}, {"without_timestamps": True}) if heard else ()
+    for retry in attempts:
+        if cancelled():
+            return Transcription.of_segments([], "", (end - start) / rate)
+        forced = {**options, "prefix": heard, **retry}
+        alone = engine.transcribe(read(start, end), forced, None, cancelled, start / rate)
+        new = strip_prefix(alone.segments, heard, start / rate)
+        if new is not None and (new or not engine.has_speech(read(start, end))):
+            for item in new:
+                if on_segment is not None:
+                    on_segment(item)
+            return Transcription.of_segments(new, alone.language, (end - start) / rate, alone.path)
     return engine.transcribe(read(start, end), options, on_segment, cancelled, start / rate)
+
+
+def said_in_piece(pieces: list[Piece], start: int) -> str:
+    """The words committed in the middle of a sentence whose audio is after ``start``
+    (the pieces from ``start`` to ``start``), in order."""
+    return " ".join(p.text for p in pieces if p.start == p.end == start and p.text)

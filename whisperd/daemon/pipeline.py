@@ -207,6 +207,8 @@ def usable_draft(
     verdict = draft_verdict(policy, (draft.start, draft.end), job.committed, spoken, audio.size)
     if verdict is Verdict.UNUSABLE:
         return None
+    if not draft.at_pause and spoken is not None and spoken + policy.pause > draft.end:
+        return None  # made while the speaker talked: its last word may be cut
     if verdict is Verdict.USABLE_IF_SILENT and engine.has_speech(audio[draft.end :]):
         return None  # quiet, but the VAD hears a word
     return draft.result

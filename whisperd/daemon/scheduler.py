@@ -308,11 +308,8 @@ class Scheduler(ModelWorker):
         else:
             decision = decide(self.policy, state)
         job.next_check = None
-        if isinstance(decision, CommitDraft):
-            live.commit_draft(job, decision)
-            self.advance_stream(job, event=True)
-        elif isinstance(decision, CommitWords):
-            live.commit_words(job, decision)
+        if isinstance(decision, CommitDraft | CommitWords):
+            live.commit(job, decision)
             self.advance_stream(job, event=True)
         elif isinstance(decision, CutWindow):
             job.window = asyncio.ensure_future(self.run_window(job))
@@ -327,13 +324,11 @@ class Scheduler(ModelWorker):
         return live.stream_state(job, self.config.min_rms, idle)
 
     def commit_at_release(self, job: Job) -> None:
-        """Drafts still waiting to be confirmed, with speech after them, are final at the
-        release: commit them now (the client types them while the tail is decoded)."""
+        """Drafts still waiting to be confirmed, and a running draft's words but its last,
+        with speech after them, are final at the release: commit them now (the client
+        types them while the tail is decoded)."""
         while (decision := decide_release(live.policy(), self.stream_state(job))) is not None:
-            if isinstance(decision, CommitWords):
-                live.commit_words(job, decision)
-            else:
-                live.commit_draft(job, decision)
+            live.commit(job, decision)
 
     async def run_window(self, job: Job) -> None:
         """Transcribe a finished stretch of a long dictation while it streams in: at
@@ -391,12 +386,12 @@ class Scheduler(ModelWorker):
         except Exception as exc:  # noqa: BLE001 - the release transcribes it all anyway
             log.warning("a draft of a stream failed; the release decodes it: %s", exc)
         else:
+            job.last_decode = time.monotonic() - started
             if live.is_live(job):
                 live.new_draft(job, Draft(start, end, result, decision.at_pause))
             else:
                 job.draft = Draft(start, end, result)
         finally:
-            job.last_decode = time.monotonic() - started
-            job.draft_seconds += job.last_decode
+            job.draft_seconds += time.monotonic() - started
             job.drafting = None
         self.advance_stream(job, event=True)

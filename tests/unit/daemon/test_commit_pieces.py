@@ -350,3 +350,59 @@ def test_a_pause_draft_is_not_confirmed_by_a_running_draft() -> None:
     # A later pause's draft may.
     live.new_draft(job, draft(6.0, "And so am I fellow Americans. Ask not what", True))
     assert job.previous is not None and job.previous.end == int(2.5 * S)
+
+
+def test_words_committed_mid_sentence_always_lead_the_prefix() -> None:
+    # A piece 5..40 s: the piece before (from 0) is beyond the 28 s window, but the words
+    # committed mid-sentence at 5 s were spoken in this piece's audio: without them in the
+    # prefix, the decode would give them again.
+    pieces = [Piece(0, 5 * S, "one."), Piece(5 * S, 5 * S, "two words")]
+    assert context(pieces, 5 * S, 40 * S, 10 * S, 28 * S) == (5 * S, "two words", "one.")
+
+
+class ContextFailsEngine(PrefixEngine):
+    """Says nothing after a prefix holding the earlier piece ("First ..."), and ``new``
+    after one holding only the words committed mid-sentence."""
+
+    def transcribe(
+        self,
+        audio: Samples,
+        options: dict[str, Any],
+        on_segment: Callable[[dict[str, Any]], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        offset: float = 0.0,
+    ) -> Transcription:
+        saved, prefix = self.new, str(options.get("prefix", ""))
+        self.new = "" if prefix.startswith("First") else saved
+        try:
+            return super().transcribe(audio, options, on_segment, cancelled, offset)
+        finally:
+            self.new = saved
+
+
+def test_a_piece_alone_leaves_out_the_words_committed_in_its_audio() -> None:
+    job = live_job([*PIECES, Piece(int(3.4 * S), int(3.4 * S), "The lazy dog")])
+    engine = ContextFailsEngine("jumps.", speech=True)
+    result, sent = decode(engine, job)
+    assert result.text == "jumps." and sent == result.segments
+    prefixes = [o.get("prefix") for _, _, o in engine.calls]
+    assert prefixes == ["First sentence. The lazy dog"] * 2 + ["The lazy dog"]
+    alone = engine.calls[-1][2]
+    assert alone["initial_prompt"] == "First sentence."  # not the words again
+    assert engine.calls[-1][1] == AUDIO.size - int(3.4 * S)
+
+
+def test_a_window_is_not_cut_inside_words_committed_mid_sentence() -> None:
+    from tests.unit.daemon.fakes import s16le
+    from whisperd.daemon import live
+    from whisperd.daemon.pcmstore import CompactStream
+
+    job = live_job([])
+    job.stream = CompactStream(PcmFormat("s16le", S, 1))
+    # Speech with its only silence at 10.5-10.8 s, inside the last 2 s searched.
+    audio = np.concatenate([tone(10.5), silence(0.3), tone(1.2)])
+    job.stream.feed(s16le(audio))
+    assert 10.5 * S <= live.window_cut(job, 2.0) <= 10.8 * S
+    # Words committed mid-sentence were heard in a draft ending at 11 s: after them.
+    job.words_end = 11 * S
+    assert live.window_cut(job, 2.0) >= 11 * S

@@ -786,7 +786,8 @@ RUNNING_RELEASE: list[tuple[str, StreamState, CommitDraft | CommitWords | None]]
         after_commit(length=905, spoken=900, ended=True, **{**RUNNING_DRAFT, "draft_words": 2}),
         None,
     ),
-    # Silent since: the running draft heard every word, it is the final piece.
+    # Silent since: nothing to commit; the pipeline takes the running draft as the final
+    # piece if it ended a whole pause after the last word, or decodes the audio again.
     (
         "silent after a running draft",
         after_commit(length=905, spoken=830, ended=True, **RUNNING_DRAFT),

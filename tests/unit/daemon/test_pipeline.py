@@ -176,3 +176,15 @@ def test_window_piece_ends_at_the_quietest_moment() -> None:
     piece, cut = pipeline.window_piece(job, 2.0)
     assert 11.0 * SAMPLE_RATE <= cut <= 11.06 * SAMPLE_RATE
     assert piece.size == cut
+
+
+def test_a_running_draft_is_the_answer_only_when_a_pause_followed_the_last_word() -> None:
+    # A running draft (live, made while the speaker talked) that heard every word is the
+    # answer only when it ended a whole pause after the last word; one that ended 0.1 s
+    # after it may have cut the word's end: the release decodes the audio again.
+    for end, used in ((1.1, False), (1.3, True)):
+        job = stream_job(np.concatenate([tone(1.0), silence(0.5)]))
+        draft = draft_of(job, int(end * SAMPLE_RATE))
+        job.draft = Draft(draft.start, draft.end, draft.result, at_pause=False)
+        result, _, _ = run(job, FakeEngine())
+        assert job.draft_used is used and (result.text == "the draft") is used
