@@ -135,27 +135,11 @@ def decode_piece(
     # The vocabulary stays: with a forced prefix the engine puts its entries in the
     # prompt before the earlier text (``hotwords_in_prompt``), where hotwords would go.
     wide_options = {**options, "prefix": prefix, "fast_short_audio": final_unpadded}
-    # With timestamps first (as a file request decodes); when the model closes its
-    # segment right after the prefix, again without them: then it goes on from the prefix
-    # ("... this software, and associated documentation files") where the piece decoded
-    # alone began a new sentence ("An associated", bench/live.py, the MIT recordings).
-    attempts: tuple[dict[str, Any], ...] = ({}, {"without_timestamps": True}) if prefix else ()
-    for retry in attempts:
-        if cancelled():
-            return Transcription.of_segments([], "", duration)
-        wide = engine.transcribe(
-            read(audio_start, end),
-            {**wide_options, **retry},
-            None,
-            cancelled,
-            audio_start / rate,
-        )
-        new = strip_prefix(wide.segments, prefix, start / rate)
-        if new is not None and (new or not engine.has_speech(read(start, end))):
-            for item in new:
-                if on_segment is not None:
-                    on_segment(item)
-            return Transcription.of_segments(new, wide.language, duration, wide.path)
+    if prefix:
+        work = (engine, read, audio_start, start, end, wide_options, prefix)
+        done = _forced(*work, on_segment, cancelled)
+        if done is not None:
+            return done
     if cancelled():
         return Transcription.of_segments([], "", duration)
     if prefix:  # the decode with context failed: the piece alone, after the earlier text
@@ -175,25 +159,52 @@ def _alone(
     cancelled: Callable[[], bool],
 ) -> Transcription:
     """The piece decoded alone. Words committed mid-sentence were spoken in its audio:
-    it is forced to begin with them (with timestamps, then without), and they are left
-    out; when the model will not, it is decoded as it is, and may give them again (a word
-    twice rather than a word lost)."""
+    it is forced to begin with them, and they are left out; when the model will not, it
+    is decoded as it is, and may give them again (a word twice rather than a word lost)."""
+    heard = said_in_piece(job.pieces, start)
+    if heard:
+        done = _forced(engine, read, start, start, end, options, heard, on_segment, cancelled)
+        if done is not None:
+            return done
+    return engine.transcribe(read(start, end), options, on_segment, cancelled, start / _rate())
+
+
+def _forced(
+    engine: Transcriber,
+    read: AudioReader,
+    audio_start: int,
+    start: int,
+    end: int,
+    options: dict[str, Any],
+    prefix: str,
+    on_segment: SegmentSender | None,
+    cancelled: Callable[[], bool],
+) -> Transcription | None:
+    """Samples ``audio_start:end`` decoded with the decoder forced to begin with
+    ``prefix``: what follows it is the piece ``start:end`` (its segments sent); None when
+    the model did not begin with the prefix, or gave nothing after it while the piece
+    holds speech. With timestamps first (as a file request decodes); when the model
+    closes its segment right after the prefix, again without them: then it goes on from
+    the prefix ("... this software, and associated documentation files") where the piece
+    decoded alone began a new sentence ("An associated", bench/live.py, the MIT
+    recordings)."""
     from whisperd.engine import Transcription
 
-    rate, heard = _rate(), said_in_piece(job.pieces, start)
-    attempts: tuple[dict[str, Any], ...] = ({}, {"without_timestamps": True}) if heard else ()
-    for retry in attempts:
+    rate, duration = _rate(), (end - start) / _rate()
+    for retry in ({}, {"without_timestamps": True}):
         if cancelled():
-            return Transcription.of_segments([], "", (end - start) / rate)
-        forced = {**options, "prefix": heard, **retry}
-        alone = engine.transcribe(read(start, end), forced, None, cancelled, start / rate)
-        new = strip_prefix(alone.segments, heard, start / rate)
+            return Transcription.of_segments([], "", duration)
+        forced = {**options, "prefix": prefix, **retry}
+        wide = engine.transcribe(
+            read(audio_start, end), forced, None, cancelled, audio_start / rate
+        )
+        new = strip_prefix(wide.segments, prefix, start / rate)
         if new is not None and (new or not engine.has_speech(read(start, end))):
             for item in new:
                 if on_segment is not None:
                     on_segment(item)
-            return Transcription.of_segments(new, alone.language, (end - start) / rate, alone.path)
-    return engine.transcribe(read(start, end), options, on_segment, cancelled, start / rate)
+            return Transcription.of_segments(new, wide.language, duration, wide.path)
+    return None
 
 
 def said_in_piece(pieces: list[Piece], start: int) -> str:

@@ -239,26 +239,29 @@ def test_live_options_decode_pieces_like_a_file_request() -> None:
     assert options == {}
 
 
+async def first_sentence_then_talk(s: Served) -> tuple[int, list[dict[str, Any]]]:
+    """A first sentence, final after a long pause (running drafts need text committed
+    before them), then 2.5 s of speech without a pause, released while the speaker still
+    talks: the stream's length, and how many decodes came before the release."""
+    s.engine.suffix = " one two three"  # five words a decode
+    await s.client.hello()
+    await s.client.ask({"type": "load", "id": "l"})
+    first = np.concatenate([tone(1.0), silence(2.5)])
+    await stream_live(s, "r", first, 0.02)
+    await idle(s)
+    talk = tone(2.5)
+    await stream_live_more(s, "r", talk)
+    await idle(s)
+    drafts = [o for name, _, o in s.engine.calls if name == "transcribe"]
+    await s.client.send({"type": "end", "id": "r"})
+    return first.size + talk.size, drafts
+
+
 def test_at_the_release_a_running_drafts_words_but_its_last_two_are_committed_first() -> None:
     async def test() -> None:
         async with serving(DaemonConfig(draft_pause=0.25)) as s:
-            s.engine.suffix = " one two three"  # five words a decode
-            await s.client.hello()
-            await s.client.ask({"type": "load", "id": "l"})
-            # A first sentence, final after a long pause: running drafts need text
-            # committed before them.
-            first = np.concatenate([tone(1.0), silence(2.5)])
-            await stream_live(s, "r", first, 0.02)
-            await idle(s)
-            # Then 2.5 s of speech without a pause: a running draft 1.5 s into it. The
-            # key is released while the speaker still talks.
-            talk = tone(2.5)
-            await stream_live_more(s, "r", talk)
-            await idle(s)
-            drafts = [o for name, _, o in s.engine.calls if name == "transcribe"]
-            await s.client.send({"type": "end", "id": "r"})
-            replies = await collect(s, "r")
-            commits = check_pieces(replies, first.size + talk.size)
+            length, drafts = await first_sentence_then_talk(s)
+            commits = check_pieces(await collect(s, "r"), length)
             assert len(drafts) >= 2  # the first piece's draft, then a running draft
             assert len(commits) == 3, commits
             mid, final = commits[1], commits[2]
@@ -279,7 +282,6 @@ def test_no_running_drafts_where_a_decode_takes_over_the_budget() -> None:
     # 0.35 s: no draft while the speaker talks, no words final mid-sentence.
     async def test() -> None:
         async with serving(DaemonConfig(draft_pause=0.25)) as s:
-            s.engine.suffix = " one two three"
             fast = s.engine.transcribe
 
             def slow(*args: Any, **kwargs: Any) -> Any:
@@ -287,17 +289,9 @@ def test_no_running_drafts_where_a_decode_takes_over_the_budget() -> None:
                 return fast(*args, **kwargs)
 
             s.engine.transcribe = slow  # type: ignore[method-assign]
-            await s.client.hello()
-            await s.client.ask({"type": "load", "id": "l"})
-            first = np.concatenate([tone(1.0), silence(2.5)])
-            await stream_live(s, "r", first, 0.02)
-            await idle(s)
-            talk = tone(2.5)
-            await stream_live_more(s, "r", talk)
-            await idle(s)
-            assert len(s.engine.calls) == 1  # the first piece's draft only
-            await s.client.send({"type": "end", "id": "r"})
-            commits = check_pieces(await collect(s, "r"), first.size + talk.size)
+            length, drafts = await first_sentence_then_talk(s)
+            assert len(drafts) == 1  # the first piece's draft only
+            commits = check_pieces(await collect(s, "r"), length)
             assert [c["start"] == c["end"] for c in commits] == [False, False]
 
     run(test)
