@@ -189,7 +189,6 @@ def commit_words(job: Job, decision: CommitWords) -> None:
     """The first ``decision.words`` words of the latest draft are final: send them as a
     piece that starts and ends at ``committed`` (where they end in the audio is not
     known); the rest of the draft stays a draft of the same audio, after them."""
-    from whisperd.engine import Transcription
     from whisperd.engine.result import segment
 
     draft = job.draft
@@ -199,13 +198,7 @@ def commit_words(job: Job, decision: CommitWords) -> None:
     rate, at = _rate(), job.committed
     job.words_end = max(job.words_end, draft.end)  # they were heard in the draft
     _send_segments(job, [segment(at / rate, at / rate, head)])
-    job.draft = job.previous = None
-    job.earlier = []
-    if rest:
-        rest_segment = segment(at / rate, draft.end / rate, rest)
-        language, seconds = draft.result.language, (draft.end - at) / rate
-        result = Transcription.of_segments([rest_segment], language, seconds, draft.result.path)
-        job.draft = Draft(at, draft.end, result, draft.at_pause)
+    _keep_rest(job, at, draft, rest)
     send_piece(job, head, at, at)
 
 
@@ -261,7 +254,6 @@ def _send_segments(job: Job, segments: list[Segment]) -> None:
 
 
 def _commit_confirmed(job: Job, previous: Draft) -> None:
-    from whisperd.engine import Transcription
     from whisperd.engine.result import segment
 
     latest, split = job.draft, confirmation(job)
@@ -270,17 +262,26 @@ def _commit_confirmed(job: Job, previous: Draft) -> None:
     rate = _rate()
     _send_segments(job, [segment(previous.start / rate, previous.end / rate, confirmed)])
     job.committed = previous.end
-    # The rest of the latest draft is a draft of the next piece (confirmed by the next
-    # pause, or the answer at release). Empty, it is no draft: the model may have missed
-    # what was said there, so the release decodes it.
+    _keep_rest(job, previous.end, latest, rest)
+    send_piece(job, confirmed, previous.start, previous.end)
+
+
+def _keep_rest(job: Job, start: int, latest: Draft, rest: str) -> None:
+    """After a commit from the latest draft: its words after those committed (``rest``,
+    heard over ``start``..its end) are the draft of what follows (confirmed by a later
+    draft, or the answer at release). Empty, it is no draft: the model may have missed
+    what was said there, so the release decodes it."""
+    from whisperd.engine import Transcription
+    from whisperd.engine.result import segment
+
     job.draft = job.previous = None
     job.earlier = []
     if rest:
-        rest_segment = segment(previous.end / rate, latest.end / rate, rest)
-        language, seconds = latest.result.language, (latest.end - previous.end) / rate
+        rate = _rate()
+        rest_segment = segment(start / rate, latest.end / rate, rest)
+        language, seconds = latest.result.language, (latest.end - start) / rate
         result = Transcription.of_segments([rest_segment], language, seconds, latest.result.path)
-        job.draft = Draft(previous.end, latest.end, result)
-    send_piece(job, confirmed, previous.start, previous.end)
+        job.draft = Draft(start, latest.end, result, latest.at_pause)
 
 
 def commit_window(job: Job, segments: list[Segment], start: int, cut: int) -> None:
@@ -343,7 +344,7 @@ def stream_state(job: Job, min_rms: float, worker_idle: bool) -> StreamState:
         draft_words=len(draft.result.text.split()) if draft is not None and has_text(draft) else 0,
         agreed=agreement(job),
         decode_time=round(job.last_decode * _rate()),
-        speech_from=0
-        if spoken is None
+        speech_from=0  # only the live policy's running drafts read it
+        if spoken is None or not is_live(job)
         else speech_start(levels.values, job.committed, job.stream.length, min_rms),
     )

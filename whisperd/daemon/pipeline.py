@@ -204,11 +204,10 @@ def usable_draft(
     if draft is None or job.stream is None:
         return None
     spoken = job.stream.levels.speech_end(job.committed, config.min_rms)
-    verdict = draft_verdict(policy, (draft.start, draft.end), job.committed, spoken, audio.size)
+    span = (draft.start, draft.end)
+    verdict = draft_verdict(policy, span, job.committed, spoken, audio.size, draft.at_pause)
     if verdict is Verdict.UNUSABLE:
         return None
-    if not draft.at_pause and spoken is not None and spoken + policy.pause > draft.end:
-        return None  # made while the speaker talked: its last word may be cut
     if verdict is Verdict.USABLE_IF_SILENT and engine.has_speech(audio[draft.end :]):
         return None  # quiet, but the VAD hears a word
     return draft.result

@@ -156,12 +156,16 @@ def draft_verdict(
     committed: int,
     spoken: int | None,
     length: int,
+    at_pause: bool = True,
 ) -> Verdict:
-    """Whether the last draft can be the answer of a stream that ended at ``length``."""
+    """Whether the last draft can be the answer of a stream that ended at ``length``;
+    ``at_pause`` False: a running draft of a live stream, made while the speaker talked."""
     if draft is None or draft[0] != committed:
         return Verdict.UNUSABLE
     if spoken is not None and spoken > draft[1]:
         return Verdict.UNUSABLE  # louder than a pause after the draft: the user spoke again
+    if not at_pause and spoken is not None and spoken + policy.pause > draft[1]:
+        return Verdict.UNUSABLE  # no whole pause after the last word: it may be cut
     if length - draft[1] >= policy.vad_min:
         return Verdict.USABLE_IF_SILENT  # quiet, but a soft word could hide there
     return Verdict.USABLE

@@ -134,3 +134,11 @@ def test_draft_verdict(
     expected: Verdict,
 ) -> None:
     assert draft_verdict(POLICY, draft, committed, spoken, length) is expected
+
+
+def test_a_running_draft_is_the_answer_only_after_a_whole_pause() -> None:
+    # A live stream's running draft, made while the speaker talked: its last word may be
+    # cut unless a whole pause (0.25 s) followed the last word before its end.
+    assert draft_verdict(POLICY, (0, 320), 0, 300, 320, at_pause=False) is Verdict.UNUSABLE
+    assert draft_verdict(POLICY, (0, 325), 0, 300, 325, at_pause=False) is Verdict.USABLE
+    assert draft_verdict(POLICY, (0, 320), 0, 300, 320) is Verdict.USABLE  # made at a pause
