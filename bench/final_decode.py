@@ -1,0 +1,204 @@
+"""Where the time of a long dictation's final piece goes (issue 12), in-process.
+
+    .venv/bin/python -m bench.final_decode [--reps 5] [--out bench/final_decode.md]
+
+Released at its last word, a long dictation waits for one decode: its tail since the last
+pause, with the committed pieces before it as context (daemon/pieces.py). This bench
+takes that decode as the daemon makes it (the 30 s and 60 s dictations of bench/live.py,
+streamed through the real ``Scheduler`` in virtual time; a recording proxy keeps the
+last call the engine got) and times it whole and in parts, median of ``--reps``:
+
+- the whole ``Engine.transcribe`` of it, as the daemon calls it;
+- the VAD (``find_speech``), the log-mel features and the encoder on the unpadded window
+  the fast path encodes (docs/fastpath.md);
+- the decoder, as the engine prompts it (the context's text forced as the prefix), and
+  the same decode stopped right after the forced prefix: what the prefix alone costs;
+- the same tokens in one pass, with the prefix moved into the previous-text prompt
+  (``<|startofprev|>``, which CTranslate2 runs in one decoder pass) and one step after:
+  what a one-pass prefix would cost, if CTranslate2's API could force one.
+
+The model text of these variants is not compared (the accuracy of such levers is
+bench/live.py's part); only the time is, on this machine, so a new machine shows at once
+how far its floor is from the 500 ms goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.live import KEYS_OPTIONS, dictation, log
+from bench.material import Generator
+from tests.integration.live_stream import stream_virtual
+from whisperd.config import DaemonConfig
+from whisperd.engine import Engine, Transcription
+from whisperd.engine.decoding import MAX_LENGTH, build_prompt, suppressed_tokens
+from whisperd.engine.speech import find_speech
+from whisperd.engine.threads import CHOICE_NAMES
+
+HERE = Path(__file__).resolve().parent
+DICTATIONS = ((30, 1), (30, 2), (60, 3), (60, 4))
+PAD_FRAMES, MIN_WINDOW, FULL_WINDOW = 200, 1000, 3000  # the fast path's defaults
+
+
+class LastCall:
+    """The engine, keeping the samples and options of the last transcribe it got."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.last: tuple[Any, dict[str, Any]] | None = None
+
+    def transcribe(self, audio: Any, options: dict[str, Any], *args: Any) -> Transcription:
+        self.last = (audio.copy(), dict(options))
+        return self.engine.transcribe(audio, options, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def final_decode(engine: Engine, seconds: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """The final piece's decode of a dictation, as the daemon asks the engine for it."""
+    from whisperd.daemon.scheduler import Scheduler
+    from whisperd.daemon.state import DaemonState
+
+    item, _ = dictation(Generator(Path(tempfile.mkdtemp(prefix="bench-final-"))), seconds, seed)
+    recorder = LastCall(engine)
+
+    async def run() -> None:
+        config = engine.config
+        scheduler = Scheduler(config, DaemonState(False), lambda: None, lambda: None, recorder)
+        await stream_virtual(scheduler, item.audio, {**KEYS_OPTIONS, "live": True}, 0.0)
+        scheduler.shutdown()
+
+    asyncio.run(run())
+    assert recorder.last is not None and recorder.last[1].get("prefix"), "no context decode"
+    return recorder.last
+
+
+def median_ms(reps: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def parts(model: Any, audio: Any, options: dict[str, Any], reps: int) -> dict[str, float]:
+    """The decode's parts, each timed alone (see the module's docstring)."""
+    import ctranslate2
+    from faster_whisper.tokenizer import Tokenizer
+
+    speech = find_speech(audio, True)
+    features = np.asarray(model.feature_extractor(speech.samples), dtype=np.float32)
+    frames = features.shape[-1] - 1
+    window = min(FULL_WINDOW, max(frames + PAD_FRAMES, MIN_WINDOW))
+    padded = np.zeros((1, features.shape[0], window), dtype=np.float32)
+    padded[0, :, :frames] = features[:, :frames]
+    ct2, mel = model.model, ctranslate2.StorageView.from_array(padded)
+    encoded = ct2.encode(mel, to_cpu=False)
+    multilingual = bool(ct2.is_multilingual)
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language="en")
+    previous = [int(t) for t in tokenizer.encode(" " + options["initial_prompt"].strip())]
+    prompt = build_prompt(
+        tokenizer, previous, without_timestamps=False, hotwords=None, prefix=options["prefix"]
+    )
+    # [<|startofprev|> earlier text, <|startoftranscript|>..., <|0.00|>, prefix]: CTranslate2
+    # runs all before the last task token in one pass and forces <|0.00|> and the prefix.
+    prefix = prompt[prompt.index(tokenizer.timestamp_begin) + 1 :]
+    task = [int(t) for t in tokenizer.sot_sequence]
+    one_pass = [int(tokenizer.sot_prev), *previous, *prefix, *task, tokenizer.timestamp_begin]
+    suppress = suppressed_tokens(tokenizer, (-1,))
+
+    def generate(tokens: list[int], steps: int | None = None) -> Any:
+        """Decode after ``tokens``; ``steps``: stop after that many (the forced ones
+        included). CTranslate2 decodes min(max_length / 2, max_length - prompt) steps."""
+        before = len(tokens) - tokens[::-1].index(task[-1]) - 1  # the one-pass part
+        length = MAX_LENGTH if steps is None else max(2 * steps, before + steps)
+        return ct2.generate(
+            encoded, [tokens], beam_size=5, max_length=length, suppress_tokens=suppress
+        )
+
+    prefix_tokens = len(prefix)
+    new_tokens = len(generate(prompt)[0].sequences_ids[0]) - prefix_tokens - 1
+    return {
+        "vad": median_ms(reps, lambda: find_speech(audio, True)),
+        "features": median_ms(reps, lambda: model.feature_extractor(speech.samples)),
+        "encoder": median_ms(reps, lambda: ct2.encode(mel, to_cpu=False)),
+        "decoder": median_ms(reps, lambda: generate(prompt)),
+        "forced": median_ms(reps, lambda: generate(prompt, prefix_tokens + 1)),
+        "one pass": median_ms(reps, lambda: generate(one_pass, 2)),
+        "prefix tokens": prefix_tokens,
+        "new tokens": new_tokens,
+        "window s": window / 100,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=HERE / "final_decode.md")
+    args = parser.parse_args()
+    from whisperd.engine.threads import load_whisper
+
+    engine = Engine(DaemonConfig())
+    engine.load()
+    assert engine.resolved is not None
+    model, threads = load_whisper(engine.resolved.path, "cpu", "int8", 0)
+    rows = []
+    for seconds, seed in DICTATIONS:
+        audio, options = final_decode(engine, seconds, seed)
+        whole = median_ms(args.reps, partial(engine.transcribe, audio, options))
+        row = {"dictation": f"{seconds} s (seed {seed})", "whole": whole}
+        row |= parts(model, audio, options, args.reps)
+        log(f"{row}")
+        rows.append(row)
+    args.out.write_text(markdown(rows, threads, args.reps))
+    print(args.out.read_text())
+    return 0
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def markdown(rows: list[dict[str, Any]], threads: int, reps: int) -> str:
+    lines = [
+        "# The final piece's decode, in parts (bench/final_decode.py)",
+        "",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{cpu_name()}, CPU threads: {CHOICE_NAMES.get(threads, threads)}, "
+        f"median of {reps}. Milliseconds. The estimate is the whole decode less the forced "
+        "prefix, plus the prefix in one pass.",
+        "",
+        "| dictation | context + tail (window) | prefix / new tokens | whole decode | VAD | "
+        "features | encoder | decoder | of which the forced prefix | the prefix in one "
+        "pass + 1 step | decode with a one-pass prefix (estimate) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        estimate = r["whole"] - r["forced"] + r["one pass"]
+        lines.append(
+            f"| {r['dictation']} | {r['window s']:.1f} s | {r['prefix tokens']} / "
+            f"{r['new tokens']} | {r['whole']:.0f} | {r['vad']:.0f} | {r['features']:.0f} | "
+            f"{r['encoder']:.0f} | {r['decoder']:.0f} | {r['forced']:.0f} | "
+            f"{r['one pass']:.0f} | {estimate:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
