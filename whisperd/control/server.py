@@ -52,6 +52,12 @@ DISCARD_LIMIT = 4096  # bytes a follower may send (ignored) per read
 
 
 class Snapshot(Protocol):
+    # Grows with each change published: a follower's first status is taken on the loop
+    # while changes published just before it may still wait there to be broadcast, and
+    # sent after it they would show a bar an older state for a moment.
+    @property
+    def version(self) -> int: ...
+
     def to_json(self, with_text: bool = False) -> dict[str, Any]: ...
 
 
@@ -115,6 +121,14 @@ class _Follower:
         self.writer = writer
         self.text = text
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FOLLOW_QUEUE)
+        self.seen = -1  # the version of the newest status queued for it
+
+    def is_news(self, status: Snapshot) -> bool:
+        """Whether ``status`` is newer than all this follower was given; then it is."""
+        if status.version <= self.seen:
+            return False
+        self.seen = status.version
+        return True
 
 
 class _Slot:
@@ -313,7 +327,9 @@ class ControlServer:
         follower = _Follower(writer, text and self.allow_text)
         self._followers.add(follower)
         try:
-            await self._send(writer, self.handler.snapshot().to_json(with_text=follower.text))
+            first = self.handler.snapshot()
+            follower.is_news(first)
+            await self._send(writer, first.to_json(with_text=follower.text))
             tasks = {
                 asyncio.ensure_future(self._pump(follower)),
                 asyncio.ensure_future(self._until_eof(reader)),
@@ -345,6 +361,8 @@ class ControlServer:
         plain = status.to_json(with_text=False)
         full = status.to_json(with_text=True) if self.allow_text else plain
         for follower in list(self._followers):
+            if not follower.is_news(status):
+                continue
             try:
                 follower.queue.put_nowait(full if follower.text else plain)
             except asyncio.QueueFull:

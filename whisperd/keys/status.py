@@ -26,7 +26,7 @@ Status carries it, and ``to_json(with_text=True)`` shows it, only then.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from whisperd.keys.livetype import join_pieces
@@ -130,6 +130,8 @@ class Status:
     elapsed: float | None = None  # recording only: seconds since it started
     reason: str | None = None  # error only
     text: str | None = None  # the dictation's committed text, only with keep_text
+    # Counts the statuses published (the control server's order); not part of the event.
+    version: int = field(default=0, compare=False)
 
     def to_json(self, with_text: bool = False) -> dict[str, Any]:
         event: dict[str, Any] = {"type": "status", "state": str(self.state), "since": self.since}
@@ -197,6 +199,7 @@ class StatusMachine:
         new = self._next(event, now)
         if new is None or new == self._status:
             return None
+        new = replace(new, version=self._status.version + 1)
         self._status = new
         self._published_at = now
         return new

@@ -3,6 +3,7 @@ file's safety, the connection cap and the idle timeout."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import stat
@@ -21,11 +22,14 @@ from whisperd.control.server import AlreadyRunning, ControlServer
 from whisperd.protocol.framing import MAX_JSON_FRAME
 from whisperd.runtime import UnsafeRuntime
 
+_versions = itertools.count(1)
+
 
 @dataclass
 class FakeStatus:
     state: str
     text: str = ""
+    version: int = field(default_factory=lambda: next(_versions))  # made later: newer
 
     def to_json(self, with_text: bool = False) -> dict[str, Any]:
         event: dict[str, Any] = {"type": "status", "state": self.state, "since": 1.0}
@@ -120,6 +124,38 @@ def test_followers_get_changes_and_text_only_when_allowed(path: Path, handler: H
         finally:
             srv.close()
         assert not srv.running
+
+
+class RacingHandler(Handler):
+    """whisperd-keys changing state twice just as a follower connects: both changes are
+    published (their broadcasts wait on the server's loop) before the follower's first
+    status is taken, which is therefore already the newer one."""
+
+    server: ControlServer | None = None
+
+    def snapshot(self) -> FakeStatus:
+        if self.server is not None and self.state == "idle":
+            self.state = "transcribing"
+            self.server.publish(FakeStatus("recording"))
+            self.server.publish(FakeStatus("transcribing"))
+        return FakeStatus(self.state)
+
+
+def test_a_new_follower_never_hears_an_older_state_after_its_first(path: Path) -> None:
+    """A status bar connecting mid-dictation once showed "transcribing", then a flash of
+    "recording" (a change published before its first status, sent after it)."""
+    handler = RacingHandler()
+    srv = ControlServer(path, handler)
+    handler.server = srv
+    srv.start()
+    try:
+        with client.connect(path) as sock:
+            events = client.follow(sock)
+            assert next(events)["state"] == "transcribing"
+            srv.publish(FakeStatus("idle"))
+            assert next(events)["state"] == "idle"  # not "recording", nor a repeat
+    finally:
+        srv.close()
 
 
 def test_followers_end_cleanly_when_the_server_stops(path: Path, handler: Handler) -> None:

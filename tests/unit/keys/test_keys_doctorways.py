@@ -63,6 +63,8 @@ def test_desktop_detection(env: dict[str, str], found: str) -> None:
 
 
 class IdleStatus:
+    version = 0
+
     def to_json(self, with_text: bool = False) -> dict[str, object]:
         return {"type": "status", "state": "idle", "since": 0.0}
 

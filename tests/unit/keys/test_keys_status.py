@@ -115,6 +115,17 @@ def test_a_dictation_goes_through_every_state_and_back() -> None:
     ]
 
 
+def test_each_published_status_is_newer_than_the_last_and_snapshots_say_so() -> None:
+    """The control server orders a follower's first status against changes still to be
+    broadcast by these versions (test_server.py)."""
+    machine = StatusMachine(0.0)
+    published = [machine.apply(event, 1.0) for event in (RecordingStarted(), Tick())]
+    published += [machine.apply(RecordingStopped(), 2.0), machine.apply(RecordingStopped(), 3.0)]
+    assert [s.version if s else None for s in published] == [1, None, 2, None]
+    assert machine.snapshot(4.0).version == 2
+    assert "version" not in machine.snapshot(4.0).to_json(with_text=True)
+
+
 def test_elapsed_is_published_once_a_second_while_recording() -> None:
     recording = [s for s in replay("basic") if s.state is State.RECORDING]
     assert [s.elapsed for s in recording] == [0.0, 1.0, 2.0]
