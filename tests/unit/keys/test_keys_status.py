@@ -120,9 +120,11 @@ def test_each_published_status_is_newer_than_the_last_and_snapshots_say_so() -> 
     broadcast by these versions (test_server.py)."""
     machine = StatusMachine(0.0)
     published = [machine.apply(event, 1.0) for event in (RecordingStarted(), Tick())]
-    published += [machine.apply(RecordingStopped(), 2.0), machine.apply(RecordingStopped(), 3.0)]
-    assert [s.version if s else None for s in published] == [1, None, 2, None]
-    assert machine.snapshot(4.0).version == 2
+    assert machine.snapshot(1.5).version == 1  # elapsed as of now, the same status
+    published += [machine.apply(Tick(), 2.0)]  # a second of recording: published
+    published += [machine.apply(RecordingStopped(), 2.5), machine.apply(RecordingStopped(), 3)]
+    assert [s.version if s else None for s in published] == [1, None, 2, 3, None]
+    assert machine.snapshot(4.0).version == 3
     assert "version" not in machine.snapshot(4.0).to_json(with_text=True)
 
 
