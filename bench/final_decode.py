@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
 import tempfile
 import time
@@ -41,16 +40,20 @@ import numpy as np
 
 from bench.live import KEYS_OPTIONS, dictation, log
 from bench.material import Generator
+from bench.suite import machine
 from tests.integration.live_stream import stream_virtual
 from whisperd.config import DaemonConfig
-from whisperd.engine import Engine, Transcription
+from whisperd.engine import Engine, Transcription, fastpath
 from whisperd.engine.decoding import MAX_LENGTH, build_prompt, suppressed_tokens
 from whisperd.engine.speech import find_speech
 from whisperd.engine.threads import CHOICE_NAMES
 
 HERE = Path(__file__).resolve().parent
 DICTATIONS = ((30, 1), (30, 2), (60, 3), (60, 4))
-PAD_FRAMES, MIN_WINDOW, FULL_WINDOW = 200, 1000, 3000  # the fast path's defaults
+FRAMES_PER_SECOND = 100  # log-mel frames
+PAD_FRAMES = int(fastpath.DEFAULT_PAD_SECONDS * FRAMES_PER_SECOND)
+MIN_WINDOW = int(fastpath.DEFAULT_MIN_WINDOW_SECONDS * FRAMES_PER_SECOND)
+FULL_WINDOW = 30 * FRAMES_PER_SECOND
 
 
 class LastCall:
@@ -159,7 +162,11 @@ def parts(engine: Engine, audio: Any, options: dict[str, Any], reps: int) -> dic
     row["prefix steps"] = row["forced"] - row["first step"]
     row["prefix in one pass"] = row["one pass"] - row["first step"]
     row["estimate"] = row["whole"] - row["prefix steps"] + row["prefix in one pass"]
-    return row | {"prefix tokens": len(prefix), "new tokens": new_tokens, "window s": window / 100}
+    return row | {
+        "prefix tokens": len(prefix),
+        "new tokens": new_tokens,
+        "window s": window / FRAMES_PER_SECOND,
+    }
 
 
 def main() -> int:
@@ -180,19 +187,12 @@ def main() -> int:
     return 0
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def markdown(rows: list[dict[str, Any]], threads: int, reps: int) -> str:
     lines = [
         "# The final piece's decode, in parts (bench/final_decode.py)",
         "",
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{cpu_name()}, CPU threads: {CHOICE_NAMES.get(threads, threads)}, "
+        f"{machine()['cpu']}, CPU threads: {CHOICE_NAMES.get(threads, threads)}, "
         f"median of {reps} (each rep times every column once, in turn). Milliseconds.",
         "",
         "*prefix steps*: forcing the context's text, a decoder step a token (the decode "
