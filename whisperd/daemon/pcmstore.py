@@ -4,11 +4,17 @@
 as it arrives; this keeps what it decodes as int16 instead (half of float32, and the
 input's own precision for s16le, the encoding every client of ours sends), and gives
 float32 back only for the stretch a window, a draft or the final pass needs.
+
+A live stream is fed on the event loop while its pieces are read on the worker thread
+(pieces.decode_piece reads its context itself), and a read joins the recent parts into a
+block: unguarded, a read and a feed at the same moment lost or doubled seconds of audio.
+One lock orders them; it is held for a copy, never for a decode.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +52,7 @@ class CompactStream:
         self.starts: list[int] = []  # the stream position of each block's first sample
         self.recent: list[Int16Samples] = []  # parts after the last block
         self.stored = 0  # samples in blocks
+        self.lock = threading.Lock()  # fed on the event loop, read on the worker too
 
     @property
     def length(self) -> int:
@@ -56,8 +63,9 @@ class CompactStream:
         return self.decoder.levels
 
     def feed(self, data: bytes) -> None:
-        self.decoder.feed(data)
-        self._take()
+        with self.lock:
+            self.decoder.feed(data)
+            self._take()
 
     def _take(self) -> None:
         """Move what the decoder produced into int16 storage (it keeps no copy)."""
@@ -79,10 +87,19 @@ class CompactStream:
 
     def slice(self, start: int, end: int) -> Samples:
         """Samples ``start:end`` as float32 (only the blocks holding them are read)."""
+        with self.lock:
+            parts = self._parts(start, end)
+        if not parts:
+            return np.zeros(0, dtype=np.float32)
+        return to_float(np.concatenate(parts) if len(parts) > 1 else parts[0])
+
+    def _parts(self, start: int, end: int) -> list[Int16Samples]:
+        """Views of the stored samples ``start:end`` (blocks are never changed once made,
+        so the views stay valid after the lock is released)."""
         self._seal()
         end = min(end, self.stored)
         if start >= end:
-            return np.zeros(0, dtype=np.float32)
+            return []
         first = bisect.bisect_right(self.starts, start) - 1
         parts: list[Int16Samples] = []
         for index in range(first, len(self.blocks)):
@@ -91,13 +108,15 @@ class CompactStream:
                 break
             block = self.blocks[index]
             parts.append(block[max(0, start - offset) : end - offset])
-        return to_float(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        return parts
 
     def newest_pcm(self, count: int) -> bytes:
         """The last ``count`` stored samples as s16le, read from the parts as they are
         (no joining: a remote engine takes each frame's new samples as they arrive)."""
+        with self.lock:
+            stored = [*self.blocks, *self.recent]
         pieces: list[bytes] = []
-        for part in reversed([*self.blocks, *self.recent]):
+        for part in reversed(stored):
             if count <= 0:
                 break
             taken = part[-count:] if part.size > count else part
@@ -107,10 +126,12 @@ class CompactStream:
 
     def finish(self) -> Samples:
         """The whole stream as float32; BadAudio when a partial frame is left over."""
-        self.decoder.finish()
-        self._take()
+        with self.lock:
+            self.decoder.finish()
+            self._take()
         return self.slice(0, self.length)
 
     @property
     def held_bytes(self) -> int:
-        return sum(part.nbytes for part in (*self.blocks, *self.recent))
+        with self.lock:
+            return sum(part.nbytes for part in (*self.blocks, *self.recent))
