@@ -231,9 +231,12 @@ class Scheduler(ModelWorker):
         """Forward segments from the worker thread to the client as they are decoded."""
         loop = asyncio.get_running_loop()
 
-        def send_segment(segment: dict[str, Any]) -> None:
-            if not job.cancelled:
-                loop.call_soon_threadsafe(job.send, SegmentReply(job.request.id, segment))
+        def deliver(segment: dict[str, Any]) -> None:  # on the loop: a cancel handled
+            if not job.cancelled:  # since the worker decoded the segment wins
+                job.send(SegmentReply(job.request.id, segment))
+
+        def send_segment(segment: dict[str, Any]) -> None:  # on the worker
+            loop.call_soon_threadsafe(deliver, segment)
 
         return send_segment
 

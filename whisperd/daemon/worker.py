@@ -168,9 +168,13 @@ class ModelWorker:
         return Unloaded(request_id, await self._unload(), False)
 
     async def _unload(self) -> bool:
-        if self.loading is not None and not self.loading.done():
-            await asyncio.wait([self.loading])
+        loading = self.loading
+        if loading is not None and not loading.done():
+            await asyncio.wait([loading])
         was_loaded = await self.on_worker(pipeline.unload_model, self.engine)
-        self.loading = None
+        # The model is forgotten before its memory is released: a request meanwhile
+        # started a new load, which stays (status says "loading", no second load).
+        if self.loading is loading:
+            self.loading = None
         self.set_status(self.idle_status())
         return was_loaded

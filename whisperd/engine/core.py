@@ -84,7 +84,7 @@ class Engine:
         from whisperd.engine.threads import load_whisper
 
         try:
-            self._model, self.cpu_threads = load_whisper(
+            model, self.cpu_threads = load_whisper(
                 resolved.path,
                 device.device,
                 device.compute_type,
@@ -95,6 +95,9 @@ class Engine:
             raise ModelNotFound(f"cannot load model {resolved.path}: {exc}") from None
         self.resolved, self.device = resolved, device
         self.load_seconds = time.monotonic() - started
+        # Last: the loop reads `loaded` and `describe()` for status while this runs on the
+        # worker, and a loaded model always has its name.
+        self._model = model
         log.info("model loaded in %.2f s", self.load_seconds)
         return self.load_seconds
 
