@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 
 SAMPLE_WIDTH = 2  # s16le
 BLOCK_SECONDS = 0.02
+# At key-up the last of what was said is still on its way: PortAudio hands a block over
+# 20-40 ms after its first sample was recorded through PulseAudio here, and far later
+# from a Bluetooth headset. Stopping at once cut the end of the last word (and put it at
+# the start of the next recording, through the pre-roll). So a recording ends with the
+# first block recorded after the key went up (PortAudio's ADC time of each block against
+# the stream's clock at the stop), or TAIL_WAIT after the stop if no such block comes.
+TAIL_WAIT = 0.5
 
 
 class AudioUnavailable(Exception):
@@ -130,6 +137,7 @@ class SoundDeviceRecorder:
         self._ring_bytes = 0
         self._lock = threading.Lock()
         self._capture: QueueCapture | None = None
+        self._ends_at: float | None = None  # stream time of the key-up, once stopped
         self._stream: Any = None
         if keep_open:
             self._stream = self._open()
@@ -173,14 +181,21 @@ class SoundDeviceRecorder:
         data = bytes(indata)
         if status:
             log.debug("audio status: %s", status)
+        recorded = float(getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0)
+        ended = False
         with self._lock:
-            if self._capture is not None and not self._capture.stopped:
-                self._capture.push(data)
-                return
+            capture = self._capture
+            if capture is not None:
+                if self._ends_at is None or 0.0 < recorded < self._ends_at:
+                    capture.push(data)
+                    return
+                ended = self._end(capture)  # recorded after the key-up (or no clock)
             self._ring.append(data)
             self._ring_bytes += len(data)
             while self._ring and self._ring_bytes - len(self._ring[0]) >= self._preroll_bytes:
                 self._ring_bytes -= len(self._ring.popleft())
+        if ended:
+            self._after_recording()
 
     def begin(self) -> Capture:
         capture = QueueCapture(self.sample_rate)
@@ -194,10 +209,44 @@ class SoundDeviceRecorder:
             self._stream = self._open()
         return _StoppingCapture(capture, self)
 
-    def _ended(self, capture: QueueCapture) -> None:
+    def _stopping(self, capture: QueueCapture) -> None:
+        """The key went up: the capture ends with the audio recorded until now."""
+        key_up = self._stream_time()
         with self._lock:
-            if self._capture is capture:
-                self._capture = None
+            if self._capture is not capture or self._ends_at is not None:
+                return  # ended, or ending already
+            if key_up is None:  # no clock to tell what was recorded before the key-up
+                ended = self._end(capture)
+            else:
+                self._ends_at, ended = key_up, False
+        if ended:
+            self._after_recording()
+            return
+        timer = threading.Timer(TAIL_WAIT, self._time_out, (capture,))
+        timer.daemon = True
+        timer.start()
+
+    def _time_out(self, capture: QueueCapture) -> None:
+        """No block came after the key-up (a stalled or closed stream): end anyway."""
+        with self._lock:
+            ended = self._capture is capture and self._end(capture)
+        if ended:
+            self._after_recording()
+
+    def _stream_time(self) -> float | None:
+        try:
+            now = float(getattr(self._stream, "time", 0.0) or 0.0)
+        except (self._sd.PortAudioError, TypeError, ValueError):
+            return None
+        return now if now > 0.0 else None
+
+    def _end(self, capture: QueueCapture) -> bool:
+        """With the lock held: no more audio for ``capture``."""
+        capture.stop()
+        self._capture, self._ends_at = None, None
+        return True
+
+    def _after_recording(self) -> None:
         if not self.keep_open and self._stream is not None:
             # Closing a PortAudio stream can take a while; never on the caller's thread,
             # which is the loop that passes grabbed keys on.
@@ -230,8 +279,7 @@ class _StoppingCapture:
         return self._capture.read(timeout)
 
     def stop(self) -> None:
-        self._capture.stop()
-        self._recorder._ended(self._capture)
+        self._recorder._stopping(self._capture)
 
     @property
     def duration(self) -> float:

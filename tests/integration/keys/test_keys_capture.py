@@ -101,3 +101,38 @@ def test_record_virtual_mic_and_transcribe(pulse: PulseAudio, tmp_path: Path) ->
     segments, _ = model.transcribe(pcm, language="en", beam_size=1)
     text = " ".join(segment.text for segment in segments)
     assert EXPECTED in " ".join(words(text)), text
+
+
+def test_a_key_up_right_after_the_last_sound_keeps_all_of_it(
+    pulse: PulseAudio, tmp_path: Path
+) -> None:
+    """A recording stopped the moment a 200 ms tone has played (a key released right after
+    the last word) holds the whole tone: the blocks PortAudio delivers after the stop but
+    recorded before it are kept. Stopping at once lost the last 10-20 ms of it, and put
+    them at the start of the next recording."""
+    import wave
+
+    import numpy as np
+
+    tone = np.sin(2 * np.pi * 1000 * np.arange(int(0.2 * 16000)) / 16000) * 0.5
+    sound = np.concatenate([np.zeros(8000), tone])
+    wav = tmp_path / "tone.wav"
+    with wave.open(str(wav), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((sound * 32767).astype("<i2").tobytes())
+    result = subprocess.run(
+        [sys.executable, str(HERE / "release_helper.py"), str(wav), "6"],
+        env=dict(pulse.env, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    recordings = [tuple(map(float, line.split())) for line in result.stdout.splitlines()]
+    assert len(recordings) == 6, result.stdout
+    for kept, leaked in recordings:
+        assert kept >= 0.197, recordings  # 200 ms, less a sample or two at the threshold
+        assert leaked == 0.0, recordings

@@ -18,6 +18,7 @@ class FakePortAudioError(Exception):
 class FakeStream:
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.time = 0.0  # PortAudio's stream clock; 0: a host API without one
         self.started = False
         self.closed = False
 
@@ -30,8 +31,10 @@ class FakeStream:
     def close(self) -> None:
         self.closed = True
 
-    def feed(self, data: bytes) -> None:
-        self.kwargs["callback"](data, len(data) // 2, None, None)
+    def feed(self, data: bytes, recorded: float | None = None) -> None:
+        """A block, recorded at stream time ``recorded`` (None: a host API without it)."""
+        times = None if recorded is None else types.SimpleNamespace(inputBufferAdcTime=recorded)
+        self.kwargs["callback"](data, len(data) // 2, times, None)
 
 
 def fake_sd(supported_rates: tuple[int, ...] = (16000,), default_rate: float = 48000.0) -> Any:
@@ -89,6 +92,52 @@ def test_preroll_then_capture(monkeypatch: pytest.MonkeyPatch) -> None:
     assert capture.duration == pytest.approx(0.12)
     recorder.close()
     assert stream.closed
+
+
+def read_all(capture: audio.Capture, timeout: float = 0.01) -> bytes:
+    chunks = []
+    while (chunk := capture.read(timeout)) is not None:
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_audio_recorded_before_the_key_up_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks reach the callback after they were recorded: those recorded before the key
+    went up still belong to the recording; the first recorded after it ends it, and goes
+    to the next recording's pre-roll."""
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    recorder = SoundDeviceRecorder(preroll=0.02)
+    stream = sd.streams[0]
+    capture = recorder.begin()
+    stream.feed(b"\x01" * 640, recorded=100.00)
+    stream.time = 100.05  # the key goes up
+    capture.stop()
+    assert capture.read(0.01) == b"\x01" * 640 and capture.read(0.01) == b""
+    stream.feed(b"\x02" * 640, recorded=100.02)  # said before the key-up, delivered after
+    stream.feed(b"\x03" * 640, recorded=100.04)  # holds the key-up
+    stream.feed(b"\x04" * 640, recorded=100.06)  # after it: the end
+    stream.feed(b"\x05" * 640, recorded=100.08)
+    assert read_all(capture) == b"\x02" * 640 + b"\x03" * 640
+    assert capture.duration == pytest.approx(0.06)
+    after = recorder.begin()
+    assert after.read(0.01) == b"\x05" * 640  # the pre-roll
+
+
+def test_a_stream_that_delivers_nothing_more_ends_the_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    monkeypatch.setattr(audio, "TAIL_WAIT", 0.05)
+    recorder = SoundDeviceRecorder()
+    stream = sd.streams[0]
+    capture = recorder.begin()
+    stream.feed(b"\x01" * 640, recorded=5.0)
+    stream.time = 5.1
+    capture.stop()
+    capture.stop()  # a cancel, then the key-up: one end
+    assert read_all(capture, timeout=1.0) == b"\x01" * 640
 
 
 def test_rate_fallback_and_open_per_recording(monkeypatch: pytest.MonkeyPatch) -> None:
