@@ -194,12 +194,21 @@ class TriggerMachine:
         return self._trigger_released(event.time, "release")
 
     def _device_removed(self, event: DeviceRemoved) -> list[Action]:
-        self._pressed.pop(event.device, None)
+        held = self._pressed.pop(event.device, set())
         was_held = any(k == (event.device, self.main_key) for k in self._suppressed)
+        # Keys it held that applications saw pressed are released for them (an unplugged
+        # keyboard, a dropped Bluetooth link: no release will ever come, and the virtual
+        # keyboard would repeat the key), unless another keyboard holds the same key.
+        forwarded = {c for c in held if (event.device, c) not in self._suppressed}
+        still_down = self.keys_down()
+        actions: list[Action] = [
+            Forward(KeyEvent(event.device, code, KEY_UP, event.time))
+            for code in sorted(forwarded - still_down)
+        ]
         self._suppressed = {k for k in self._suppressed if k[0] != event.device}
         if was_held and not self._main_held():
-            return self._trigger_released(event.time, "device_removed")
-        return []
+            actions += self._trigger_released(event.time, "device_removed")
+        return actions
 
     def _trigger_pressed(self, now: float) -> list[Action]:
         if self._state is _State.LATCHED:
