@@ -163,6 +163,8 @@ CHAIN_STEPS = [
     "trigger_not_seen_by_apps_reading_the_keyboard",
     "keyboard_b_hotplug_grabbed",
     "keyboard_b_triggers_recording",
+    "unplug_releases_held_keys",
+    "dropped_events_leave_no_key_held",
     "stop_ungrabs_keyboards",
     "kill_mid_typing_no_key_pressed",
 ]

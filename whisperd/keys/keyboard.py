@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from evdev import InputDevice, ecodes
 
-from whisperd.keys.trigger import DeviceRemoved, InputEvent, KeyEvent
+from whisperd.keys.trigger import KEY_DOWN, KEY_UP, DeviceRemoved, InputEvent, KeyEvent
 from whisperd.keys.virtual import VIRTUAL_NAME, VIRTUAL_PHYS
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class EvdevKeyboardSource:
         self._ignored: set[str] = set()
         self._denied: set[str] = set()
         self._last_scan = -1e9
+        self._held: dict[str, set[int]] = {}  # the keys our events say are down, per device
+        self._dropping: set[str] = set()  # devices whose events were dropped (SYN_DROPPED)
 
     def devices(self) -> list[str]:
         return sorted(self._open)
@@ -88,31 +90,36 @@ class EvdevKeyboardSource:
 
     def poll(self, timeout: float) -> list[InputEvent]:
         now = self.clock()
+        events: list[InputEvent] = []
         if now - self._last_scan >= self.rescan_interval:
             self._last_scan = now
-            self.rescan()
+            events += self.rescan()
         self._try_grabs()
         if not self._by_fd:
             time.sleep(timeout)
-            return []
+            return events
         ready, _, _ = select.select(list(self._by_fd), [], [], timeout)
-        events: list[InputEvent] = []
         for fd in ready:
             path = self._by_fd.get(fd)
             if path is not None:
                 events += self._read(path)
         return events
 
-    def rescan(self) -> None:
+    def rescan(self) -> list[InputEvent]:
+        """Opens new keyboards; those whose node is gone are removed (before a read saw
+        the device go: its held keys and a recording it held end all the same)."""
         present = set(glob.glob(self.pattern))
+        removed: list[InputEvent] = []
         for path in sorted(set(self._open) - present):
             self._drop(path)
+            removed.append(DeviceRemoved(path, self.clock()))
         self._ignored &= present
         self._denied &= present
         # Denied nodes are retried: a hot-plugged node is root-only for the few
         # milliseconds before udev gives it to group 'input'.
         for path in sorted(present - set(self._open) - self._ignored):
             self._consider(path)
+        return removed
 
     def _consider(self, path: str) -> None:
         try:
@@ -170,8 +177,7 @@ class EvdevKeyboardSource:
         events: list[InputEvent] = []
         try:
             for ev in device.read():
-                if ev.type == ecodes.EV_KEY:
-                    events.append(KeyEvent(path, ev.code, ev.value, self.clock()))
+                events += self._take(path, device, ev.type, ev.code, ev.value)
         except BlockingIOError:
             pass
         except OSError as exc:
@@ -181,7 +187,41 @@ class EvdevKeyboardSource:
             events.append(DeviceRemoved(path, self.clock()))
         return events
 
+    def _take(self, path: str, device: Any, kind: int, code: int, value: int) -> list[KeyEvent]:
+        """One raw event. When we read too slowly the kernel drops events and says so
+        (SYN_DROPPED): a lost release would leave a key held for applications, repeating.
+        As libevdev does, the events up to the next SYN_REPORT are skipped, then the keys
+        held are read from the device and the differences are sent as events."""
+        if kind == ecodes.EV_SYN and code == ecodes.SYN_DROPPED:
+            self._dropping.add(path)
+            log.warning("keyboard %s: events were lost (read too slowly); resynchronising", path)
+            return []
+        if path in self._dropping:
+            if kind != ecodes.EV_SYN or code != ecodes.SYN_REPORT:
+                return []
+            self._dropping.discard(path)
+            return self._resync(path, set(device.active_keys()))
+        if kind != ecodes.EV_KEY:
+            return []
+        held = self._held.setdefault(path, set())
+        if value == KEY_UP:
+            held.discard(code)
+        elif value == KEY_DOWN:
+            held.add(code)
+        return [KeyEvent(path, code, value, self.clock())]
+
+    def _resync(self, path: str, down: set[int]) -> list[KeyEvent]:
+        held = self._held.setdefault(path, set())
+        now = self.clock()
+        events = [KeyEvent(path, code, KEY_UP, now) for code in sorted(held - down)]
+        events += [KeyEvent(path, code, KEY_DOWN, now) for code in sorted(down - held)]
+        held.clear()
+        held.update(down)
+        return events
+
     def _drop(self, path: str) -> None:
+        self._held.pop(path, None)
+        self._dropping.discard(path)
         device = self._open.pop(path, None)
         self._pending_grab.discard(path)
         self._grabbed.discard(path)

@@ -130,10 +130,38 @@ def test_events_hotplug_and_unplug(nodes: Any) -> None:
     dev.push()
     assert source.poll(0.5) == [DeviceRemoved(first, 1.5)]
     assert source.devices() == [second] and dev.closed
-    os.unlink(second)
+    os.unlink(second)  # its node went before a read saw the device go: removed all the same
     clock.now = 3.0
-    source.poll(0.01)
+    assert source.poll(0.01) == [DeviceRemoved(second, 3.0)]
     assert source.devices() == []
+    source.close()
+
+
+def test_events_lost_by_the_kernel_are_made_up_from_the_keys_held(
+    nodes: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SYN_DROPPED: the kernel's buffer for us overflowed. The events up to the next
+    SYN_REPORT are incomplete and skipped; the keys the device holds then are compared with
+    those our events left down, and the differences are sent: A's lost release, B's press."""
+    path = nodes(3, name="kbd", caps=KEYBOARD_CAPS)
+    source = EvdevKeyboardSource([ecodes.KEY_INSERT], pattern=nodes.pattern, clock=Clock())
+    source.poll(0.01)
+    dev = FakeDevice.registry[path]["device"]
+    dev.push((ecodes.EV_KEY, ecodes.KEY_A, 1), (ecodes.EV_SYN, ecodes.SYN_REPORT, 0))
+    assert source.poll(0.5) == [KeyEvent(path, ecodes.KEY_A, 1, 0.0)]
+    FakeDevice.registry[path]["held"] = [ecodes.KEY_B]
+    dev.push(
+        (ecodes.EV_SYN, ecodes.SYN_DROPPED, 0),
+        (ecodes.EV_KEY, ecodes.KEY_B, 1),  # after the drop, before the report: skipped
+        (ecodes.EV_SYN, ecodes.SYN_REPORT, 0),
+        (ecodes.EV_KEY, ecodes.KEY_C, 1),  # after it: as it comes
+    )
+    assert source.poll(0.5) == [
+        KeyEvent(path, ecodes.KEY_A, 0, 0.0),
+        KeyEvent(path, ecodes.KEY_B, 1, 0.0),
+        KeyEvent(path, ecodes.KEY_C, 1, 0.0),
+    ]
+    assert "events were lost" in caplog.text
     source.close()
 
 

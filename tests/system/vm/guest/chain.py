@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 import evdev
 from evdev import InputDevice, UInput
@@ -176,6 +177,56 @@ def words_of(text: str) -> list[str]:
     return "".join(c if c.isalpha() or c == " " else " " for c in text.lower()).split()
 
 
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def check_unplug_with_a_key_held(out: Reader) -> None:
+    """A keyboard destroyed while A is held on it: applications get A's release."""
+    kb_c, dev_c = make_keyboard("systest keyboard C")
+    grabbed = wait_grabbed(dev_c, 60)
+    press(kb_c, e.KEY_A, 1)
+    held = wait_for(lambda: e.KEY_A in out.pressed(), 15)
+    dev_c.close()
+    kb_c.close()  # unplugged: the node goes away with A still down
+    released = wait_for(lambda: e.KEY_A not in out.pressed(), 15)
+    result(
+        "unplug_releases_held_keys",
+        grabbed and held and released,
+        f"grabbed {grabbed}, A held {held}, released {released}; {out.pressed()}",
+    )
+
+
+def check_events_dropped_by_the_kernel(kb: UInput, out: Reader) -> None:
+    """whisperd-keys stopped (SIGSTOP) while C is released and 300 keys are tapped: the
+    kernel's 64-event buffer for it overflows and drops C's release (SYN_DROPPED). After
+    SIGCONT no key may stay held for applications."""
+    pid = asuser("systemctl", "--user", "show", "-p", "MainPID", "--value", "whisperd-keys")
+    main_pid = int(pid.stdout.strip() or 0)
+    press(kb, e.KEY_C, 1)
+    held = wait_for(lambda: e.KEY_C in out.pressed(), 15)
+    if main_pid > 0:
+        os.kill(main_pid, signal.SIGSTOP)
+    press(kb, e.KEY_C, 0)
+    for _ in range(300):
+        press(kb, e.KEY_D, 1)
+        press(kb, e.KEY_D, 0)
+    if main_pid > 0:
+        os.kill(main_pid, signal.SIGCONT)
+    released = wait_for(lambda: not out.pressed(), 15)
+    said = "events were lost" in keys_journal()
+    result(
+        "dropped_events_leave_no_key_held",
+        main_pid > 0 and held and released and said,
+        f"pid {main_pid}, C held {held}, all released {released}, logged {said}; {out.pressed()}",
+    )
+
+
 def main() -> int:
     # the test keyboard exists before whisperd-keys starts
     kb_a, dev_a = make_keyboard("systest keyboard A")
@@ -266,6 +317,8 @@ def main() -> int:
         time.sleep(0.5)
     result("keyboard_b_triggers_recording", keys_journal().count("recording started") > before)
     time.sleep(3)
+    check_unplug_with_a_key_held(out)
+    check_events_dropped_by_the_kernel(kb_a, out)
 
     # a clean stop (SIGTERM) releases everything and ungrabs
     stop = asuser("systemctl", "--user", "stop", "whisperd-keys.service")
