@@ -238,7 +238,9 @@ class DictationService:
     def session_ended(self, ended: Session) -> None:
         with self._keys_lock:
             self.machine.set_busy(
-                any(s.is_alive() for s in self.sessions if s is not ended)
+                # `finished`, not is_alive(): a session says it ended from its own
+                # thread, and two ending together each saw the other still alive.
+                any(not s.finished for s in self.sessions if s is not ended)
                 or (self._current is not None and self._current is not ended)
             )
 

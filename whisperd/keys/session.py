@@ -72,6 +72,7 @@ class Session(threading.Thread):
         self._stream: Stream | None = None
         self._lock = threading.Lock()
         self._stop_requested = False
+        self.finished = False  # set from its own thread as it ends (service.session_ended)
         self.by_shortcut = False  # started by `whisperctl dictate` (the control socket)
         self.began = threading.Event()  # the microphone opened, or could not
         self.begin_error = ""
@@ -129,6 +130,7 @@ class Session(threading.Thread):
             self.began.set()
             self._end_typing()
             self.service.status.apply(TypingDone())
+            self.finished = True
             self.service.session_ended(self)
 
     def _run(self) -> None:

@@ -379,6 +379,26 @@ def test_escape_cancels_the_dictation_typed_text_stays(caplog: pytest.LogCapture
     assert h.keyboard.events[-1] == (ecodes.KEY_ESC, 1)
 
 
+def test_two_dictations_ending_together_leave_escape_an_ordinary_key() -> None:
+    """Each ending session is still in its thread when it says so: two ending at the same
+    moment each saw the other alive, and Escape stayed a cancel (swallowed) with no
+    dictation left."""
+
+    class Ending:  # a session inside its last step: alive, its work done
+        finished = True
+
+        def is_alive(self) -> bool:
+            return True
+
+    h = Harness(FakeClient("text"))
+    first, second = Ending(), Ending()
+    h.service.sessions = [first, second]  # type: ignore[list-item]
+    h.service.session_ended(first)  # type: ignore[arg-type]
+    h.service.session_ended(second)  # type: ignore[arg-type]
+    h.key(ecodes.KEY_ESC, 1, 1.0)
+    assert h.keyboard.events[-1] == (ecodes.KEY_ESC, 1)
+
+
 def test_escape_after_release_stops_text_waiting_for_modifiers() -> None:
     h = Harness(FakeClient("waiting text"), live=True)
     h.key(ecodes.KEY_LEFTCTRL, 1, 0.0)
