@@ -138,6 +138,8 @@ class SoundDeviceRecorder:
         self._lock = threading.Lock()
         self._capture: QueueCapture | None = None
         self._ends_at: float | None = None  # stream time of the key-up, once stopped
+        # Opening and closing the stream (keep_open off: per recording, on two threads).
+        self._stream_lock = threading.Lock()
         self._stream: Any = None
         if keep_open:
             self._stream = self._open()
@@ -205,8 +207,9 @@ class SoundDeviceRecorder:
             self._ring.clear()
             self._ring_bytes = 0
             self._capture = capture
-        if self._stream is None:
-            self._stream = self._open()
+        with self._stream_lock:
+            if self._stream is None:
+                self._stream = self._open()
         return _StoppingCapture(capture, self)
 
     def _stopping(self, capture: QueueCapture) -> None:
@@ -250,7 +253,16 @@ class SoundDeviceRecorder:
         if not self.keep_open and self._stream is not None:
             # Closing a PortAudio stream can take a while; never on the caller's thread,
             # which is the loop that passes grabbed keys on.
-            threading.Thread(target=self._close_stream, daemon=True).start()
+            threading.Thread(target=self._close_idle_stream, daemon=True).start()
+
+    def _close_idle_stream(self) -> None:
+        """After a recording (keep_open off), unless the next one already uses the stream:
+        closing it then left that recording without audio."""
+        with self._stream_lock:
+            with self._lock:
+                if self._capture is not None:
+                    return
+            self._close_stream()
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -263,7 +275,7 @@ class SoundDeviceRecorder:
             log.warning("closing the input stream failed: %s", exc)
 
     def close(self) -> None:
-        if self._stream is not None:
+        with self._stream_lock:
             self._close_stream()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import types
 from typing import Any
 
@@ -148,7 +149,43 @@ def test_rate_fallback_and_open_per_recording(monkeypatch: pytest.MonkeyPatch) -
     capture = recorder.begin()
     assert capture.sample_rate == 44100 and sd.streams[0].started
     capture.stop()
+    for _ in range(100):  # closed on a thread of its own
+        if sd.streams[0].closed:
+            break
+        threading.Event().wait(0.01)
     assert sd.streams[0].closed
+
+
+def test_a_stream_closed_late_is_not_taken_from_the_next_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """keep_open off: the stream is closed on a thread after each recording. When the next
+    recording began first and uses it, it stays open (closing it lost all that audio)."""
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    late: list[Any] = []
+
+    class LateThread:  # the closing thread, run when the test says
+        def __init__(self, target: Any, daemon: bool) -> None:
+            late.append(target)
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(audio.threading, "Thread", LateThread)
+    recorder = SoundDeviceRecorder(keep_open=False)
+    recorder.begin().stop()
+    second = recorder.begin()
+    for close in late:
+        close()
+    stream = sd.streams[-1]
+    assert not stream.closed
+    stream.feed(b"\x07" * 640)
+    assert second.read(0.01) == b"\x07" * 640
+    second.stop()
+    for close in late[1:]:
+        close()
+    assert stream.closed
 
 
 def test_missing_device(monkeypatch: pytest.MonkeyPatch) -> None:
