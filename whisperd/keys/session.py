@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long an ending session waits for its cancel to reach the daemon (the stream's own
+# timeout ends a stalled one; the session's thread is a daemon thread either way).
+CANCEL_WAIT = 5.0
+
 
 class Stream(Protocol):
     def send(self, pcm: bytes) -> None: ...
@@ -73,6 +77,7 @@ class Session(threading.Thread):
         self._lock = threading.Lock()
         self._stop_requested = False
         self.finished = False  # set from its own thread as it ends (service.session_ended)
+        self._telling: list[threading.Thread] = []  # cancels on their way to the daemon
         self.by_shortcut = False  # started by `whisperctl dictate` (the control socket)
         self.began = threading.Event()  # the microphone opened, or could not
         self.begin_error = ""
@@ -87,12 +92,17 @@ class Session(threading.Thread):
             capture.stop()
 
     def cancel(self) -> None:
-        """From any thread: stop recording and typing; what is typed stays."""
+        """From any thread, without waiting: stop recording and typing; what is typed
+        stays. The daemon is told on a thread of its own: that waits for the stream's
+        socket (up to its timeout when the daemon stalls), and the main loop, which passes
+        grabbed keys on, must not."""
         self.cancelled.set()
         self.stop(self.released_at or 0.0, self.reason or "cancelled")
         if self.typist is not None:
             self.typist.cancel()
-        self.cancel_stream()
+        telling = threading.Thread(target=self.cancel_stream, name="whisperd-cancel", daemon=True)
+        telling.start()
+        self._telling.append(telling)  # started first: the session's end joins it
 
     def cancel_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -129,6 +139,8 @@ class Session(threading.Thread):
         finally:
             self.began.set()
             self._end_typing()
+            for telling in list(self._telling):  # a session ends once the daemon knows
+                telling.join(CANCEL_WAIT)
             self.service.status.apply(TypingDone())
             self.finished = True
             self.service.session_ended(self)

@@ -379,6 +379,33 @@ def test_escape_cancels_the_dictation_typed_text_stays(caplog: pytest.LogCapture
     assert h.keyboard.events[-1] == (ecodes.KEY_ESC, 1)
 
 
+def test_a_cancel_never_waits_for_a_stalled_daemon() -> None:
+    """Escape is handled on the main loop, which passes grabbed keys on: telling the
+    daemon (which waits for the stream's socket, up to its 120 s timeout when the daemon
+    stalls) happens on another thread, so the keyboard never freezes."""
+    from whisperd.keys.session import Session
+
+    class StalledStream:
+        def __init__(self) -> None:
+            self.told = threading.Event()
+            self.unstall = threading.Event()
+
+        def cancel(self) -> None:
+            self.unstall.wait(10)
+            self.told.set()
+
+    h = Harness(FakeClient("text"))
+    session = Session(h.service, 0.0)
+    stream = StalledStream()
+    session._stream = stream  # type: ignore[assignment]
+    returned = threading.Event()
+    threading.Thread(target=lambda: (session.cancel(), returned.set()), daemon=True).start()
+    assert returned.wait(2), "the cancel waited for the daemon"
+    assert session.cancelled.is_set() and not stream.told.is_set()
+    stream.unstall.set()
+    assert stream.told.wait(2)
+
+
 def test_two_dictations_ending_together_leave_escape_an_ordinary_key() -> None:
     """Each ending session is still in its thread when it says so: two ending at the same
     moment each saw the other alive, and Escape stayed a cancel (swallowed) with no
