@@ -176,5 +176,5 @@ class ModelWorker:
         # started a new load, which stays (status says "loading", no second load).
         if self.loading is loading:
             self.loading = None
-        self.set_status(self.idle_status())
+            self.set_status(self.idle_status())  # not over the new load's "loading"
         return was_loaded

@@ -138,6 +138,7 @@ class SoundDeviceRecorder:
         self._lock = threading.Lock()
         self._capture: QueueCapture | None = None
         self._ends_at: float | None = None  # stream time of the key-up, once stopped
+        self._last_key_up = 0.0  # blocks recorded before it belong to no later recording
         # Opening and closing the stream (keep_open off: per recording, on two threads).
         self._stream_lock = threading.Lock()
         self._stream: Any = None
@@ -192,6 +193,8 @@ class SoundDeviceRecorder:
                     capture.push(data)
                     return
                 ended = self._end(capture)  # recorded after the key-up (or no clock)
+            elif 0.0 < recorded < self._last_key_up:
+                return  # late beyond TAIL_WAIT: the last recording's, not the next one's
             self._ring.append(data)
             self._ring_bytes += len(data)
             while self._ring and self._ring_bytes - len(self._ring[0]) >= self._preroll_bytes:
@@ -202,6 +205,8 @@ class SoundDeviceRecorder:
     def begin(self) -> Capture:
         capture = QueueCapture(self.sample_rate)
         with self._lock:
+            if self._capture is not None:  # the last one still waits for its tail: the
+                self._end(self._capture)  # new key press ends it (it must not hang)
             for chunk in self._ring:  # the pre-roll: audio from just before the key
                 capture.push(chunk)
             self._ring.clear()
@@ -222,6 +227,7 @@ class SoundDeviceRecorder:
                 ended = self._end(capture)
             else:
                 self._ends_at, ended = key_up, False
+                self._last_key_up = key_up
         if ended:
             self._after_recording()
             return

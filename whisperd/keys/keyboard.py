@@ -76,6 +76,9 @@ class EvdevKeyboardSource:
         self._by_fd: dict[int, str] = {}
         self._pending_grab: set[str] = set()
         self._grabbed: set[str] = set()
+        # Grabbed keyboards removed during this poll: the releases of their held keys
+        # (trigger._device_removed) still go to applications through the virtual keyboard.
+        self._just_removed: set[str] = set()
         self._ignored: set[str] = set()
         self._denied: set[str] = set()
         self._last_scan = -1e9
@@ -86,11 +89,12 @@ class EvdevKeyboardSource:
         return sorted(self._open)
 
     def is_grabbed(self, device: str) -> bool:
-        return device in self._grabbed
+        return device in self._grabbed or device in self._just_removed
 
     def poll(self, timeout: float) -> list[InputEvent]:
         now = self.clock()
         events: list[InputEvent] = []
+        self._just_removed.clear()
         if now - self._last_scan >= self.rescan_interval:
             self._last_scan = now
             events += self.rescan()
@@ -224,7 +228,9 @@ class EvdevKeyboardSource:
         self._dropping.discard(path)
         device = self._open.pop(path, None)
         self._pending_grab.discard(path)
-        self._grabbed.discard(path)
+        if path in self._grabbed:
+            self._grabbed.discard(path)
+            self._just_removed.add(path)
         if device is None:
             return
         self._by_fd.pop(device.fd, None)

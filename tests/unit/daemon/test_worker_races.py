@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from tests.unit.daemon.fakes import FakeEngine
+from whisperd import modelstatus
 from whisperd.config import DaemonConfig
 from whisperd.daemon.scheduler import Scheduler
 from whisperd.daemon.state import DaemonState
@@ -62,6 +63,8 @@ def test_an_unload_keeps_a_load_started_while_it_released_the_model() -> None:
     async def test() -> None:
         engine = SlowToRelease()
         scheduler = scheduler_with(engine)
+        statuses: list[str] = []
+        scheduler.set_status = statuses.append  # type: ignore[method-assign]
         await scheduler.ensure_loaded()
         unloading = asyncio.ensure_future(scheduler.unload("u"))
         await asyncio.get_running_loop().run_in_executor(None, engine.releasing.wait, 10)
@@ -74,6 +77,9 @@ def test_an_unload_keeps_a_load_started_while_it_released_the_model() -> None:
         assert scheduler.status()["loading"] or engine.loaded
         await scheduler.ensure_loaded()
         assert engine.loaded
+        # After the new load's "loading", only its own end: never "not loaded" meanwhile.
+        last_loading = max(i for i, text in enumerate(statuses) if text == modelstatus.LOADING)
+        assert statuses[last_loading + 1 :] == [scheduler.idle_status()], statuses
         scheduler.shutdown()
 
     asyncio.run(test())

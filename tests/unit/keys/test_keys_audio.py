@@ -96,10 +96,14 @@ def test_preroll_then_capture(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def read_all(capture: audio.Capture, timeout: float = 0.01) -> bytes:
+    """Everything until the capture ends; fails (never hangs) if it does not end."""
     chunks = []
-    while (chunk := capture.read(timeout)) is not None:
+    for _ in range(200):
+        chunk = capture.read(timeout)
+        if chunk is None:
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
+    raise AssertionError("the capture never ended")
 
 
 def test_the_audio_recorded_before_the_key_up_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,6 +127,46 @@ def test_the_audio_recorded_before_the_key_up_is_kept(monkeypatch: pytest.Monkey
     assert capture.duration == pytest.approx(0.06)
     after = recorder.begin()
     assert after.read(0.01) == b"\x05" * 640  # the pre-roll
+
+
+def test_a_new_recording_during_the_last_ones_tail_ends_it_and_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quick re-press (or a toggle) before the last recording's tail came: the last one
+    ends at once (it waited forever, and Escape could not end it) and the new one records
+    (the old key-up ended it at its first block)."""
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    recorder = SoundDeviceRecorder(preroll=0.0)
+    stream = sd.streams[0]
+    first = recorder.begin()
+    stream.feed(b"\x01" * 640, recorded=10.00)
+    stream.time = 10.05
+    first.stop()
+    second = recorder.begin()
+    assert read_all(first) == b"\x01" * 640
+    stream.feed(b"\x02" * 640, recorded=10.06)
+    stream.feed(b"\x03" * 640, recorded=10.08)
+    assert second.read(0.01) == b"\x02" * 640 and second.read(0.01) == b"\x03" * 640
+
+
+def test_a_block_later_than_the_tail_wait_is_in_no_recording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block recorded before the key-up but delivered after TAIL_WAIT (a very slow
+    device) belongs to the recording that ended: not to the next one's pre-roll."""
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    monkeypatch.setattr(audio, "TAIL_WAIT", 0.01)
+    recorder = SoundDeviceRecorder(preroll=0.1)
+    stream = sd.streams[0]
+    capture = recorder.begin()
+    stream.time = 20.0
+    capture.stop()
+    assert read_all(capture, timeout=0.1) == b""  # ended by the time-out
+    stream.feed(b"\x01" * 640, recorded=19.98)  # late: the ended recording's
+    stream.feed(b"\x02" * 640, recorded=20.02)
+    assert recorder.begin().read(0.01) == b"\x02" * 640
 
 
 def test_a_stream_that_delivers_nothing_more_ends_the_recording(

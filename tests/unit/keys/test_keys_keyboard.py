@@ -202,3 +202,38 @@ def test_denied_node_retried_when_udev_fixes_permissions(
     source.poll(0.01)
     assert source.devices() == [path]
     source.close()
+
+
+def test_a_grabbed_keyboard_unplugged_with_a_key_held_releases_it_for_applications(
+    nodes: Any,
+) -> None:
+    """The source and the service together: the release the trigger machine makes for a
+    removed keyboard's held key reaches the virtual keyboard (the source had already
+    forgotten that it grabbed the keyboard, and the release was dropped)."""
+    from tests.unit.keys.keys_fakes import FakeClient, FakeRecorder
+    from whisperd.keys.config import KeysConfig
+    from whisperd.keys.service import DictationService
+    from whisperd.keys.trigger import TriggerMachine
+    from whisperd.keys.virtual import RecordingKeyboard
+
+    path = nodes(3, name="kbd", caps=KEYBOARD_CAPS)
+    source = EvdevKeyboardSource(
+        [ecodes.KEY_INSERT], grab=True, pattern=nodes.pattern, clock=Clock(), rescan_interval=1e9
+    )
+    keyboard = RecordingKeyboard()
+    machine = TriggerMachine(combo=(ecodes.KEY_INSERT,))
+    service = DictationService(
+        machine, source, FakeRecorder([]), keyboard, None, FakeClient, KeysConfig(language="en")
+    )
+    service.step(source.poll(0.01))
+    assert source.is_grabbed(path)
+    device = FakeDevice.registry[path]["device"]
+    device.push((ecodes.EV_KEY, ecodes.KEY_A, 1), (ecodes.EV_SYN, ecodes.SYN_REPORT, 0))
+    service.step(source.poll(0.5))
+    assert keyboard.held() == {ecodes.KEY_A}
+    FakeDevice.registry[path]["gone"] = True  # unplugged, no release read
+    device.push()
+    service.step(source.poll(0.5))
+    assert keyboard.held() == frozenset(), keyboard.events
+    source.poll(0.01)  # the next poll: forgotten
+    assert not source.is_grabbed(path)
