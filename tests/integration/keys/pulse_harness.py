@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 REQUIRED = ("pulseaudio", "pactl", "pacat", "parec", "paplay")
 APT_PACKAGES = "pulseaudio pulseaudio-utils libasound2-plugins libportaudio2"
@@ -112,3 +113,17 @@ class PulseAudio:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"PulseAudio: timed out waiting for {what}")
+
+
+def write_wav(path: Path, samples: Any) -> Path:
+    """16-bit mono 16 kHz (paplay's libsndfile stops early on some other formats)."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path

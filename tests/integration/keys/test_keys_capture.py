@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import words
-from tests.integration.keys.pulse_harness import APT_PACKAGES, PulseAudio, missing_tools
+from tests.integration.keys.pulse_harness import (
+    APT_PACKAGES,
+    PulseAudio,
+    missing_tools,
+    write_wav,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).parent
@@ -27,6 +32,19 @@ pytestmark = pytest.mark.slow
 
 def audio_dir() -> Path:
     return Path(os.environ.get("WHISPERD_TEST_AUDIO") or ROOT.parent / "shared" / "audio")
+
+
+def run_helper(pulse: PulseAudio, helper: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A helper script in a child process: PortAudio must start after PulseAudio, with
+    its environment."""
+    return subprocess.run(
+        [sys.executable, str(HERE / helper), *args],
+        env=dict(pulse.env, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture()
@@ -56,36 +74,14 @@ def test_record_virtual_mic_and_transcribe(pulse: PulseAudio, tmp_path: Path) ->
     except ImportError as exc:
         pytest.skip(f"faster-whisper or the bundled model is not installed: {exc}")
     # paplay (libsndfile) stops early on this 24-bit FLAC: play a 16-bit WAV made from it.
-    import wave
 
     import numpy as np
     from faster_whisper.audio import decode_audio
 
-    samples = decode_audio(str(speech), sampling_rate=16000)
-    wav = tmp_path / "speech.wav"
-    with wave.open(str(wav), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(16000)
-        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    wav = write_wav(tmp_path / "speech.wav", decode_audio(str(speech), sampling_rate=16000))
     raw = tmp_path / "recorded.raw"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "record_helper.py"),
-            str(raw),
-            "1.0",
-            "paplay",
-            "--latency-msec=30",
-            "--device=virtspk",
-            str(wav),
-        ],
-        env=dict(pulse.env, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    play = ["paplay", "--latency-msec=30", "--device=virtspk", str(wav)]
+    result = run_helper(pulse, "record_helper.py", str(raw), "1.0", *play)
     assert result.returncode == 0, result.stderr
     rate = int(result.stdout.split()[-1])
     pcm = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
@@ -110,26 +106,12 @@ def test_a_key_up_right_after_the_last_sound_keeps_all_of_it(
     the last word) holds the whole tone: the blocks PortAudio delivers after the stop but
     recorded before it are kept. Stopping at once lost the last 10-20 ms of it, and put
     them at the start of the next recording."""
-    import wave
 
     import numpy as np
 
     tone = np.sin(2 * np.pi * 1000 * np.arange(int(0.2 * 16000)) / 16000) * 0.5
-    sound = np.concatenate([np.zeros(8000), tone])
-    wav = tmp_path / "tone.wav"
-    with wave.open(str(wav), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(16000)
-        handle.writeframes((sound * 32767).astype("<i2").tobytes())
-    result = subprocess.run(
-        [sys.executable, str(HERE / "release_helper.py"), str(wav), "6"],
-        env=dict(pulse.env, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    wav = write_wav(tmp_path / "tone.wav", np.concatenate([np.zeros(8000), tone]))
+    result = run_helper(pulse, "release_helper.py", str(wav), "6")
     assert result.returncode == 0, result.stderr
     recordings = [tuple(map(float, line.split())) for line in result.stdout.splitlines()]
     assert len(recordings) == 6, result.stdout

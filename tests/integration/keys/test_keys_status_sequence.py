@@ -18,16 +18,19 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.conftest import RunningDaemon, shared_audio, words
-from tests.integration.keys.pulse_harness import APT_PACKAGES, PulseAudio, missing_tools
+from tests.integration.keys.pulse_harness import (
+    APT_PACKAGES,
+    PulseAudio,
+    missing_tools,
+    write_wav,
+)
 from whisperd.keys.layout import CharMap, LayoutName, decode
 
 pytestmark = pytest.mark.slow
@@ -91,13 +94,7 @@ def speech_wav(folder: Path) -> Path:
     from faster_whisper.audio import decode_audio
 
     samples = decode_audio(str(shared_audio("jfk.flac")), sampling_rate=16000)
-    wav = folder / "speech.wav"
-    with wave.open(str(wav), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(16000)
-        handle.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return wav
+    return write_wav(folder / "speech.wav", samples)
 
 
 class Desktop:

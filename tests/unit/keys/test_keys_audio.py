@@ -95,6 +95,15 @@ def test_preroll_then_capture(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stream.closed
 
 
+def recorder_on_fake(
+    monkeypatch: pytest.MonkeyPatch, preroll: float = 0.3
+) -> tuple[SoundDeviceRecorder, FakeStream]:
+    """A recorder (keep_open) on a fake sounddevice, and its stream."""
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    return SoundDeviceRecorder(preroll=preroll), sd.streams[0]
+
+
 def read_all(capture: audio.Capture, timeout: float = 0.01) -> bytes:
     """Everything until the capture ends; fails (never hangs) if it does not end."""
     chunks = []
@@ -110,10 +119,7 @@ def test_the_audio_recorded_before_the_key_up_is_kept(monkeypatch: pytest.Monkey
     """Blocks reach the callback after they were recorded: those recorded before the key
     went up still belong to the recording; the first recorded after it ends it, and goes
     to the next recording's pre-roll."""
-    sd = fake_sd()
-    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
-    recorder = SoundDeviceRecorder(preroll=0.02)
-    stream = sd.streams[0]
+    recorder, stream = recorder_on_fake(monkeypatch, preroll=0.02)
     capture = recorder.begin()
     stream.feed(b"\x01" * 640, recorded=100.00)
     stream.time = 100.05  # the key goes up
@@ -135,10 +141,7 @@ def test_a_new_recording_during_the_last_ones_tail_ends_it_and_records(
     """A quick re-press (or a toggle) before the last recording's tail came: the last one
     ends at once (it waited forever, and Escape could not end it) and the new one records
     (the old key-up ended it at its first block)."""
-    sd = fake_sd()
-    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
-    recorder = SoundDeviceRecorder(preroll=0.0)
-    stream = sd.streams[0]
+    recorder, stream = recorder_on_fake(monkeypatch, preroll=0.0)
     first = recorder.begin()
     stream.feed(b"\x01" * 640, recorded=10.00)
     stream.time = 10.05
@@ -155,11 +158,8 @@ def test_a_block_later_than_the_tail_wait_is_in_no_recording(
 ) -> None:
     """A block recorded before the key-up but delivered after TAIL_WAIT (a very slow
     device) belongs to the recording that ended: not to the next one's pre-roll."""
-    sd = fake_sd()
-    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
     monkeypatch.setattr(audio, "TAIL_WAIT", 0.01)
-    recorder = SoundDeviceRecorder(preroll=0.1)
-    stream = sd.streams[0]
+    recorder, stream = recorder_on_fake(monkeypatch, preroll=0.1)
     capture = recorder.begin()
     stream.time = 20.0
     capture.stop()
@@ -172,11 +172,8 @@ def test_a_block_later_than_the_tail_wait_is_in_no_recording(
 def test_a_stream_that_delivers_nothing_more_ends_the_recording(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sd = fake_sd()
-    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
     monkeypatch.setattr(audio, "TAIL_WAIT", 0.05)
-    recorder = SoundDeviceRecorder()
-    stream = sd.streams[0]
+    recorder, stream = recorder_on_fake(monkeypatch)
     capture = recorder.begin()
     stream.feed(b"\x01" * 640, recorded=5.0)
     stream.time = 5.1
