@@ -330,6 +330,9 @@ class ReopeningRecorder:
         self._inner: AudioRecorder | None = None
         self._failed = False
         self.sample_rate = sample_rate
+        # Sessions begin on their own threads: two must never both open the microphone
+        # (one stream leaked, recording on), nor one reinitialise PortAudio under the other.
+        self._opening = threading.Lock()
         try:
             self._ensure()
         except AudioUnavailable as exc:
@@ -349,12 +352,15 @@ class ReopeningRecorder:
         return self._inner
 
     def begin(self) -> Capture:
-        return self._ensure().begin()
+        with self._opening:
+            inner = self._ensure()
+        return inner.begin()
 
     def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-            self._inner = None
+        with self._opening:
+            if self._inner is not None:
+                self._inner.close()
+                self._inner = None
 
 
 def _reinitialize_portaudio() -> None:

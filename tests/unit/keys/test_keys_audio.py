@@ -283,3 +283,35 @@ def test_reopening_recorder_survives_a_missing_microphone(
     recorder.begin().stop()
     assert len(attempts) == 3, "opened once, then kept"
     recorder.close()
+
+
+def test_two_sessions_beginning_at_once_open_the_microphone_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a failure the microphone is opened at the next recording, on that session's
+    thread: a second session beginning meanwhile waits for it (both opened one, and one
+    stream leaked, recording on)."""
+    monkeypatch.setattr(audio, "_reinitialize_portaudio", lambda: None)
+    sd = fake_sd()
+    monkeypatch.setattr(audio, "import_sounddevice", lambda: sd)
+    opening, opened = threading.Event(), threading.Event()
+    made: list[SoundDeviceRecorder] = []
+
+    def factory() -> SoundDeviceRecorder:
+        if not made and not opening.is_set():  # the first try at start-up: no microphone
+            opening.set()
+            raise AudioUnavailable("no microphone yet")
+        opened.wait(5)  # PulseAudio takes its time
+        made.append(SoundDeviceRecorder())
+        return made[-1]
+
+    recorder = audio.ReopeningRecorder(factory)
+    captures: list[audio.Capture] = []
+    sessions = [threading.Thread(target=lambda: captures.append(recorder.begin())) for _ in "ab"]
+    for session in sessions:
+        session.start()
+    threading.Event().wait(0.2)  # both are beginning
+    opened.set()
+    for session in sessions:
+        session.join(5)
+    assert len(captures) == 2 and len(made) == 1 and len(sd.streams) == 1
