@@ -163,11 +163,12 @@ def test_curl_multipart_and_an_error(
 
 
 def test_an_idle_keep_alive_connection_lets_whisperd_exit(tmp_path: Path) -> None:
-    """A real whisperd with a 1 s idle timeout exits while an HTTP client keeps its
-    keep-alive connection open after its request (the connection is no activity)."""
+    """A real whisperd with a 5 s idle timeout exits while an HTTP client keeps its
+    keep-alive connection open after its request (the connection is no activity). With
+    1 s, a loaded machine (CI's clean root) let it exit idle before the client connected."""
     port = free_port()
     running = start_daemon(
-        tmp_path, "--idle-timeout", "1", config=f'[http]\nlisten = "127.0.0.1:{port}"\n'
+        tmp_path, "--idle-timeout", "5", config=f'[http]\nlisten = "127.0.0.1:{port}"\n'
     )
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
